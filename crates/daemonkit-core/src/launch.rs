@@ -1,0 +1,710 @@
+//! Launching a program as a daemon: fork → `setsid` → fork → `execve`.
+//!
+//! The launched program ends up in a new session of which it is *not* the leader (so opening a
+//! terminal can never make it its controlling terminal), with no controlling terminal, every
+//! signal disposition at its default, an empty signal mask, the standard streams it was given,
+//! the descriptors it was passed at 3, 4, 5, … and no other descriptor.
+//!
+//! On Linux both stages use `clone(CLONE_VM | CLONE_VFORK)` on stacks mapped beforehand, as
+//! glibc's `posix_spawn` does: the cost does not grow with the launching process's memory (a
+//! plain `fork` of a process holding gigabytes copies its page tables twice). Elsewhere the
+//! stages use `fork`.
+//!
+//! Everything the children need (C strings, argv and envp arrays, descriptors, stacks) is
+//! prepared before the first stage. Between fork and `execve` the children only make
+//! async-signal-safe system calls, never allocate and never panic; a failure is written as a
+//! fixed-size (stage, errno) record to a close-on-exec pipe and reported by [`Command::launch`].
+//!
+//! ```no_run
+//! use daemonkit_core::launch::{Command, Stdio};
+//! let mut cmd = Command::new("/usr/bin/sleep");
+//! cmd.arg("60").stdout(Stdio::Null);
+//! let daemon = cmd.launch().expect("launch");
+//! println!("daemon pid {}", daemon.pid);
+//! ```
+
+use std::ffi::{CString, OsStr};
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
+
+use libc::{c_char, c_int, c_void};
+use nix::errno::Errno;
+
+use crate::stdio;
+
+/// Where one of the daemon's standard streams points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    /// `/dev/null`, opened for reading and writing.
+    Null,
+    /// A descriptor of the launching process, duplicated into the daemon. The launcher keeps
+    /// its own copy and closes it when it likes.
+    Fd(RawFd),
+}
+
+/// The step of the launch that failed in a child process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Stage {
+    /// Creating the intermediate process.
+    Fork = 1,
+    /// `setsid` in the intermediate process.
+    Setsid = 2,
+    /// Creating the daemon process from the intermediate one.
+    SecondFork = 3,
+    /// Placing stdio and passed descriptors at their numbers.
+    Descriptors = 4,
+    /// Closing the launcher's other descriptors.
+    CloseDescriptors = 5,
+    /// Changing to the requested working directory.
+    Chdir = 6,
+    /// `execve` of the program.
+    Exec = 7,
+}
+
+impl Stage {
+    fn from_raw(raw: i32) -> Option<Stage> {
+        Some(match raw {
+            1 => Stage::Fork,
+            2 => Stage::Setsid,
+            3 => Stage::SecondFork,
+            4 => Stage::Descriptors,
+            5 => Stage::CloseDescriptors,
+            6 => Stage::Chdir,
+            7 => Stage::Exec,
+            _ => return None,
+        })
+    }
+
+    /// A short lowercase name of the stage, e.g. `"exec"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Fork => "fork",
+            Stage::Setsid => "setsid",
+            Stage::SecondFork => "second fork",
+            Stage::Descriptors => "descriptor setup",
+            Stage::CloseDescriptors => "closing descriptors",
+            Stage::Chdir => "chdir",
+            Stage::Exec => "exec",
+        }
+    }
+}
+
+/// Why a launch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchError {
+    /// A program path, argument, variable or directory contains a NUL byte.
+    NulByte(&'static str),
+    /// The program name has no `/` and was not found as an executable file on `PATH`.
+    NotFound(String),
+    /// Preparing the launch failed in the launching process (pipe, `/dev/null`, stack mapping).
+    Prepare(Errno),
+    /// A step in one of the child processes failed with `errno`.
+    Child {
+        /// The step that failed.
+        stage: Stage,
+        /// The error it got.
+        errno: Errno,
+    },
+    /// The intermediate process ended without reporting the daemon's pid.
+    NoReport,
+}
+
+impl fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchError::NulByte(what) => write!(f, "{what} contains a NUL byte"),
+            LaunchError::NotFound(name) => write!(f, "{name}: command not found on PATH"),
+            LaunchError::Prepare(e) => write!(f, "preparing the launch failed: {}", e.desc()),
+            LaunchError::Child { stage, errno } => {
+                write!(f, "{} failed: {} ({})", stage.name(), errno.desc(), *errno as i32)
+            }
+            LaunchError::NoReport => f.write_str("the intermediate process exited without a report"),
+        }
+    }
+}
+
+impl std::error::Error for LaunchError {}
+
+/// A launched daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launched {
+    /// The daemon's process id. It is not a child of the launcher: the intermediate process was
+    /// its parent and has been reaped, so the daemon now belongs to init (or the nearest
+    /// subreaper).
+    pub pid: i32,
+}
+
+/// A program to launch as a daemon, built like [`std::process::Command`].
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: Vec<u8>,
+    args: Vec<Vec<u8>>,
+    env: Option<Vec<Vec<u8>>>,
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+    pass_fds: Vec<RawFd>,
+    cwd: Option<Vec<u8>>,
+    umask: Option<libc::mode_t>,
+}
+
+impl Command {
+    /// A command running `program`; `argv[0]` is `program` unless [`Command::arg0`] says
+    /// otherwise. A name without `/` is looked up on `PATH` when launched.
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        let program = program.as_ref().as_bytes().to_vec();
+        Command {
+            args: vec![program.clone()],
+            program,
+            env: None,
+            stdin: Stdio::Null,
+            stdout: Stdio::Null,
+            stderr: Stdio::Null,
+            pass_fds: Vec::new(),
+            cwd: None,
+            umask: None,
+        }
+    }
+
+    /// Replaces `argv[0]`.
+    pub fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
+        self.args[0] = arg0.as_ref().as_bytes().to_vec();
+        self
+    }
+
+    /// Appends an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.args.push(arg.as_ref().as_bytes().to_vec());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for arg in args {
+            self.arg(arg);
+        }
+        self
+    }
+
+    /// Sets the daemon's whole environment (default: the launcher's environment at launch time).
+    pub fn env_list<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let list = vars
+            .into_iter()
+            .map(|(k, v)| {
+                let mut entry = k.as_ref().as_bytes().to_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(v.as_ref().as_bytes());
+                entry
+            })
+            .collect();
+        self.env = Some(list);
+        self
+    }
+
+    /// Sets the daemon's standard input (default `/dev/null`).
+    pub fn stdin(&mut self, stdio: Stdio) -> &mut Command {
+        self.stdin = stdio;
+        self
+    }
+
+    /// Sets the daemon's standard output (default `/dev/null`).
+    pub fn stdout(&mut self, stdio: Stdio) -> &mut Command {
+        self.stdout = stdio;
+        self
+    }
+
+    /// Sets the daemon's standard error (default `/dev/null`).
+    pub fn stderr(&mut self, stdio: Stdio) -> &mut Command {
+        self.stderr = stdio;
+        self
+    }
+
+    /// Passes descriptors of the launcher to the daemon, where they appear in order at 3, 4, 5, …
+    /// (without close-on-exec). Every other descriptor is closed in the daemon.
+    pub fn pass_fds(&mut self, fds: &[RawFd]) -> &mut Command {
+        self.pass_fds = fds.to_vec();
+        self
+    }
+
+    /// Changes the daemon's working directory before `execve` (default: the launcher's).
+    pub fn current_dir(&mut self, dir: impl AsRef<OsStr>) -> &mut Command {
+        self.cwd = Some(dir.as_ref().as_bytes().to_vec());
+        self
+    }
+
+    /// Sets the daemon's umask before `execve` (default: the launcher's).
+    pub fn umask(&mut self, mask: libc::mode_t) -> &mut Command {
+        self.umask = Some(mask);
+        self
+    }
+
+    /// Launches the daemon and returns once it has called `execve` successfully (or a step
+    /// failed). The intermediate process has been reaped when this returns.
+    pub fn launch(&self) -> Result<Launched, LaunchError> {
+        let prepared = Prepared::new(self)?;
+        prepared.run()
+    }
+}
+
+fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, LaunchError> {
+    CString::new(bytes).map_err(|_| LaunchError::NulByte(what))
+}
+
+/// Looks `name` up on the `PATH` of `env` (or of this process), like `execvp`.
+fn resolve_on_path(name: &[u8], env: Option<&[Vec<u8>]>) -> Result<Vec<u8>, LaunchError> {
+    if name.contains(&b'/') {
+        return Ok(name.to_vec());
+    }
+    let path: Vec<u8> = match env {
+        Some(list) => list
+            .iter()
+            .find_map(|e| e.strip_prefix(b"PATH=").map(<[u8]>::to_vec))
+            .unwrap_or_default(),
+        None => std::env::var_os("PATH").map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
+    };
+    let path = if path.is_empty() { b"/usr/local/bin:/usr/bin:/bin".to_vec() } else { path };
+    for dir in path.split(|&b| b == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let mut candidate = dir.to_vec();
+        candidate.push(b'/');
+        candidate.extend_from_slice(name);
+        let c = cstring(&candidate, "PATH")?;
+        // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+        let executable = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+        let is_file = std::fs::metadata(OsStr::from_bytes(&candidate)).map(|m| m.is_file()).unwrap_or(false);
+        if executable && is_file {
+            return Ok(candidate);
+        }
+    }
+    Err(LaunchError::NotFound(String::from_utf8_lossy(name).into_owned()))
+}
+
+/// Size of each child stack on Linux. The children only run short straight-line code and a few
+/// libc system-call wrappers.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const CHILD_STACK_SIZE: usize = 128 * 1024;
+
+/// An anonymous private mapping used as a child's stack.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+struct Stack {
+    base: *mut c_void,
+    len: usize,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Stack {
+    fn new(len: usize) -> Result<Stack, LaunchError> {
+        // SAFETY: an anonymous mapping at an address of the kernel's choosing aliases nothing.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(LaunchError::Prepare(Errno::last()));
+        }
+        Ok(Stack { base, len })
+    }
+
+    /// The initial stack pointer: stacks grow down on every Linux target we build for.
+    fn top(&self) -> *mut c_void {
+        // SAFETY: one past the end of the mapping, 16-byte aligned since mappings are page aligned.
+        unsafe { (self.base as *mut u8).add(self.len) as *mut c_void }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` describe a mapping made in `Stack::new` that no child uses any
+        // more (both children have exec'd or exited before `run` returns).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Everything the children read, prepared before the first stage. The children only read it,
+/// except `scratch`, which is theirs.
+struct Plan {
+    program: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    /// `sources[n]` is the launcher descriptor to appear at `n` in the daemon.
+    sources: *const RawFd,
+    source_count: usize,
+    /// Room for one temporary descriptor per source.
+    scratch: *mut RawFd,
+    cwd: *const c_char,
+    set_umask: bool,
+    umask: libc::mode_t,
+    report_fd: RawFd,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    grandchild_stack_top: *mut c_void,
+}
+
+/// The owned data behind a [`Plan`].
+struct Prepared {
+    _program: CString,
+    _args: Vec<CString>,
+    _env: Vec<CString>,
+    _cwd: Option<CString>,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    sources: Vec<RawFd>,
+    scratch: Vec<RawFd>,
+    _dev_null: Option<OwnedFd>,
+    program_ptr: *const c_char,
+    cwd_ptr: *const c_char,
+    umask: Option<libc::mode_t>,
+}
+
+impl Prepared {
+    fn new(cmd: &Command) -> Result<Prepared, LaunchError> {
+        let env_bytes: Vec<Vec<u8>> = match &cmd.env {
+            Some(list) => list.clone(),
+            None => std::env::vars_os()
+                .map(|(k, v)| {
+                    let mut e = k.as_bytes().to_vec();
+                    e.push(b'=');
+                    e.extend_from_slice(v.as_bytes());
+                    e
+                })
+                .collect(),
+        };
+        let program = cstring(&resolve_on_path(&cmd.program, cmd.env.as_deref())?, "program")?;
+        let args = cmd.args.iter().map(|a| cstring(a, "argument")).collect::<Result<Vec<_>, _>>()?;
+        let env = env_bytes.iter().map(|e| cstring(e, "environment")).collect::<Result<Vec<_>, _>>()?;
+        let cwd = cmd.cwd.as_deref().map(|d| cstring(d, "working directory")).transpose()?;
+
+        let needs_null = [cmd.stdin, cmd.stdout, cmd.stderr].contains(&Stdio::Null);
+        let dev_null = if needs_null { Some(stdio::open_dev_null().map_err(LaunchError::Prepare)?) } else { None };
+        let null_fd = dev_null.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        let resolve = |s: Stdio| match s {
+            Stdio::Null => null_fd,
+            Stdio::Fd(fd) => fd,
+        };
+        let mut sources = vec![resolve(cmd.stdin), resolve(cmd.stdout), resolve(cmd.stderr)];
+        sources.extend_from_slice(&cmd.pass_fds);
+
+        let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(ptr::null());
+        let mut envp: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(ptr::null());
+        let scratch = vec![-1; sources.len()];
+        Ok(Prepared {
+            program_ptr: program.as_ptr(),
+            cwd_ptr: cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+            _program: program,
+            _args: args,
+            _env: env,
+            _cwd: cwd,
+            argv,
+            envp,
+            sources,
+            scratch,
+            _dev_null: dev_null,
+            umask: cmd.umask,
+        })
+    }
+
+    fn run(mut self) -> Result<Launched, LaunchError> {
+        let (report_read, report_write) = stdio::pipe_cloexec().map_err(LaunchError::Prepare)?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let (middle_stack, grandchild_stack) = (Stack::new(CHILD_STACK_SIZE)?, Stack::new(CHILD_STACK_SIZE)?);
+        let mut plan = Plan {
+            program: self.program_ptr,
+            argv: self.argv.as_ptr(),
+            envp: self.envp.as_ptr(),
+            sources: self.sources.as_ptr(),
+            source_count: self.sources.len(),
+            scratch: self.scratch.as_mut_ptr(),
+            cwd: self.cwd_ptr,
+            set_umask: self.umask.is_some(),
+            umask: self.umask.unwrap_or(0),
+            report_fd: report_write.as_raw_fd(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            grandchild_stack_top: grandchild_stack.top(),
+        };
+
+        // Block every signal so that no handler of ours runs in a child (with CLONE_VM it would
+        // run on our memory); the children start with this mask and the daemon resets it.
+        let old_mask = block_all_signals();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: `middle_entry` only makes async-signal-safe calls on `plan`, which outlives
+        // the child: CLONE_VFORK suspends this thread until the child has exited.
+        let middle = unsafe {
+            libc::clone(
+                middle_entry,
+                middle_stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                &mut plan as *mut Plan as *mut c_void,
+            )
+        };
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        // SAFETY: the child only makes async-signal-safe calls on its copy of `plan`.
+        let middle = unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                middle_main(&mut plan);
+            }
+            pid
+        };
+        let fork_errno = Errno::last();
+        restore_signal_mask(&old_mask);
+        drop(report_write);
+        if middle < 0 {
+            return Err(LaunchError::Child { stage: Stage::Fork, errno: fork_errno });
+        }
+
+        let outcome = read_reports(report_read.as_raw_fd());
+        reap(middle);
+        outcome
+    }
+}
+
+/// One report from a child: `kind` 1 = the daemon's pid in `a`; 2 = failure of stage `a` with
+/// errno `b`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Report {
+    kind: i32,
+    a: i32,
+    b: i32,
+}
+
+const REPORT_PID: i32 = 1;
+const REPORT_FAILURE: i32 = 2;
+
+fn read_reports(fd: RawFd) -> Result<Launched, LaunchError> {
+    let mut pid = None;
+    let mut failure = None;
+    loop {
+        let mut report = Report { kind: 0, a: 0, b: 0 };
+        // SAFETY: reads at most size_of::<Report>() bytes into `report`, a plain-old-data value.
+        let n = unsafe {
+            libc::read(fd, &mut report as *mut Report as *mut c_void, std::mem::size_of::<Report>())
+        };
+        if n < 0 {
+            if Errno::last() == Errno::EINTR {
+                continue;
+            }
+            return Err(LaunchError::Prepare(Errno::last()));
+        }
+        if n == 0 {
+            break;
+        }
+        // Reports are written whole with one write of less than PIPE_BUF bytes.
+        match report.kind {
+            REPORT_PID => pid = Some(report.a),
+            REPORT_FAILURE if failure.is_none() => {
+                let stage = Stage::from_raw(report.a).unwrap_or(Stage::Exec);
+                failure = Some(LaunchError::Child { stage, errno: Errno::from_raw(report.b) });
+            }
+            _ => {}
+        }
+    }
+    match (failure, pid) {
+        (Some(err), _) => Err(err),
+        (None, Some(pid)) => Ok(Launched { pid }),
+        (None, None) => Err(LaunchError::NoReport),
+    }
+}
+
+fn reap(pid: libc::pid_t) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child `pid`; `status` is a valid out-pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc >= 0 || Errno::last() != Errno::EINTR {
+            return;
+        }
+    }
+}
+
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigfillset/pthread_sigmask before use.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signal_mask(mask: &libc::sigset_t) {
+    // SAFETY: `mask` was filled in by pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, ptr::null_mut()) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child side. Everything below runs between fork and execve: async-signal-safe calls only, no
+// allocation, no panics, `_exit` to leave.
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a report; nothing can be done if the pipe is gone, so the result is ignored.
+unsafe fn report(fd: RawFd, kind: i32, a: i32, b: i32) {
+    let r = Report { kind, a, b };
+    libc::write(fd, &r as *const Report as *const c_void, std::mem::size_of::<Report>());
+}
+
+unsafe fn fail(fd: RawFd, stage: Stage) -> ! {
+    let errno = Errno::last_raw();
+    report(fd, REPORT_FAILURE, stage as i32, errno);
+    libc::_exit(127)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+extern "C" fn middle_entry(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `Plan` of the suspended launcher thread, alive until we exit.
+    unsafe { middle_main(&mut *(arg as *mut Plan)) }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+extern "C" fn grandchild_entry(arg: *mut c_void) -> c_int {
+    // SAFETY: as for `middle_entry`; the middle process is suspended until we exec or exit.
+    unsafe { exec_daemon(&mut *(arg as *mut Plan)) }
+}
+
+/// The intermediate process: new session, then the daemon, then exit so the daemon is orphaned.
+unsafe fn middle_main(plan: &mut Plan) -> ! {
+    if libc::setsid() < 0 {
+        fail(plan.report_fd, Stage::Setsid);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let pid = libc::clone(
+        grandchild_entry,
+        plan.grandchild_stack_top,
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+        plan as *mut Plan as *mut c_void,
+    );
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let pid = {
+        let pid = libc::fork();
+        if pid == 0 {
+            exec_daemon(plan);
+        }
+        pid
+    };
+    if pid < 0 {
+        fail(plan.report_fd, Stage::SecondFork);
+    }
+    report(plan.report_fd, REPORT_PID, pid, 0);
+    libc::_exit(0)
+}
+
+/// The daemon process before `execve`.
+unsafe fn exec_daemon(plan: &mut Plan) -> ! {
+    let mut report_fd = plan.report_fd;
+
+    // Every disposition back to default. Signals stay blocked (the launcher's full mask) until
+    // just before execve, so none can be delivered half-way.
+    let mut default_action: libc::sigaction = std::mem::zeroed();
+    default_action.sa_sigaction = libc::SIG_DFL;
+    for sig in 1..max_signal() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // EINVAL for numbers the C library reserves is expected and harmless.
+            libc::sigaction(sig, &default_action, ptr::null_mut());
+        }
+    }
+
+    // Move every source above the target range first, so that no dup2 overwrites a source
+    // that another target still needs; then place them.
+    let count = plan.source_count as c_int;
+    for i in 0..plan.source_count {
+        let tmp = libc::fcntl(*plan.sources.add(i), libc::F_DUPFD_CLOEXEC, count);
+        if tmp < 0 {
+            fail(report_fd, Stage::Descriptors);
+        }
+        *plan.scratch.add(i) = tmp;
+    }
+    let moved_report = libc::fcntl(report_fd, libc::F_DUPFD_CLOEXEC, count);
+    if moved_report < 0 {
+        fail(report_fd, Stage::Descriptors);
+    }
+    report_fd = moved_report;
+    for i in 0..plan.source_count {
+        if libc::dup2(*plan.scratch.add(i), i as c_int) < 0 {
+            fail(report_fd, Stage::Descriptors);
+        }
+    }
+    if close_all_from(count, report_fd) < 0 {
+        fail(report_fd, Stage::CloseDescriptors);
+    }
+
+    if plan.set_umask {
+        libc::umask(plan.umask);
+    }
+    if !plan.cwd.is_null() && libc::chdir(plan.cwd) < 0 {
+        fail(report_fd, Stage::Chdir);
+    }
+
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
+
+    libc::execve(plan.program, plan.argv, plan.envp);
+    fail(report_fd, Stage::Exec)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn max_signal() -> c_int {
+    65
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn max_signal() -> c_int {
+    32
+}
+
+/// Closes every descriptor `>= lowest` except `keep` (which must be `>= lowest`). Returns -1 on
+/// failure. Uses `close_range` where the kernel has it, else closes one by one up to the limit.
+unsafe fn close_all_from(lowest: c_int, keep: c_int) -> c_int {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let below = if keep > lowest {
+            libc::syscall(libc::SYS_close_range, lowest as libc::c_uint, (keep - 1) as libc::c_uint, 0)
+        } else {
+            0
+        };
+        if below == 0 {
+            let above = libc::syscall(libc::SYS_close_range, (keep + 1) as libc::c_uint, libc::c_uint::MAX, 0);
+            if above == 0 {
+                return 0;
+            }
+        }
+        if Errno::last_raw() != libc::ENOSYS {
+            return -1;
+        }
+    }
+    let mut limit: libc::rlimit = std::mem::zeroed();
+    let mut highest: c_int = 65536;
+    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur != libc::RLIM_INFINITY {
+        highest = limit.rlim_cur.min(1 << 20) as c_int;
+    }
+    let mut fd = lowest;
+    while fd < highest {
+        if fd != keep {
+            libc::close(fd);
+        }
+        fd += 1;
+    }
+    0
+}
+

@@ -1,0 +1,24 @@
+//! Process surgery for Unix daemons.
+//!
+//! `daemonkit-core` holds everything that must happen at the system-call level when a program
+//! becomes a daemon, as small safe wrappers, one module per concern:
+//!
+//! - [`launch`]: double fork (a `vfork`-style `clone` on Linux) + `setsid` + `execve`, with
+//!   signal, stdio and file-descriptor hygiene done between fork and exec using only
+//!   async-signal-safe calls on data prepared beforehand.
+//! - [`pidfile`]: pidfiles locked with `flock`, safe against symlinks, FIFOs, recycled pids and
+//!   garbage content.
+//! - [`stdio`]: descriptor helpers (pipes, `dup2`, close-on-exec).
+//! - [`signals`]: signal numbers by name, and race-free signalling through pidfds on Linux.
+//!
+//! The crate is usable from Rust on its own; the Node.js binding (`daemonkit-napi`) is a thin
+//! layer over it.
+#![cfg(unix)]
+#![deny(missing_docs)]
+
+pub mod launch;
+pub mod pidfile;
+pub mod signals;
+pub mod stdio;
+
+pub use nix::errno::Errno;

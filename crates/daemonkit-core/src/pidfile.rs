@@ -1,0 +1,393 @@
+//! Pidfiles locked with `flock`.
+//!
+//! A pidfile holds the daemon's decimal pid and a newline. Whether the daemon runs is decided by
+//! the lock, never by the pid: the daemon holds an exclusive `flock` on the file for its whole
+//! life (the lock belongs to the open file description, so it survives fork and execve and is
+//! released only when the last descriptor to it closes, whatever way the process ends). A pid
+//! read from a file nobody locks is history, and may by now name an unrelated process.
+//!
+//! Paths are opened with `O_NOFOLLOW | O_NONBLOCK` and checked to be regular files, so a symlink,
+//! FIFO, directory or device planted at the path is refused without being followed, blocking or
+//! being read.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+/// The largest pidfile content read; a pid and a newline fit many times over.
+const MAX_CONTENT: usize = 64;
+
+/// How often `acquire` retries a lock that is held, to ride out a reader's momentary probe.
+const BUSY_RETRIES: u32 = 5;
+
+/// Why a pidfile's content was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidContent {
+    /// The file is empty.
+    Empty,
+    /// The file is larger than any pid and newline.
+    TooLarge(u64),
+    /// The content is not a decimal number followed by a newline.
+    NotAPid(String),
+    /// The number is 0, 1 or negative: never a daemon's pid, and dangerous to signal.
+    Reserved(i64),
+    /// The number is larger than any pid.
+    OutOfRange(String),
+}
+
+impl fmt::Display for InvalidContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidContent::Empty => f.write_str("the pidfile is empty"),
+            InvalidContent::TooLarge(n) => write!(f, "the pidfile is {n} bytes long, too large for a pid"),
+            InvalidContent::NotAPid(s) => write!(f, "the pidfile does not hold a pid and a newline: {s:?}"),
+            InvalidContent::Reserved(n) => write!(f, "the pidfile names pid {n}, which is never a daemon"),
+            InvalidContent::OutOfRange(s) => write!(f, "the pidfile names {s}, out of the range of pids"),
+        }
+    }
+}
+
+/// Why a path cannot be used as a pidfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathProblem {
+    /// The path is a symbolic link (never followed).
+    Symlink,
+    /// The path names something other than a regular file: `"a directory"`, `"a FIFO"`, …
+    NotRegular(&'static str),
+}
+
+impl fmt::Display for PathProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathProblem::Symlink => f.write_str("the pidfile is a symbolic link, which is never followed"),
+            PathProblem::NotRegular(kind) => write!(f, "the pidfile is {kind}, not a regular file"),
+        }
+    }
+}
+
+/// Why [`Pidfile::acquire`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcquireError {
+    /// Another process holds the lock. `pid` is what the file names, when it holds a valid pid
+    /// (a daemon being launched right now may not have written it yet).
+    AlreadyRunning {
+        /// The running daemon's pid, if the file names one.
+        pid: Option<i32>,
+    },
+    /// The path is not usable as a pidfile.
+    Unsafe(PathProblem),
+    /// The path kept being replaced while it was being locked.
+    Unstable,
+    /// A system call failed.
+    Io {
+        /// What was being done, e.g. `"open"`.
+        op: &'static str,
+        /// The error.
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::AlreadyRunning { pid: Some(pid) } => write!(f, "already running (pid {pid})"),
+            AcquireError::AlreadyRunning { pid: None } => f.write_str("already running (starting up, pid not yet written)"),
+            AcquireError::Unsafe(p) => p.fmt(f),
+            AcquireError::Unstable => f.write_str("the pidfile path kept changing while it was being locked"),
+            AcquireError::Io { op, errno } => write!(f, "{op} failed: {}", errno.desc()),
+        }
+    }
+}
+
+impl std::error::Error for AcquireError {}
+
+/// What a pidfile says about its daemon, as judged by its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The lock is held and the file names this pid.
+    Running {
+        /// The daemon's pid.
+        pid: i32,
+    },
+    /// The lock is held but the file holds no valid pid yet (a daemon is starting), or holds
+    /// garbage. Never act on it.
+    RunningUnknownPid {
+        /// What is wrong with the content.
+        content: InvalidContent,
+    },
+    /// Nobody holds the lock: not running. `stale` is what the file said, if it exists.
+    NotRunning {
+        /// `None` if there is no file; else the pid it names, or why its content is invalid.
+        stale: Option<Result<i32, InvalidContent>>,
+    },
+    /// The path is not a pidfile that can be trusted.
+    Unsafe(PathProblem),
+}
+
+/// Parses pidfile content strictly: a decimal pid greater than 1 and one newline.
+pub fn parse_pid(content: &[u8]) -> Result<i32, InvalidContent> {
+    if content.is_empty() {
+        return Err(InvalidContent::Empty);
+    }
+    let text = String::from_utf8_lossy(content).into_owned();
+    let digits = content.strip_suffix(b"\n").ok_or_else(|| InvalidContent::NotAPid(text.clone()))?;
+    let (negative, magnitude) = match digits.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, digits),
+    };
+    if magnitude.is_empty() || !magnitude.iter().all(u8::is_ascii_digit) {
+        return Err(InvalidContent::NotAPid(text));
+    }
+    if magnitude.len() > 1 && magnitude[0] == b'0' {
+        return Err(InvalidContent::NotAPid(text));
+    }
+    let shown = String::from_utf8_lossy(digits).into_owned();
+    let value: i64 = match shown.parse() {
+        Ok(v) => v,
+        Err(_) => return Err(if negative { InvalidContent::Reserved(i64::MIN) } else { InvalidContent::OutOfRange(shown) }),
+    };
+    if value <= 1 {
+        return Err(InvalidContent::Reserved(value));
+    }
+    i32::try_from(value).map_err(|_| InvalidContent::OutOfRange(shown))
+}
+
+fn c_path(path: &Path) -> Result<CString, Errno> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+fn kind_of(mode: libc::mode_t) -> Option<&'static str> {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => None,
+        libc::S_IFDIR => Some("a directory"),
+        libc::S_IFIFO => Some("a FIFO"),
+        libc::S_IFSOCK => Some("a socket"),
+        libc::S_IFCHR => Some("a character device"),
+        libc::S_IFBLK => Some("a block device"),
+        libc::S_IFLNK => Some("a symbolic link"),
+        _ => Some("not a regular file"),
+    }
+}
+
+fn lstat(path: &CString) -> Result<libc::stat, Errno> {
+    // SAFETY: `st` is plain data written by lstat; `path` is NUL-terminated.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        Errno::result(libc::lstat(path.as_ptr(), &mut st)).map(|_| st)
+    }
+}
+
+fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
+    // SAFETY: `st` is plain data written by fstat.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        Errno::result(libc::fstat(fd, &mut st)).map(|_| st)
+    }
+}
+
+/// Refuses anything but a regular file (or nothing) at `path`, without opening it.
+fn check_path(path: &CString) -> Result<(), AcquireError> {
+    match lstat(path) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Err(AcquireError::Unsafe(PathProblem::Symlink)),
+        Ok(st) => match kind_of(st.st_mode) {
+            Some(kind) => Err(AcquireError::Unsafe(PathProblem::NotRegular(kind))),
+            None => Ok(()),
+        },
+        Err(Errno::ENOENT) => Ok(()),
+        Err(errno) => Err(AcquireError::Io { op: "stat", errno }),
+    }
+}
+
+fn open_checked(path: &CString, flags: libc::c_int) -> Result<OwnedFd, AcquireError> {
+    check_path(path)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: `path` is NUL-terminated; the mode argument is read only with O_CREAT.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644 as libc::c_uint) };
+    if fd < 0 {
+        return Err(match Errno::last() {
+            Errno::ELOOP => AcquireError::Unsafe(PathProblem::Symlink),
+            Errno::EISDIR => AcquireError::Unsafe(PathProblem::NotRegular("a directory")),
+            errno => AcquireError::Io { op: "open", errno },
+        });
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
+    if let Some(kind) = kind_of(st.st_mode) {
+        return Err(AcquireError::Unsafe(PathProblem::NotRegular(kind)));
+    }
+    Ok(fd)
+}
+
+/// Tries to take a non-blocking `flock`. `Ok(false)` means someone else holds a conflicting one.
+fn try_flock(fd: RawFd, exclusive: bool) -> Result<bool, Errno> {
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+    loop {
+        // SAFETY: flock takes plain integers.
+        let rc = unsafe { libc::flock(fd, op) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::EWOULDBLOCK => return Ok(false),
+            errno => return Err(errno),
+        }
+    }
+}
+
+/// Reads and parses the content behind `fd`.
+pub fn read_pid_fd(fd: RawFd) -> Result<i32, InvalidContent> {
+    let size = fstat(fd).map(|st| st.st_size as u64).unwrap_or(0);
+    if size > MAX_CONTENT as u64 {
+        return Err(InvalidContent::TooLarge(size));
+    }
+    let mut buf = [0u8; MAX_CONTENT];
+    // SAFETY: reads at most buf.len() bytes into `buf`.
+    let n = unsafe { libc::pread(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    if n < 0 {
+        return Err(InvalidContent::NotAPid(format!("unreadable: {}", Errno::last().desc())));
+    }
+    parse_pid(&buf[..n as usize])
+}
+
+/// Replaces the content behind `fd` with `pid` and a newline: truncate, write, fsync.
+pub fn write_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
+    let text = format!("{pid}\n");
+    // SAFETY: plain integer arguments; `text` outlives the pwrite call.
+    unsafe {
+        Errno::result(libc::ftruncate(fd, 0))?;
+        let n = Errno::result(libc::pwrite(fd, text.as_ptr() as *const libc::c_void, text.len(), 0))?;
+        if n as usize != text.len() {
+            return Err(Errno::EIO);
+        }
+        Errno::result(libc::fsync(fd))?;
+    }
+    Ok(())
+}
+
+/// Unlinks `path` if it still names the file open at `fd` (same device and inode). Returns
+/// whether it was removed. Call it while holding the lock, so that no new daemon can have
+/// created and locked a new file at the path in between.
+pub fn remove_if_same(path: &Path, fd: RawFd) -> Result<bool, Errno> {
+    let c = c_path(path)?;
+    let ours = fstat(fd)?;
+    match lstat(&c) {
+        Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {
+            // SAFETY: `c` is NUL-terminated.
+            Errno::result(unsafe { libc::unlink(c.as_ptr()) })?;
+            Ok(true)
+        }
+        Ok(_) | Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A pidfile whose exclusive lock this process holds.
+///
+/// Dropping it closes the descriptor. The lock is released when the *last* descriptor of the
+/// open file description closes: if it was passed to a daemon, the daemon keeps it.
+#[derive(Debug)]
+pub struct Pidfile {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Pidfile {
+    /// Opens (creating, mode 0644) and locks the pidfile at `path`, and empties it.
+    ///
+    /// After locking it checks that the path still names the locked file (a previous holder
+    /// may have unlinked it between our open and our lock) and starts over if not.
+    pub fn acquire(path: impl AsRef<Path>) -> Result<Pidfile, AcquireError> {
+        let path = path.as_ref();
+        let c = c_path(path).map_err(|errno| AcquireError::Io { op: "open", errno })?;
+        for _ in 0..16 {
+            let fd = open_checked(&c, libc::O_RDWR | libc::O_CREAT)?;
+            let mut locked = false;
+            for attempt in 0..=BUSY_RETRIES {
+                locked = try_flock(fd.as_raw_fd(), true).map_err(|errno| AcquireError::Io { op: "flock", errno })?;
+                if locked || attempt == BUSY_RETRIES {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if !locked {
+                return Err(AcquireError::AlreadyRunning { pid: read_pid_fd(fd.as_raw_fd()).ok() });
+            }
+            let ours = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
+            match lstat(&c) {
+                Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {
+                    // SAFETY: plain integer arguments on a descriptor we own.
+                    Errno::result(unsafe { libc::ftruncate(fd.as_raw_fd(), 0) })
+                        .map_err(|errno| AcquireError::Io { op: "ftruncate", errno })?;
+                    return Ok(Pidfile { fd, path: path.to_path_buf() });
+                }
+                Ok(_) | Err(Errno::ENOENT) => continue,
+                Err(errno) => return Err(AcquireError::Io { op: "stat", errno }),
+            }
+        }
+        Err(AcquireError::Unstable)
+    }
+
+    /// Takes over a locked pidfile descriptor handed down by a launcher.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be an open descriptor owned by nobody else in this process.
+    pub unsafe fn from_raw_fd(fd: RawFd, path: impl AsRef<Path>) -> Pidfile {
+        Pidfile { fd: OwnedFd::from_raw_fd(fd), path: path.as_ref().to_path_buf() }
+    }
+
+    /// Writes `pid` (truncate, write, fsync).
+    pub fn write_pid(&self, pid: i32) -> Result<(), Errno> {
+        write_pid_fd(self.fd.as_raw_fd(), pid)
+    }
+
+    /// The path this pidfile was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Unlinks the file if the path still names it; see [`remove_if_same`].
+    pub fn remove(&self) -> Result<bool, Errno> {
+        remove_if_same(&self.path, self.fd.as_raw_fd())
+    }
+
+    /// Gives up ownership of the descriptor (the lock stays held while it is open).
+    pub fn into_raw_fd(self) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self.fd)
+    }
+}
+
+impl AsRawFd for Pidfile {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Reports whether the daemon of the pidfile at `path` runs, judged by the lock.
+///
+/// The lock is tested by taking a shared `flock` for an instant; [`Pidfile::acquire`] retries
+/// briefly so that a concurrent probe never makes a launch fail.
+pub fn probe(path: impl AsRef<Path>) -> Result<Probe, Errno> {
+    let c = c_path(path.as_ref())?;
+    let fd = match open_checked(&c, libc::O_RDONLY) {
+        Ok(fd) => fd,
+        Err(AcquireError::Unsafe(problem)) => return Ok(Probe::Unsafe(problem)),
+        Err(AcquireError::Io { errno: Errno::ENOENT, .. }) => return Ok(Probe::NotRunning { stale: None }),
+        Err(AcquireError::Io { errno, .. }) => return Err(errno),
+        Err(_) => return Err(Errno::EIO),
+    };
+    let free = try_flock(fd.as_raw_fd(), false)?;
+    let content = read_pid_fd(fd.as_raw_fd());
+    drop(fd);
+    Ok(match (free, content) {
+        (true, stale) => Probe::NotRunning { stale: Some(stale) },
+        (false, Ok(pid)) => Probe::Running { pid },
+        (false, Err(content)) => Probe::RunningUnknownPid { content },
+    })
+}

@@ -1,0 +1,159 @@
+//! Signals: numbers by name, and signalling a process through a handle that cannot be
+//! recycled (a pidfd on Linux).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+/// The signal number for a name such as `"SIGTERM"`, `"TERM"` or `"15"`.
+pub fn number(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return (0..=64).contains(&n).then_some(n);
+    }
+    let bare = name.strip_prefix("SIG").unwrap_or(name);
+    let n = match bare {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ABRT" => libc::SIGABRT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "WINCH" => libc::SIGWINCH,
+        _ => return None,
+    };
+    Some(n)
+}
+
+/// A handle on one process that stays bound to it even after its pid is reused.
+///
+/// On Linux it is a pidfd (`pidfd_open`): signals sent through it reach that process or fail
+/// with `ESRCH`, never a newcomer with the same pid. Elsewhere it holds the pid, and callers
+/// must re-check their evidence (the pidfile lock) just before signalling.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    pid: i32,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fd: OwnedFd,
+}
+
+impl ProcessHandle {
+    /// Opens a handle on `pid`. Fails with `ESRCH` if there is no such process, and refuses
+    /// pids below 2 with `EINVAL`.
+    pub fn open(pid: i32) -> Result<ProcessHandle, Errno> {
+        if pid < 2 {
+            return Err(Errno::EINVAL);
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            let fd = Errno::result(fd)? as RawFd;
+            // SAFETY: `fd` is a new descriptor owned by nothing else; pidfds are close-on-exec.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            Ok(ProcessHandle { pid, fd })
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            // SAFETY: signal 0 only checks existence and permission.
+            Errno::result(unsafe { libc::kill(pid, 0) })?;
+            Ok(ProcessHandle { pid })
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) -> Result<(), Errno> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: plain integer arguments and a null siginfo, as pidfd_send_signal allows.
+            let rc = unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, self.fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0)
+            };
+            Errno::result(rc).map(drop)
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            // SAFETY: plain integer arguments.
+            Errno::result(unsafe { libc::kill(self.pid, signal) }).map(drop)
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns whether it has. An exited process
+    /// that nobody has reaped yet (a zombie) counts as exited.
+    pub fn wait_exit(&self, timeout: Duration) -> Result<bool, Errno> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                let ms = left.as_millis().min(i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd.
+                let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+                if rc > 0 {
+                    return Ok(true);
+                }
+                if rc == 0 {
+                    return Ok(false);
+                }
+                if Errno::last() != Errno::EINTR {
+                    return Err(Errno::last());
+                }
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                if !is_alive(self.pid) {
+                    return Ok(true);
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    /// The handle's descriptor (a pidfd on Linux), for callers that poll it themselves.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Whether `pid` names a process that has not exited. A zombie counts as exited: on Linux its
+/// `/proc/PID/stat` state is read.
+pub fn is_alive(pid: i32) -> bool {
+    if pid < 1 {
+        return false;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        return match stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()) {
+            Some('Z') | Some('X') => false,
+            Some(_) => true,
+            None => false,
+        };
+    }
+    // SAFETY: signal 0 only checks existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || Errno::last() == Errno::EPERM
+}

@@ -1,0 +1,246 @@
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use daemonkit_core::launch::{Command, LaunchError, Stdio};
+use daemonkit_core::pidfile::{self, AcquireError, InvalidContent, Pidfile, Probe};
+use daemonkit_core::signals::{self, ProcessHandle};
+use daemonkit_core::{stdio, Errno};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+type Result<T> = napi::Result<T>;
+
+/// An error for JavaScript with a stable `code`. It is thrown right away (napi-rs has no custom
+/// codes on returned errors); the returned `PendingException` tells napi-rs it is already thrown.
+fn coded(env: &Env, code: &str, message: impl ToString) -> napi::Error {
+    let _ = env.throw_error(&message.to_string(), Some(code));
+    napi::Error::from_status(Status::PendingException)
+}
+
+fn errno_error(env: &Env, errno: Errno, what: &str) -> napi::Error {
+    coded(env, &format!("{errno:?}"), format!("{what}: {}", errno.desc()))
+}
+
+/// The binding works on this system.
+#[napi]
+pub fn supported() -> bool {
+    true
+}
+
+/// The outcome of taking a pidfile's lock.
+#[napi(object)]
+pub struct Acquired {
+    /// The locked descriptor (close-on-exec), when the lock was taken.
+    pub fd: Option<i32>,
+    /// Another process holds the lock.
+    pub running: bool,
+    /// The pid the held file names, if valid.
+    pub running_pid: Option<i32>,
+}
+
+/// Opens, locks and empties the pidfile at `path`.
+#[napi]
+pub fn acquire_pidfile(env: Env, path: String) -> Result<Acquired> {
+    match Pidfile::acquire(&path) {
+        Ok(file) => Ok(Acquired { fd: Some(file.into_raw_fd()), running: false, running_pid: None }),
+        Err(AcquireError::AlreadyRunning { pid }) => Ok(Acquired { fd: None, running: true, running_pid: pid }),
+        Err(AcquireError::Unsafe(problem)) => Err(coded(&env, "EPIDFILEUNSAFE", problem)),
+        Err(AcquireError::Unstable) => Err(coded(&env, "EPIDFILEUNSAFE", AcquireError::Unstable)),
+        Err(AcquireError::Io { op, errno }) => Err(errno_error(&env, errno, op)),
+    }
+}
+
+/// Writes `pid` and a newline into the pidfile open at `fd`.
+#[napi]
+pub fn write_pid(env: Env, fd: i32, pid: i32) -> Result<()> {
+    pidfile::write_pid_fd(fd, pid).map_err(|e| errno_error(&env, e, "writing the pidfile"))
+}
+
+/// Unlinks `path` if it still names the file open at `fd`; returns whether it did.
+#[napi]
+pub fn remove_pidfile(env: Env, path: String, fd: i32) -> Result<bool> {
+    pidfile::remove_if_same(Path::new(&path), fd).map_err(|e| errno_error(&env, e, "removing the pidfile"))
+}
+
+/// What a pidfile says, judged by its lock.
+#[napi(object)]
+pub struct PidfileProbe {
+    /// `"running"`, `"starting"` (locked, no valid pid in it), `"stopped"` or `"unsafe"`.
+    pub state: String,
+    /// The running daemon's pid.
+    pub pid: Option<i32>,
+    /// For `"stopped"`: the pid a leftover file names.
+    pub stale_pid: Option<i32>,
+    /// Whether a file exists at the path.
+    pub exists: bool,
+    /// Why the content or the path is not trusted, when it is not.
+    pub reason: Option<String>,
+}
+
+fn describe(content: &InvalidContent) -> String {
+    content.to_string()
+}
+
+/// Reports whether the pidfile's daemon runs.
+#[napi]
+pub fn probe_pidfile(env: Env, path: String) -> Result<PidfileProbe> {
+    let probe = pidfile::probe(&path).map_err(|e| errno_error(&env, e, "reading the pidfile"))?;
+    let p = |state: &str| PidfileProbe { state: state.to_string(), pid: None, stale_pid: None, exists: true, reason: None };
+    Ok(match probe {
+        Probe::Running { pid } => PidfileProbe { pid: Some(pid), ..p("running") },
+        Probe::RunningUnknownPid { content } => PidfileProbe { reason: Some(describe(&content)), ..p("starting") },
+        Probe::NotRunning { stale: None } => PidfileProbe { exists: false, ..p("stopped") },
+        Probe::NotRunning { stale: Some(Ok(pid)) } => PidfileProbe { stale_pid: Some(pid), ..p("stopped") },
+        Probe::NotRunning { stale: Some(Err(content)) } => PidfileProbe { reason: Some(describe(&content)), ..p("stopped") },
+        Probe::Unsafe(problem) => PidfileProbe { reason: Some(problem.to_string()), ..p("unsafe") },
+    })
+}
+
+/// What to launch.
+#[napi(object)]
+pub struct LaunchSpec {
+    /// The program; a name without `/` is looked up on the `PATH` of `env`.
+    pub program: String,
+    /// The whole argv, `argv[0]` included.
+    pub args: Vec<String>,
+    /// The whole environment, as `NAME=value` strings.
+    pub env: Vec<String>,
+    /// Descriptor for stdin; `/dev/null` when absent.
+    pub stdin: Option<i32>,
+    /// Descriptor for stdout; `/dev/null` when absent.
+    pub stdout: Option<i32>,
+    /// Descriptor for stderr; `/dev/null` when absent.
+    pub stderr: Option<i32>,
+    /// Descriptors to pass, appearing at 3, 4, … in the daemon.
+    pub pass_fds: Vec<i32>,
+    /// Working directory to change to before `execve`.
+    pub cwd: Option<String>,
+    /// Umask to set before `execve`.
+    pub umask: Option<u32>,
+}
+
+/// A launched daemon.
+#[napi(object)]
+pub struct LaunchResult {
+    /// Its pid.
+    pub pid: i32,
+}
+
+fn stdio_of(fd: Option<i32>) -> Stdio {
+    fd.map_or(Stdio::Null, Stdio::Fd)
+}
+
+/// Launches a daemon (double fork + execve); returns once it has exec'd.
+#[napi]
+pub fn launch(env: Env, spec: LaunchSpec) -> Result<LaunchResult> {
+    let mut cmd = Command::new(&spec.program);
+    if let Some((first, rest)) = spec.args.split_first() {
+        cmd.arg0(first).args(rest);
+    }
+    cmd.env_list(spec.env.iter().map(|e| e.split_once('=').unwrap_or((e.as_str(), ""))))
+        .stdin(stdio_of(spec.stdin))
+        .stdout(stdio_of(spec.stdout))
+        .stderr(stdio_of(spec.stderr))
+        .pass_fds(&spec.pass_fds);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some(mask) = spec.umask {
+        cmd.umask(mask as _);
+    }
+    match cmd.launch() {
+        Ok(launched) => Ok(LaunchResult { pid: launched.pid }),
+        Err(err @ LaunchError::Child { errno, .. }) => Err(coded(&env, &format!("{errno:?}"), err)),
+        Err(err @ LaunchError::NotFound(_)) => Err(coded(&env, "ENOENT", err)),
+        Err(err @ LaunchError::Prepare(errno)) => Err(coded(&env, &format!("{errno:?}"), err)),
+        Err(err) => Err(coded(&env, "ELAUNCH", err)),
+    }
+}
+
+/// Creates a close-on-exec pipe; returns `[read, write]`.
+#[napi]
+pub fn pipe(env: Env) -> Result<Vec<i32>> {
+    use std::os::fd::IntoRawFd;
+    let (r, w) = stdio::pipe_cloexec().map_err(|e| errno_error(&env, e, "pipe"))?;
+    Ok(vec![r.into_raw_fd(), w.into_raw_fd()])
+}
+
+/// `dup2(from, to)`.
+#[napi]
+pub fn dup2(env: Env, from: i32, to: i32) -> Result<()> {
+    stdio::dup_onto(from, to).map_err(|e| errno_error(&env, e, "dup2"))
+}
+
+/// Sets or clears close-on-exec on `fd`.
+#[napi]
+pub fn set_cloexec(env: Env, fd: i32, on: bool) -> Result<()> {
+    stdio::set_cloexec(fd, on).map_err(|e| errno_error(&env, e, "fcntl"))
+}
+
+/// The number of a signal name (`"SIGTERM"`, `"TERM"`, `"15"`), or null.
+#[napi]
+pub fn signal_number(name: String) -> Option<i32> {
+    signals::number(&name)
+}
+
+/// Whether `pid` runs (a zombie counts as exited).
+#[napi]
+pub fn is_alive(pid: i32) -> bool {
+    signals::is_alive(pid)
+}
+
+/// A handle on one process that cannot be confused with a later process of the same pid.
+#[napi]
+pub struct Process {
+    inner: Arc<ProcessHandle>,
+}
+
+/// Opens a handle on process `pid` (> 1).
+#[napi]
+pub fn open_process(env: Env, pid: i32) -> Result<Process> {
+    let inner = ProcessHandle::open(pid).map_err(|e| errno_error(&env, e, &format!("opening process {pid}")))?;
+    Ok(Process { inner: Arc::new(inner) })
+}
+
+#[napi]
+impl Process {
+
+    /// The pid.
+    #[napi(getter)]
+    pub fn pid(&self) -> i32 {
+        self.inner.pid()
+    }
+
+    /// Sends signal number `signal`.
+    #[napi]
+    pub fn kill(&self, env: Env, signal: i32) -> Result<()> {
+        self.inner.signal(signal).map_err(|e| errno_error(&env, e, &format!("signalling process {}", self.inner.pid())))
+    }
+
+    /// Resolves `true` once the process has exited, `false` after `timeoutMs`. Waits off the
+    /// main thread.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn wait_exit(&self, timeout_ms: u32) -> AsyncTask<WaitExit> {
+        AsyncTask::new(WaitExit { handle: Arc::clone(&self.inner), timeout: Duration::from_millis(timeout_ms.into()) })
+    }
+}
+
+/// The background wait behind [`Process::wait_exit`].
+pub struct WaitExit {
+    handle: Arc<ProcessHandle>,
+    timeout: Duration,
+}
+
+impl Task for WaitExit {
+    type Output = bool;
+    type JsValue = bool;
+
+    fn compute(&mut self) -> napi::Result<bool> {
+        self.handle.wait_exit(self.timeout).map_err(|e| napi::Error::from_reason(e.desc()))
+    }
+
+    fn resolve(&mut self, _env: Env, output: bool) -> napi::Result<bool> {
+        Ok(output)
+    }
+}
