@@ -1,0 +1,92 @@
+/** Base class of every error daemonkit throws; `code` is stable and safe to branch on. */
+export class DaemonkitError extends Error {
+  readonly code: string
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+/** The pidfile is locked: a daemon is running (or being launched right now). */
+export class AlreadyRunningError extends DaemonkitError {
+  /** The running daemon's pid, when the pidfile names one. */
+  readonly pid: number | undefined
+  /** The pidfile. */
+  readonly path: string
+
+  constructor(path: string, pid: number | undefined) {
+    super(
+      'EDAEMONRUNNING',
+      pid === undefined
+        ? `already running: ${path} is locked by a daemon that is starting up`
+        : `already running (pid ${pid}): ${path} is locked`,
+    )
+    this.pid = pid
+    this.path = path
+  }
+}
+
+/** The pidfile path is unsafe (symlink, FIFO, directory, …) or cannot be read or written. */
+export class PidfileError extends DaemonkitError {
+  /** The pidfile. */
+  readonly path: string
+  /** The system error code behind it (`EACCES`, …), or `EPIDFILEUNSAFE` for an unsafe path. */
+  readonly reason: string
+
+  constructor(path: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('EPIDFILE', `${path}: ${message}`, options)
+    this.path = path
+    this.reason = reason
+  }
+}
+
+/** How a daemon failed before it said it was ready. */
+export type NotReadyReason = 'exited' | 'timeout'
+
+/** The daemon failed, exited or timed out before it was ready. */
+export class ReadinessError extends DaemonkitError {
+  /** The daemon's pid. */
+  readonly pid: number
+  /** What happened. */
+  readonly reason: NotReadyReason
+  /** The daemon's exit code, when it exited through Node's normal exit path. */
+  readonly exitCode: number | undefined
+  /** What the daemon wrote to stderr before it failed (its last 8 KiB). */
+  readonly daemonStderr: string
+
+  constructor(pid: number, reason: NotReadyReason, exitCode: number | undefined, daemonStderr: string, detail: string) {
+    const tail = daemonStderr.trim()
+    super('EDAEMONNOTREADY', `daemon (pid ${pid}) ${detail}${tail ? `:\n${tail}` : ''}`)
+    this.pid = pid
+    this.reason = reason
+    this.exitCode = exitCode
+    this.daemonStderr = daemonStderr
+  }
+}
+
+/** The daemon could not be launched (fork or exec failed, or the script cannot be re-executed). */
+export class LaunchError extends DaemonkitError {
+  /** The system error code (`ENOENT`, `EACCES`, …) or `ENOREEXEC`. */
+  readonly reason: string
+  /** The program or script concerned. */
+  readonly path: string | undefined
+
+  constructor(reason: string, message: string, path?: string, options?: { cause?: unknown }) {
+    super('EDAEMONLAUNCH', message, options)
+    this.reason = reason
+    this.path = path
+  }
+}
+
+/** Daemons are not supported here (Windows), or no native binary exists for this platform. */
+export class UnsupportedPlatformError extends DaemonkitError {
+  /** `process.platform`-`process.arch`. */
+  readonly platform: string
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EDAEMONPLATFORM', message, options)
+    this.platform = `${process.platform}-${process.arch}`
+  }
+}

@@ -1,0 +1,242 @@
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+
+import { AlreadyRunningError, LaunchError, PidfileError, ReadinessError } from './errors'
+import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
+import { native } from './native'
+import type { NormalizedOptions, OutputTarget } from './options'
+
+/** How much of the daemon's startup stderr is kept for error messages. */
+const STDERR_TAIL = 8 * 1024
+/** How long to wait for a failed daemon's stderr to close and for it to exit. */
+const FAILURE_GRACE_MS = 2_000
+
+interface ErrnoLike {
+  code?: unknown
+  message?: unknown
+}
+
+function codeOf(err: unknown): string {
+  const code = (err as ErrnoLike | null)?.code
+  return typeof code === 'string' ? code : 'EUNKNOWN'
+}
+
+function messageOf(err: unknown): string {
+  const message = (err as ErrnoLike | null)?.message
+  return typeof message === 'string' ? message : String(err)
+}
+
+/** The command line that runs this same script again: execArgv kept, `-e` code included. */
+export function reexecArgs(): string[] {
+  const evalFlags = new Set(['-e', '--eval', '-p', '--print'])
+  const evaluates = process.execArgv.some((a) => evalFlags.has(a) || /^--(eval|print)=/.test(a))
+  const script = process.argv[1]
+  if (!evaluates && (script === undefined || script === '-')) {
+    throw new LaunchError(
+      'ENOREEXEC',
+      'daemonize: this script was read from standard input, so it cannot be started again as the daemon; ' +
+        'save it to a file and run that file',
+    )
+  }
+  return [process.execPath, ...process.execArgv, ...process.argv.slice(1)]
+}
+
+/** Takes the pidfile's lock, or throws `AlreadyRunningError` / `PidfileError`. */
+export function lockPidfile(pidFile: string): number {
+  let acquired
+  try {
+    acquired = native().acquirePidfile(pidFile)
+  } catch (err) {
+    throw new PidfileError(pidFile, codeOf(err), messageOf(err), { cause: err })
+  }
+  if (acquired.running || acquired.fd === undefined) throw new AlreadyRunningError(pidFile, acquired.runningPid)
+  return acquired.fd
+}
+
+function openOutput(target: OutputTarget): number {
+  return target === 'ignore' ? fs.openSync('/dev/null', 'w') : fs.openSync(target, 'a', 0o640)
+}
+
+function closeQuietly(fd: number | undefined): void {
+  if (fd === undefined) return
+  try {
+    fs.closeSync(fd)
+  } catch {
+    // Already closed.
+  }
+}
+
+type Outcome =
+  | { kind: 'ready' }
+  | { kind: 'exited'; exitCode: number | undefined }
+  | { kind: 'timeout' }
+
+/** Reads the readiness pipe and relays the daemon's startup stderr until one outcome. */
+function awaitReadiness(
+  readyFd: number,
+  relayFd: number,
+  token: string,
+  timeoutMs: number,
+): { outcome: Promise<Outcome>; stderrTail: () => string; relayClosed: Promise<void>; close: () => void } {
+  const readyPipe = new net.Socket({ fd: readyFd, readable: true, writable: false })
+  const relay = new net.Socket({ fd: relayFd, readable: true, writable: false })
+  let tail = ''
+  const relayClosed = new Promise<void>((resolve) => {
+    relay.on('data', (chunk: Buffer) => {
+      process.stderr.write(chunk)
+      tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL)
+    })
+    relay.on('end', resolve)
+    relay.on('close', resolve)
+    relay.on('error', () => resolve())
+  })
+  const outcome = new Promise<Outcome>((resolve) => {
+    let buffered = ''
+    let exitCode: number | undefined
+    const timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutMs)
+    const settle = (o: Outcome): void => {
+      clearTimeout(timer)
+      resolve(o)
+    }
+    readyPipe.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1')
+      let nl
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const [word, from, value] = buffered.slice(0, nl).split(' ')
+        buffered = buffered.slice(nl + 1)
+        if (from !== token) continue
+        if (word === 'READY') settle({ kind: 'ready' })
+        else if (word === 'EXIT') exitCode = Number(value)
+      }
+    })
+    const ended = (): void => settle({ kind: 'exited', exitCode })
+    readyPipe.on('end', ended)
+    readyPipe.on('close', ended)
+    readyPipe.on('error', ended)
+  })
+  return {
+    outcome,
+    stderrTail: () => tail,
+    relayClosed,
+    close: () => {
+      readyPipe.destroy()
+      relay.destroy()
+    },
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms)
+    promise.then(
+      (v) => {
+        clearTimeout(timer)
+        resolve(v)
+      },
+      () => {
+        clearTimeout(timer)
+        resolve(undefined)
+      },
+    )
+  })
+}
+
+/** The launcher's side of the hand-off: everything up to "ready" or a `ReadinessError`. */
+export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number }> {
+  const args = reexecArgs()
+  const n = native()
+  const lockFd = opts.pidFile === undefined ? undefined : lockPidfile(opts.pidFile)
+  const toClose: number[] = []
+  let launched: { pid: number } | undefined
+  let handle: ReturnType<typeof n.openProcess> | undefined
+  let watch: ReturnType<typeof awaitReadiness> | undefined
+  try {
+    const stdoutFd = opts.stdout === 'ignore' ? undefined : openOutput(opts.stdout)
+    if (stdoutFd !== undefined) toClose.push(stdoutFd)
+    const finalStderrFd = openOutput(opts.stderr)
+    toClose.push(finalStderrFd)
+    const [readyRead, readyWrite] = n.pipe()
+    toClose.push(readyWrite)
+    const [relayRead, relayWrite] = n.pipe()
+    toClose.push(relayWrite)
+
+    const token = randomBytes(16).toString('hex')
+    const marker = formatHandoff({
+      token,
+      readyFd: HANDOFF_FDS.ready,
+      stderrFd: HANDOFF_FDS.stderr,
+      lockFd: lockFd === undefined ? undefined : HANDOFF_FDS.lock,
+      pidFile: opts.pidFile,
+    })
+    const env = { ...process.env, ...opts.env, [HANDOFF_VAR]: marker }
+    const passFds = lockFd === undefined ? [readyWrite, finalStderrFd] : [readyWrite, finalStderrFd, lockFd]
+    try {
+      launched = n.launch({
+        program: process.execPath,
+        args,
+        env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
+        stdout: stdoutFd,
+        stderr: relayWrite,
+        passFds,
+      })
+    } catch (err) {
+      throw new LaunchError(codeOf(err), `daemonize: launching ${process.execPath} failed: ${messageOf(err)}`, process.execPath, { cause: err })
+    }
+    // Our copies of the daemon's ends must close, or we would never see EOF.
+    for (const fd of toClose.splice(0)) closeQuietly(fd)
+
+    const pid = launched.pid
+    if (lockFd !== undefined) n.writePid(lockFd, pid)
+    try {
+      handle = n.openProcess(pid)
+    } catch {
+      handle = undefined // Already exited and reaped: the readiness pipe tells the rest.
+    }
+    watch = awaitReadiness(readyRead, relayRead, token, opts.readyTimeout)
+    const outcome = await watch.outcome
+    if (outcome.kind === 'ready') {
+      await withTimeout(watch.relayClosed, 200)
+      watch.close()
+      if (lockFd !== undefined) closeQuietly(lockFd)
+      return { pid }
+    }
+
+    // Failure: make sure the daemon is gone, then remove the pidfile while we still hold the lock.
+    if (outcome.kind === 'timeout' && handle) {
+      try {
+        handle.kill(9)
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+    if (handle && !(await handle.waitExit(FAILURE_GRACE_MS))) {
+      try {
+        handle.kill(9)
+      } catch {
+        // Exited meanwhile.
+      }
+      await handle.waitExit(FAILURE_GRACE_MS)
+    }
+    await withTimeout(watch.relayClosed, FAILURE_GRACE_MS)
+    watch.close()
+    const stderr = watch.stderrTail()
+    if (outcome.kind === 'timeout') {
+      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed`)
+    }
+    const how = outcome.exitCode === undefined ? 'exited (killed by a signal?)' : `exited with code ${outcome.exitCode}`
+    throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`)
+  } catch (err) {
+    for (const fd of toClose) closeQuietly(fd)
+    watch?.close()
+    if (lockFd !== undefined) {
+      try {
+        n.removePidfile(opts.pidFile as string, lockFd)
+      } catch {
+        // Leave it: nobody holds its lock, so it reads as "not running".
+      }
+      closeQuietly(lockFd)
+    }
+    throw err
+  }
+}

@@ -1,0 +1,141 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+/** Where a daemon's output goes: `'ignore'` (`/dev/null`) or a file path, opened for append. */
+export type OutputTarget = 'ignore' | string
+
+/** Options of `daemonize()`. Every field is optional; defaults are given per field. */
+export interface DaemonizeOptions {
+  /**
+   * The pidfile, locked by the daemon for its whole life. Relative paths resolve against the
+   * launching process's working directory. Default: none (no lock; several daemons may run).
+   */
+  pidFile?: string
+  /** The daemon's working directory, applied when it takes over. Default `'/'`. */
+  cwd?: string
+  /**
+   * The daemon's umask. Default `0o022`: Node creates files with mode 0666, so the classic
+   * `umask(0)` would make every file the daemon writes world-writable.
+   */
+  umask?: number
+  /** The daemon's stdout: `'ignore'` (default) or a file path, appended to, created 0640. */
+  stdout?: OutputTarget
+  /**
+   * The daemon's stderr after it is ready: `'ignore'` (default) or a file path, appended to,
+   * created 0640. Until it is ready, its stderr goes to the launching terminal.
+   */
+  stderr?: OutputTarget
+  /** Extra environment variables for the daemon (on top of the launcher's). Default `{}`. */
+  env?: Record<string, string>
+  /**
+   * When the daemon counts as ready and the launcher exits 0. `'auto'` (default): as soon as
+   * `daemonize()` resolves in the daemon. `'manual'`: when the daemon calls `handle.ready()`,
+   * e.g. after its server listens.
+   */
+  ready?: 'auto' | 'manual'
+  /** How long the launcher waits for readiness before it kills the daemon, in ms. Default 30000. */
+  readyTimeout?: number
+  /** Called in the launcher once the daemon is ready, just before the launcher exits. */
+  onLaunched?: (info: { pid: number }) => void | Promise<void>
+}
+
+/** Options after validation, with defaults applied and paths made absolute. */
+export interface NormalizedOptions {
+  pidFile: string | undefined
+  cwd: string
+  umask: number
+  stdout: OutputTarget
+  stderr: OutputTarget
+  env: Record<string, string>
+  ready: 'auto' | 'manual'
+  readyTimeout: number
+  onLaunched: ((info: { pid: number }) => void | Promise<void>) | undefined
+}
+
+const KNOWN = new Set([
+  'pidFile', 'cwd', 'umask', 'stdout', 'stderr', 'env', 'ready', 'readyTimeout', 'onLaunched',
+])
+
+function fail(field: string, message: string): never {
+  throw new TypeError(`daemonize: option "${field}" ${message}`)
+}
+
+function nonEmptyPath(field: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') fail(field, 'must be a non-empty string')
+  if (value.includes('\0')) fail(field, 'must not contain a NUL byte')
+  return value
+}
+
+function output(field: string, value: unknown): OutputTarget {
+  if (value === undefined || value === 'ignore') return 'ignore'
+  return path.resolve(nonEmptyPath(field, value))
+}
+
+/**
+ * Validates `daemonize()`'s argument and applies defaults. Throws a `TypeError` naming the
+ * field; touches nothing on disk except to check that `cwd` is a directory.
+ * @param extraKeys further option names a caller accepts on top of daemonize()'s own.
+ */
+export function normalizeOptions(input: unknown, extraKeys: readonly string[] = []): NormalizedOptions {
+  const raw: Record<string, unknown> =
+    typeof input === 'string'
+      ? { pidFile: input }
+      : input === undefined
+        ? {}
+        : typeof input === 'object' && input !== null && !Array.isArray(input)
+          ? (input as Record<string, unknown>)
+          : fail('(argument)', 'must be a pidfile path or an options object')
+
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN.has(key) && !extraKeys.includes(key)) fail(key, 'is not a known option')
+  }
+
+  const pidFile = raw.pidFile === undefined ? undefined : path.resolve(nonEmptyPath('pidFile', raw.pidFile))
+
+  const cwd = raw.cwd === undefined ? '/' : path.resolve(nonEmptyPath('cwd', raw.cwd))
+  let isDir = false
+  try {
+    isDir = fs.statSync(cwd).isDirectory()
+  } catch {
+    isDir = false
+  }
+  if (!isDir) fail('cwd', `must name an existing directory (got ${JSON.stringify(cwd)})`)
+
+  const umask = raw.umask === undefined ? 0o022 : raw.umask
+  if (typeof umask !== 'number' || !Number.isInteger(umask) || umask < 0 || umask > 0o777) {
+    fail('umask', 'must be an integer from 0 to 0o777')
+  }
+
+  const env: Record<string, string> = {}
+  if (raw.env !== undefined) {
+    if (typeof raw.env !== 'object' || raw.env === null || Array.isArray(raw.env)) fail('env', 'must be an object')
+    for (const [key, value] of Object.entries(raw.env as Record<string, unknown>)) {
+      if (key === '' || key.includes('=') || key.includes('\0')) fail('env', `has an invalid variable name ${JSON.stringify(key)}`)
+      if (typeof value !== 'string' || value.includes('\0')) fail('env', `value of ${key} must be a string without NUL bytes`)
+      env[key] = value
+    }
+  }
+
+  const ready = raw.ready === undefined ? 'auto' : raw.ready
+  if (ready !== 'auto' && ready !== 'manual') fail('ready', "must be 'auto' or 'manual'")
+
+  const readyTimeout = raw.readyTimeout === undefined ? 30_000 : raw.readyTimeout
+  if (typeof readyTimeout !== 'number' || !Number.isFinite(readyTimeout) || readyTimeout <= 0 || readyTimeout > 2 ** 31 - 1) {
+    fail('readyTimeout', 'must be a positive number of milliseconds')
+  }
+
+  const onLaunched = raw.onLaunched
+  if (onLaunched !== undefined && typeof onLaunched !== 'function') fail('onLaunched', 'must be a function')
+
+  return {
+    pidFile,
+    cwd,
+    umask,
+    stdout: output('stdout', raw.stdout),
+    stderr: output('stderr', raw.stderr),
+    env,
+    ready,
+    readyTimeout,
+    onLaunched: onLaunched as NormalizedOptions['onLaunched'],
+  }
+}
