@@ -1,0 +1,147 @@
+'use strict'
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn, spawnSync } = require('node:child_process')
+
+const FIXTURES = path.join(__dirname, 'fixtures')
+const DAEMON = path.join(FIXTURES, 'daemon.js')
+
+/** A fresh temp directory for one test. */
+function tempDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'daemonkit-test-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Runs a command to completion; resolves with { code, signal, stdout, stderr }. */
+function run(command, args, { cwd, env, timeout = 30_000, stdio } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: env ?? process.env, stdio: stdio ?? ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout?.on('data', (d) => (stdout += d))
+    child.stderr?.on('data', (d) => (stderr += d))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${command} ${args.join(' ')} timed out; stderr: ${stderr}`))
+    }, timeout)
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+}
+
+/** Launches the fixture daemon with `spec`; resolves with the launcher's result. */
+function launch(spec, { execArgv = [], cwd, env, stdio, timeout } = {}) {
+  return run(process.execPath, [...execArgv, DAEMON, JSON.stringify(spec)], { cwd, env, stdio, timeout })
+}
+
+/** Fields of /proc/PID/stat, or undefined if the process is gone. */
+function procStat(pid) {
+  let text
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return undefined
+  }
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ')
+  return {
+    state: rest[0],
+    ppid: Number(rest[1]),
+    pgrp: Number(rest[2]),
+    session: Number(rest[3]),
+    ttyNr: Number(rest[4]),
+  }
+}
+
+/** /proc/PID/status as a map of field -> value. */
+function procStatus(pid) {
+  const out = {}
+  for (const line of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+    const i = line.indexOf(':')
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim()
+  }
+  return out
+}
+
+/** The open descriptors of PID: { fd: target }. */
+function procFds(pid) {
+  const out = {}
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      out[fd] = fs.readlinkSync(`/proc/${pid}/fd/${fd}`)
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out
+}
+
+/** Running = exists and is not a zombie (pid 1 here reaps orphans late). */
+function isRunning(pid) {
+  const st = procStat(pid)
+  return st !== undefined && st.state !== 'Z' && st.state !== 'X'
+}
+
+async function waitFor(predicate, { timeout = 10_000, interval = 20, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await predicate()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, interval))
+  }
+}
+
+/** Whether someone holds a lock on `file`, asked of util-linux flock(1). */
+function isLocked(file) {
+  return spawnSync('flock', ['-n', file, 'true']).status !== 0
+}
+
+function readPid(file) {
+  return Number(fs.readFileSync(file, 'utf8').trim())
+}
+
+/**
+ * Registers `pid` for killing at teardown. Only a process whose command line mentions `dir`
+ * (the test's own temp directory) is ever signalled, so a recycled pid is never hit.
+ */
+function cleanupPid(t, pid, dir) {
+  t.teardown(async () => {
+    let cmdline = ''
+    try {
+      cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    } catch {
+      return
+    }
+    if (!cmdline.includes(dir) || !isRunning(pid)) return
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      return
+    }
+    await waitFor(() => !isRunning(pid), { what: `pid ${pid} to die` })
+  })
+}
+
+/** Pids of running processes whose command line mentions `needle`. For counting only. */
+function processesMentioning(needle) {
+  const pids = []
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle) && isRunning(Number(entry))) pids.push(Number(entry))
+    } catch {
+      // gone
+    }
+  }
+  return pids
+}
+
+module.exports = {
+  DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, isLocked, readPid,
+  cleanupPid, processesMentioning,
+}
