@@ -10,3 +10,16 @@ export {
   UnsupportedPlatformError,
   type NotReadyReason,
 } from './errors'
+export { Daemon, LSB, type DaemonAction, type DaemonContext, type DaemonOptions } from './daemon'
+export {
+  signal,
+  status,
+  stop,
+  SignalError,
+  StopTimeoutError,
+  type DaemonStatus,
+  type SignalName,
+  type SignalResult,
+  type StopOptions,
+  type StopResult,
+} from './manage'

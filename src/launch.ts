@@ -198,6 +198,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     if (outcome.kind === 'ready') {
       await withTimeout(watch.relayClosed, 200)
       watch.close()
+      handle?.close()
       if (lockFd !== undefined) closeQuietly(lockFd)
       return { pid }
     }
@@ -220,6 +221,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     }
     await withTimeout(watch.relayClosed, FAILURE_GRACE_MS)
     watch.close()
+    handle?.close()
     const stderr = watch.stderrTail()
     if (outcome.kind === 'timeout') {
       throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed`)
@@ -229,6 +231,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
   } catch (err) {
     for (const fd of toClose) closeQuietly(fd)
     watch?.close()
+    handle?.close()
     if (lockFd !== undefined) {
       try {
         n.removePidfile(opts.pidFile as string, lockFd)

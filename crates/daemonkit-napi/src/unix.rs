@@ -1,5 +1,5 @@
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use daemonkit_core::launch::{Command, LaunchError, Stdio};
@@ -193,14 +193,15 @@ pub fn is_alive(pid: i32) -> bool {
 /// A handle on one process that cannot be confused with a later process of the same pid.
 #[napi]
 pub struct Process {
-    inner: Arc<ProcessHandle>,
+    pid: i32,
+    inner: Mutex<Option<Arc<ProcessHandle>>>,
 }
 
 /// Opens a handle on process `pid` (> 1).
 #[napi]
 pub fn open_process(env: Env, pid: i32) -> Result<Process> {
     let inner = ProcessHandle::open(pid).map_err(|e| errno_error(&env, e, &format!("opening process {pid}")))?;
-    Ok(Process { inner: Arc::new(inner) })
+    Ok(Process { pid, inner: Mutex::new(Some(Arc::new(inner))) })
 }
 
 #[napi]
@@ -209,20 +210,32 @@ impl Process {
     /// The pid.
     #[napi(getter)]
     pub fn pid(&self) -> i32 {
-        self.inner.pid()
+        self.pid
+    }
+
+    fn handle(&self, env: &Env) -> Result<Arc<ProcessHandle>> {
+        let guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.clone().ok_or_else(|| coded(env, "EBADF", format!("the handle on process {} is closed", self.pid)))
     }
 
     /// Sends signal number `signal`.
     #[napi]
     pub fn kill(&self, env: Env, signal: i32) -> Result<()> {
-        self.inner.signal(signal).map_err(|e| errno_error(&env, e, &format!("signalling process {}", self.inner.pid())))
+        self.handle(&env)?.signal(signal).map_err(|e| errno_error(&env, e, &format!("signalling process {}", self.pid)))
     }
 
     /// Resolves `true` once the process has exited, `false` after `timeoutMs`. Waits off the
     /// main thread.
     #[napi(ts_return_type = "Promise<boolean>")]
-    pub fn wait_exit(&self, timeout_ms: u32) -> AsyncTask<WaitExit> {
-        AsyncTask::new(WaitExit { handle: Arc::clone(&self.inner), timeout: Duration::from_millis(timeout_ms.into()) })
+    pub fn wait_exit(&self, env: Env, timeout_ms: u32) -> Result<AsyncTask<WaitExit>> {
+        let handle = self.handle(&env)?;
+        Ok(AsyncTask::new(WaitExit { handle, timeout: Duration::from_millis(timeout_ms.into()) }))
+    }
+
+    /// Releases the handle (its pidfd closes once no wait is using it). Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     }
 }
 
