@@ -20,6 +20,8 @@ export declare class Process {
    * main thread.
    */
   waitExit(timeoutMs: number): Promise<boolean>
+  /** Releases the handle (its pidfd closes once no wait is using it). Idempotent. */
+  close(): void
 }
 
 /** The outcome of taking a pidfile's lock. */
