@@ -72,7 +72,16 @@ export interface LaunchSpec {
   cwd?: string
   /** Umask to set before `execve`. */
   umask?: number
+  /** User (name or uid) to run as; supplementary groups come from the group database. */
+  user?: string
+  /** Group (name or gid) to run as. */
+  group?: string
+  /** Directory to `chroot` into before `execve`. */
+  chroot?: string
 }
+
+/** Resolves `user` (and optionally `group`) as a launch would. */
+export declare function lookupUser(user: string, group?: string | undefined | null): UserInfo
 
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
@@ -100,6 +109,9 @@ export declare function probePidfile(path: string): PidfileProbe
 /** Unlinks `path` if it still names the file open at `fd`; returns whether it did. */
 export declare function removePidfile(path: string, fd: number): boolean
 
+/** Sends `state` to systemd's `$NOTIFY_SOCKET`; returns false when it is not set. */
+export declare function sdNotify(state: string): boolean
+
 /** Sets or clears close-on-exec on `fd`. */
 export declare function setCloexec(fd: number, on: boolean): void
 
@@ -108,6 +120,16 @@ export declare function signalNumber(name: string): number | null
 
 /** The binding works on this system. */
 export declare function supported(): boolean
+
+/** The uid, primary gid and supplementary groups of `user` (name or uid). */
+export interface UserInfo {
+  /** User id. */
+  uid: number
+  /** Primary group id. */
+  gid: number
+  /** Supplementary groups. */
+  groups: Array<number>
+}
 
 /** Writes `pid` and a newline into the pidfile open at `fd`. */
 export declare function writePid(fd: number, pid: number): void

@@ -23,3 +23,4 @@ export {
   type StopOptions,
   type StopResult,
 } from './manage'
+export { spawnDaemon, type RestartPolicy, type SpawnDaemonOptions, type SpawnedDaemon } from './spawn'

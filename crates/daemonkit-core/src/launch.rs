@@ -62,6 +62,12 @@ pub enum Stage {
     Chdir = 6,
     /// `execve` of the program.
     Exec = 7,
+    /// `chroot` to the requested root.
+    Chroot = 8,
+    /// Dropping privileges (`setgroups`, `setgid`, `setuid`), or root could be regained after.
+    Privileges = 9,
+    /// Setting the parent-death signal.
+    ParentDeathSignal = 10,
 }
 
 impl Stage {
@@ -74,6 +80,9 @@ impl Stage {
             5 => Stage::CloseDescriptors,
             6 => Stage::Chdir,
             7 => Stage::Exec,
+            8 => Stage::Chroot,
+            9 => Stage::Privileges,
+            10 => Stage::ParentDeathSignal,
             _ => return None,
         })
     }
@@ -88,6 +97,9 @@ impl Stage {
             Stage::CloseDescriptors => "closing descriptors",
             Stage::Chdir => "chdir",
             Stage::Exec => "exec",
+            Stage::Chroot => "chroot",
+            Stage::Privileges => "dropping privileges",
+            Stage::ParentDeathSignal => "setting the parent-death signal",
         }
     }
 }
@@ -149,6 +161,20 @@ pub struct Command {
     pass_fds: Vec<RawFd>,
     cwd: Option<Vec<u8>>,
     umask: Option<libc::mode_t>,
+    chroot: Option<Vec<u8>>,
+    credentials: Option<Credentials>,
+    parent_death_signal: Option<c_int>,
+}
+
+/// The user and groups a launched program runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User id, set last.
+    pub uid: libc::uid_t,
+    /// Primary group id.
+    pub gid: libc::gid_t,
+    /// Supplementary groups, set first.
+    pub groups: Vec<libc::gid_t>,
 }
 
 impl Command {
@@ -166,6 +192,9 @@ impl Command {
             pass_fds: Vec::new(),
             cwd: None,
             umask: None,
+            chroot: None,
+            credentials: None,
+            parent_death_signal: None,
         }
     }
 
@@ -250,11 +279,41 @@ impl Command {
         self
     }
 
+    /// Changes the root directory before `execve` (then changes to `/` in it, and to
+    /// [`Command::current_dir`] if set, relative to the new root).
+    pub fn chroot(&mut self, root: impl AsRef<OsStr>) -> &mut Command {
+        self.chroot = Some(root.as_ref().as_bytes().to_vec());
+        self
+    }
+
+    /// Runs the program as another user: `setgroups`, then `setgid`, then `setuid`, just before
+    /// `execve` (after stdio is in place and `chroot` is done). Afterwards regaining root is
+    /// tried and must fail, else the launch fails at [`Stage::Privileges`].
+    pub fn credentials(&mut self, credentials: Credentials) -> &mut Command {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Has the kernel send `signal` to the program when the process that spawned it dies
+    /// (Linux `PR_SET_PDEATHSIG`; ignored elsewhere). Only meaningful with [`Command::spawn`].
+    pub fn parent_death_signal(&mut self, signal: c_int) -> &mut Command {
+        self.parent_death_signal = Some(signal);
+        self
+    }
+
     /// Launches the daemon and returns once it has called `execve` successfully (or a step
     /// failed). The intermediate process has been reaped when this returns.
     pub fn launch(&self) -> Result<Launched, LaunchError> {
         let prepared = Prepared::new(self)?;
-        prepared.run()
+        prepared.run(Mode::Daemon)
+    }
+
+    /// Starts the program as an ordinary child of the caller (one `vfork`-style stage, no new
+    /// session), with the same hygiene as [`Command::launch`]. Returns once it has called
+    /// `execve`; the caller must reap it.
+    pub fn spawn(&self) -> Result<Launched, LaunchError> {
+        let prepared = Prepared::new(self)?;
+        prepared.run(Mode::Child)
     }
 }
 
@@ -353,6 +412,14 @@ struct Plan {
     cwd: *const c_char,
     set_umask: bool,
     umask: libc::mode_t,
+    root: *const c_char,
+    set_ids: bool,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: *const libc::gid_t,
+    group_count: usize,
+    parent_death_signal: c_int,
+    parent_pid: libc::pid_t,
     report_fd: RawFd,
     #[cfg(any(target_os = "linux", target_os = "android"))]
     grandchild_stack_top: *mut c_void,
@@ -364,6 +431,10 @@ struct Prepared {
     _args: Vec<CString>,
     _env: Vec<CString>,
     _cwd: Option<CString>,
+    _root: Option<CString>,
+    root_ptr: *const c_char,
+    credentials: Option<Credentials>,
+    parent_death_signal: Option<c_int>,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
     sources: Vec<RawFd>,
@@ -391,6 +462,7 @@ impl Prepared {
         let args = cmd.args.iter().map(|a| cstring(a, "argument")).collect::<Result<Vec<_>, _>>()?;
         let env = env_bytes.iter().map(|e| cstring(e, "environment")).collect::<Result<Vec<_>, _>>()?;
         let cwd = cmd.cwd.as_deref().map(|d| cstring(d, "working directory")).transpose()?;
+        let root = cmd.chroot.as_deref().map(|d| cstring(d, "chroot directory")).transpose()?;
 
         let needs_null = [cmd.stdin, cmd.stdout, cmd.stderr].contains(&Stdio::Null);
         let dev_null = if needs_null { Some(stdio::open_dev_null().map_err(LaunchError::Prepare)?) } else { None };
@@ -414,6 +486,10 @@ impl Prepared {
             _args: args,
             _env: env,
             _cwd: cwd,
+            root_ptr: root.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+            _root: root,
+            credentials: cmd.credentials.clone(),
+            parent_death_signal: cmd.parent_death_signal,
             argv,
             envp,
             sources,
@@ -423,7 +499,7 @@ impl Prepared {
         })
     }
 
-    fn run(mut self) -> Result<Launched, LaunchError> {
+    fn run(mut self, mode: Mode) -> Result<Launched, LaunchError> {
         let (report_read, report_write) = stdio::pipe_cloexec().map_err(LaunchError::Prepare)?;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let (middle_stack, grandchild_stack) = (Stack::new(CHILD_STACK_SIZE)?, Stack::new(CHILD_STACK_SIZE)?);
@@ -437,6 +513,15 @@ impl Prepared {
             cwd: self.cwd_ptr,
             set_umask: self.umask.is_some(),
             umask: self.umask.unwrap_or(0),
+            root: self.root_ptr,
+            set_ids: self.credentials.is_some(),
+            uid: self.credentials.as_ref().map_or(0, |c| c.uid),
+            gid: self.credentials.as_ref().map_or(0, |c| c.gid),
+            groups: self.credentials.as_ref().map_or(ptr::null(), |c| c.groups.as_ptr()),
+            group_count: self.credentials.as_ref().map_or(0, |c| c.groups.len()),
+            parent_death_signal: self.parent_death_signal.unwrap_or(0),
+            // SAFETY: getpid has no preconditions.
+            parent_pid: unsafe { libc::getpid() },
             report_fd: report_write.as_raw_fd(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
             grandchild_stack_top: grandchild_stack.top(),
@@ -449,8 +534,12 @@ impl Prepared {
         // SAFETY: `middle_entry` only makes async-signal-safe calls on `plan`, which outlives
         // the child: CLONE_VFORK suspends this thread until the child has exited.
         let middle = unsafe {
+            let entry: extern "C" fn(*mut c_void) -> c_int = match mode {
+                Mode::Daemon => middle_entry,
+                Mode::Child => grandchild_entry,
+            };
             libc::clone(
-                middle_entry,
+                entry,
                 middle_stack.top(),
                 libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
                 &mut plan as *mut Plan as *mut c_void,
@@ -461,7 +550,10 @@ impl Prepared {
         let middle = unsafe {
             let pid = libc::fork();
             if pid == 0 {
-                middle_main(&mut plan);
+                match mode {
+                    Mode::Daemon => middle_main(&mut plan),
+                    Mode::Child => exec_daemon(&mut plan),
+                }
             }
             pid
         };
@@ -472,10 +564,29 @@ impl Prepared {
             return Err(LaunchError::Child { stage: Stage::Fork, errno: fork_errno });
         }
 
-        let outcome = read_reports(report_read.as_raw_fd());
-        reap(middle);
-        outcome
+        match mode {
+            Mode::Daemon => {
+                let outcome = read_reports(report_read.as_raw_fd());
+                reap(middle);
+                outcome
+            }
+            Mode::Child => match read_reports(report_read.as_raw_fd()) {
+                Err(LaunchError::NoReport) => Ok(Launched { pid: middle }),
+                Ok(_) => Ok(Launched { pid: middle }),
+                Err(err) => {
+                    reap(middle);
+                    Err(err)
+                }
+            },
+        }
     }
+}
+
+/// Whether the program becomes a daemon (two stages and a new session) or a plain child.
+#[derive(Clone, Copy)]
+enum Mode {
+    Daemon,
+    Child,
 }
 
 /// One report from a child: `kind` 1 = the daemon's pid in `a`; 2 = failure of stage `a` with
@@ -619,8 +730,7 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
     default_action.sa_sigaction = libc::SIG_DFL;
     for sig in 1..max_signal() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // EINVAL for numbers the C library reserves is expected and harmless.
-            libc::sigaction(sig, &default_action, ptr::null_mut());
+            set_default_disposition(sig, &default_action);
         }
     }
 
@@ -648,6 +758,32 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
         fail(report_fd, Stage::CloseDescriptors);
     }
 
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if plan.parent_death_signal != 0 {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, plan.parent_death_signal as libc::c_ulong, 0, 0, 0) < 0 {
+            fail(report_fd, Stage::ParentDeathSignal);
+        }
+        // The parent may have died before the prctl: then nobody would ever send the signal.
+        if libc::getppid() != plan.parent_pid {
+            libc::_exit(127);
+        }
+    }
+    if !plan.root.is_null() && (libc::chroot(plan.root) < 0 || libc::chdir(c"/".as_ptr()) < 0) {
+        fail(report_fd, Stage::Chroot);
+    }
+    if plan.set_ids {
+        // Order matters: supplementary groups and the gid can only be changed while still root.
+        if libc::setgroups(plan.group_count as _, plan.groups) < 0
+            || libc::setgid(plan.gid) < 0
+            || libc::setuid(plan.uid) < 0
+        {
+            fail(report_fd, Stage::Privileges);
+        }
+        if plan.uid != 0 && libc::setuid(0) == 0 {
+            *errno_location() = libc::EPERM;
+            fail(report_fd, Stage::Privileges);
+        }
+    }
     if plan.set_umask {
         libc::umask(plan.umask);
     }
@@ -661,6 +797,45 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
 
     libc::execve(plan.program, plan.argv, plan.envp);
     fail(report_fd, Stage::Exec)
+}
+
+/// The calling thread's errno.
+unsafe fn errno_location() -> *mut c_int {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return libc::__errno_location();
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    return libc::__error();
+}
+
+/// Sets `sig` to `SIG_DFL` in the calling process.
+///
+/// On Linux this is the raw `rt_sigaction` system call: glibc's `sigaction` refuses with
+/// `EINVAL` the signals it reserves (32 and 33), yet a launcher started by glibc's
+/// `posix_spawn` (cargo, Rust's `std::process::Command`, …) has 32 set to `SIG_IGN`, and an
+/// ignored disposition survives `execve`. The kernel's `struct sigaction` for `SIG_DFL` (0), no
+/// flags and an empty mask is all zeros on every architecture; the buffer is larger than any.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn set_default_disposition(sig: c_int, _default_action: &libc::sigaction) {
+    const KERNEL_SIGSET_SIZE: usize =
+        if cfg!(any(target_arch = "mips", target_arch = "mips32r6", target_arch = "mips64", target_arch = "mips64r6")) {
+            16
+        } else {
+            8
+        };
+    let zeroed_kernel_sigaction = [0u64; 8];
+    libc::syscall(
+        libc::SYS_rt_sigaction,
+        sig as libc::c_long,
+        zeroed_kernel_sigaction.as_ptr(),
+        ptr::null_mut::<c_void>(),
+        KERNEL_SIGSET_SIZE,
+    );
+}
+
+/// Sets `sig` to `SIG_DFL` (`EINVAL` for numbers the C library reserves is ignored).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+unsafe fn set_default_disposition(sig: c_int, default_action: &libc::sigaction) {
+    libc::sigaction(sig, default_action, ptr::null_mut());
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -10,6 +10,8 @@
 //!   garbage content.
 //! - [`stdio`]: descriptor helpers (pipes, `dup2`, close-on-exec).
 //! - [`signals`]: signal numbers by name, and race-free signalling through pidfds on Linux.
+//! - [`privileges`]: resolving the user and groups a daemon runs as.
+//! - [`notify`]: the systemd readiness protocol (`READY=1`, `STOPPING=1`).
 //!
 //! The crate is usable from Rust on its own; the Node.js binding (`daemonkit-napi`) is a thin
 //! layer over it.
@@ -17,7 +19,9 @@
 #![deny(missing_docs)]
 
 pub mod launch;
+pub mod notify;
 pub mod pidfile;
+pub mod privileges;
 pub mod signals;
 pub mod stdio;
 

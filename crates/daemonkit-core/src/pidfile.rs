@@ -58,6 +58,12 @@ pub enum PathProblem {
     Symlink,
     /// The path names something other than a regular file: `"a directory"`, `"a FIFO"`, …
     NotRegular(&'static str),
+    /// Root was asked to use a pidfile in a directory that others may write to (without the
+    /// sticky bit): anyone could replace the file between two looks.
+    InsecureDirectory,
+    /// Root was asked to use a pidfile owned by another user (uid given), who could have put
+    /// anything in it.
+    ForeignOwner(u32),
 }
 
 impl fmt::Display for PathProblem {
@@ -65,6 +71,10 @@ impl fmt::Display for PathProblem {
         match self {
             PathProblem::Symlink => f.write_str("the pidfile is a symbolic link, which is never followed"),
             PathProblem::NotRegular(kind) => write!(f, "the pidfile is {kind}, not a regular file"),
+            PathProblem::InsecureDirectory => {
+                f.write_str("the pidfile's directory is writable by others and not sticky, which root refuses")
+            }
+            PathProblem::ForeignOwner(uid) => write!(f, "the pidfile is owned by uid {uid}, which root refuses"),
         }
     }
 }
@@ -287,6 +297,25 @@ pub fn remove_if_same(path: &Path, fd: RawFd) -> Result<bool, Errno> {
     }
 }
 
+/// Refuses, for root, a directory that others may write to without the sticky bit.
+fn check_directory_for_root(path: &Path) -> Result<(), AcquireError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let c = c_path(dir).map_err(|errno| AcquireError::Io { op: "stat", errno })?;
+    // SAFETY: `stat` is plain data, valid when zeroed; stat() overwrites it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid out-pointer.
+    Errno::result(unsafe { libc::stat(c.as_ptr(), &mut st) }).map_err(|errno| AcquireError::Io { op: "stat", errno })?;
+    let writable_by_others = st.st_mode & libc::S_IWOTH != 0;
+    let sticky = st.st_mode & libc::S_ISVTX != 0;
+    if writable_by_others && !sticky {
+        return Err(AcquireError::Unsafe(PathProblem::InsecureDirectory));
+    }
+    Ok(())
+}
+
 /// A pidfile whose exclusive lock this process holds.
 ///
 /// Dropping it closes the descriptor. The lock is released when the *last* descriptor of the
@@ -305,8 +334,19 @@ impl Pidfile {
     pub fn acquire(path: impl AsRef<Path>) -> Result<Pidfile, AcquireError> {
         let path = path.as_ref();
         let c = c_path(path).map_err(|errno| AcquireError::Io { op: "open", errno })?;
+        // SAFETY: geteuid has no preconditions.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            check_directory_for_root(path)?;
+        }
         for _ in 0..16 {
             let fd = open_checked(&c, libc::O_RDWR | libc::O_CREAT)?;
+            if as_root {
+                let st = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
+                if st.st_uid != 0 {
+                    return Err(AcquireError::Unsafe(PathProblem::ForeignOwner(st.st_uid)));
+                }
+            }
             let mut locked = false;
             for attempt in 0..=BUSY_RETRIES {
                 locked = try_flock(fd.as_raw_fd(), true).map_err(|errno| AcquireError::Io { op: "flock", errno })?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use daemonkit_core::launch::{Command, LaunchError, Stdio};
 use daemonkit_core::pidfile::{self, AcquireError, InvalidContent, Pidfile, Probe};
 use daemonkit_core::signals::{self, ProcessHandle};
-use daemonkit_core::{stdio, Errno};
+use daemonkit_core::{notify, privileges, stdio, Errno};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -118,6 +118,12 @@ pub struct LaunchSpec {
     pub cwd: Option<String>,
     /// Umask to set before `execve`.
     pub umask: Option<u32>,
+    /// User (name or uid) to run as; supplementary groups come from the group database.
+    pub user: Option<String>,
+    /// Group (name or gid) to run as.
+    pub group: Option<String>,
+    /// Directory to `chroot` into before `execve`.
+    pub chroot: Option<String>,
 }
 
 /// A launched daemon.
@@ -148,6 +154,17 @@ pub fn launch(env: Env, spec: LaunchSpec) -> Result<LaunchResult> {
     }
     if let Some(mask) = spec.umask {
         cmd.umask(mask as _);
+    }
+    if let Some(root) = &spec.chroot {
+        cmd.chroot(root);
+    }
+    let credentials = match (&spec.user, &spec.group) {
+        (Some(user), group) => Some(privileges::lookup_user(user, group.as_deref())),
+        (None, Some(group)) => Some(privileges::group_only(group)),
+        (None, None) => None,
+    };
+    if let Some(found) = credentials {
+        cmd.credentials(found.map_err(|e| coded(&env, "EUSER", e))?);
     }
     match cmd.launch() {
         Ok(launched) => Ok(LaunchResult { pid: launched.pid }),
@@ -256,4 +273,28 @@ impl Task for WaitExit {
     fn resolve(&mut self, _env: Env, output: bool) -> napi::Result<bool> {
         Ok(output)
     }
+}
+
+/// Sends `state` to systemd's `$NOTIFY_SOCKET`; returns false when it is not set.
+#[napi]
+pub fn sd_notify(env: Env, state: String) -> Result<bool> {
+    notify::notify(&state).map_err(|e| coded(&env, "ENOTIFY", format!("sd_notify: {e}")))
+}
+
+/// The uid, primary gid and supplementary groups of `user` (name or uid).
+#[napi(object)]
+pub struct UserInfo {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// Resolves `user` (and optionally `group`) as a launch would.
+#[napi]
+pub fn lookup_user(env: Env, user: String, group: Option<String>) -> Result<UserInfo> {
+    let c = privileges::lookup_user(&user, group.as_deref()).map_err(|e| coded(&env, "EUSER", e))?;
+    Ok(UserInfo { uid: c.uid, gid: c.gid, groups: c.groups })
 }

@@ -1,0 +1,46 @@
+//! The systemd readiness protocol (`sd_notify`): datagrams such as `READY=1` sent to the unix
+//! socket named by `$NOTIFY_SOCKET`.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+
+/// The socket systemd asked to be notified on, if any (`$NOTIFY_SOCKET`).
+pub fn socket_path() -> Option<std::ffi::OsString> {
+    std::env::var_os("NOTIFY_SOCKET").filter(|p| !p.is_empty())
+}
+
+/// Sends `state` (e.g. `"READY=1\nMAINPID=42"`) to the socket at `path`. A path starting with
+/// `@` names a socket in Linux's abstract namespace.
+pub fn notify_to(path: &OsStr, state: &str) -> io::Result<()> {
+    let socket = UnixDatagram::unbound()?;
+    let bytes = path.as_bytes();
+    if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            #[cfg(target_os = "linux")]
+            use std::os::linux::net::SocketAddrExt;
+            #[cfg(target_os = "android")]
+            use std::os::android::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)?;
+            socket.send_to_addr(state.as_bytes(), &addr)?;
+            return Ok(());
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = abstract_name;
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "abstract sockets are Linux-only"));
+        }
+    }
+    socket.send_to(state.as_bytes(), OsStr::from_bytes(bytes))?;
+    Ok(())
+}
+
+/// Sends `state` to `$NOTIFY_SOCKET`. Returns `Ok(false)` when the variable is not set.
+pub fn notify(state: &str) -> io::Result<bool> {
+    match socket_path() {
+        Some(path) => notify_to(&path, state).map(|()| true),
+        None => Ok(false),
+    }
+}

@@ -1,0 +1,503 @@
+//! `daemonkit-supervise`: runs one command for daemonkit and holds the daemon's pidfile lock
+//! for the command's whole life.
+//!
+//! It is started by daemonkit's launcher as the daemon (so it is the process the pidfile
+//! names), and it:
+//! - starts the command as its child, with the requested user, group, chroot, cwd and umask,
+//!   and with `PR_SET_PDEATHSIG` so the command dies if the supervisor is killed;
+//! - tells the launcher `READY <child pid>` once the command has exec'd, or
+//!   `FAIL <stage> <errno>` if it could not;
+//! - forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to the command;
+//! - writes the command's stdout and stderr into the log files, and reopens them on SIGHUP
+//!   (so `logrotate` works without `copytruncate`);
+//! - optionally restarts the command when it dies, with exponential backoff and a burst limit;
+//! - at the end removes the pidfile while still holding its lock, and exits with the
+//!   command's status.
+//!
+//! Usage: `daemonkit-supervise [options] -- PROGRAM [ARGS...]` (see `usage()`).
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use daemonkit_core::launch::{Command, Credentials, LaunchError, Stdio};
+use daemonkit_core::{notify, pidfile, privileges, stdio};
+
+const FORWARDED: [libc::c_int; 5] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Restart {
+    Never,
+    OnFailure,
+    Always,
+}
+
+struct Config {
+    program: OsString,
+    args: Vec<OsString>,
+    ready_fd: Option<RawFd>,
+    lock_fd: Option<RawFd>,
+    pidfile: Option<PathBuf>,
+    stdout: Option<PathBuf>,
+    stderr: Option<PathBuf>,
+    restart: Restart,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    burst: u32,
+    burst_window: Duration,
+    credentials: Option<Credentials>,
+    chroot: Option<OsString>,
+    cwd: Option<OsString>,
+    umask: Option<libc::mode_t>,
+    notify: bool,
+}
+
+fn usage() -> &'static str {
+    "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
+     \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
+     \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] -- PROGRAM [ARGS...]"
+}
+
+fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
+    let mut it = argv.into_iter().skip(1);
+    let mut cfg = Config {
+        program: OsString::new(),
+        args: Vec::new(),
+        ready_fd: None,
+        lock_fd: None,
+        pidfile: None,
+        stdout: None,
+        stderr: None,
+        restart: Restart::Never,
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(30),
+        burst: 5,
+        burst_window: Duration::from_secs(60),
+        credentials: None,
+        chroot: None,
+        cwd: None,
+        umask: None,
+        notify: false,
+    };
+    let mut user: Option<String> = None;
+    let mut group: Option<String> = None;
+    loop {
+        let Some(flag) = it.next() else { return Err("missing -- PROGRAM".into()) };
+        let flag = flag.into_string().map_err(|f| format!("bad option {f:?}"))?;
+        if flag == "--" {
+            break;
+        }
+        if flag == "--notify" {
+            cfg.notify = true;
+            continue;
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let text = || value.clone().into_string().map_err(|_| format!("{flag}: not UTF-8"));
+        let number = |t: String| t.parse::<u64>().map_err(|_| format!("{flag}: not a number: {t}"));
+        match flag.as_str() {
+            "--ready-fd" => cfg.ready_fd = Some(number(text()?)? as RawFd),
+            "--lock-fd" => cfg.lock_fd = Some(number(text()?)? as RawFd),
+            "--pidfile" => cfg.pidfile = Some(PathBuf::from(value)),
+            "--stdout" => cfg.stdout = Some(PathBuf::from(value)),
+            "--stderr" => cfg.stderr = Some(PathBuf::from(value)),
+            "--restart" => {
+                cfg.restart = match text()?.as_str() {
+                    "never" | "no" => Restart::Never,
+                    "on-failure" => Restart::OnFailure,
+                    "always" => Restart::Always,
+                    other => return Err(format!("--restart: unknown policy {other}")),
+                }
+            }
+            "--backoff-min" => cfg.backoff_min = Duration::from_millis(number(text()?)?),
+            "--backoff-max" => cfg.backoff_max = Duration::from_millis(number(text()?)?),
+            "--burst" => cfg.burst = number(text()?)? as u32,
+            "--burst-window" => cfg.burst_window = Duration::from_millis(number(text()?)?),
+            "--user" => user = Some(text()?),
+            "--group" => group = Some(text()?),
+            "--chroot" => cfg.chroot = Some(value),
+            "--cwd" => cfg.cwd = Some(value),
+            "--umask" => {
+                let t = text()?;
+                cfg.umask = Some(libc::mode_t::from_str_radix(&t, 8).map_err(|_| format!("--umask: not octal: {t}"))?)
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    cfg.program = it.next().ok_or("missing PROGRAM after --")?;
+    cfg.args = it.collect();
+    cfg.credentials = match (&user, &group) {
+        (Some(u), g) => Some(privileges::lookup_user(u, g.as_deref()).map_err(|e| e.to_string())?),
+        (None, Some(g)) => Some(privileges::group_only(g).map_err(|e| e.to_string())?),
+        (None, None) => None,
+    };
+    Ok(cfg)
+}
+
+/// The write end of the self-pipe the signal handler writes signal numbers to.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// The calling thread's errno.
+fn errno_location() -> *mut libc::c_int {
+    // SAFETY: both functions return the calling thread's errno address and have no preconditions.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return unsafe { libc::__errno_location() };
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    return unsafe { libc::__error() };
+}
+
+extern "C" fn on_signal(signo: libc::c_int) {
+    // Async-signal-safe: one write(2) of one byte; errno is saved and restored.
+    // SAFETY: errno_location() is this thread's errno; write takes a valid 1-byte buffer.
+    unsafe {
+        let saved = *errno_location();
+        let byte = signo as u8;
+        libc::write(SIGNAL_PIPE.load(Ordering::Relaxed), &byte as *const u8 as *const libc::c_void, 1);
+        *errno_location() = saved;
+    }
+}
+
+fn install_handlers(write_end: RawFd) {
+    SIGNAL_PIPE.store(write_end, Ordering::Relaxed);
+    for sig in FORWARDED.iter().copied().chain([libc::SIGCHLD]) {
+        // SAFETY: `action` is fully initialised; `on_signal` only does async-signal-safe work.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+fn open_log(path: &PathBuf) -> std::io::Result<RawFd> {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    Ok(file.into_raw_fd())
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: `data` is a valid buffer of data.len() bytes.
+        let n = unsafe { libc::write(fd, data.as_ptr() as *const libc::c_void, data.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return; // a full disk must not stop the supervisor; the line is lost
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// A log stream: the pipe the command writes into and the file it lands in.
+struct Log {
+    path: PathBuf,
+    file: RawFd,
+    pipe_read: RawFd,
+    pipe_write: RawFd,
+}
+
+impl Log {
+    fn open(path: &PathBuf) -> std::io::Result<Log> {
+        let file = open_log(path)?;
+        let (r, w) = stdio::pipe_cloexec().map_err(std::io::Error::from)?;
+        use std::os::fd::IntoRawFd;
+        let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
+        set_nonblocking(r);
+        Ok(Log { path: path.clone(), file, pipe_read: r, pipe_write: w })
+    }
+
+    /// Copies what is in the pipe now into the file.
+    fn drain(&self) {
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: reads into a valid buffer.
+            let n = unsafe { libc::read(self.pipe_read, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+            if n <= 0 {
+                return;
+            }
+            write_all(self.file, &buf[..n as usize]);
+        }
+    }
+
+    /// Reopens the file at its path (after a rotation), keeping the descriptor number.
+    fn reopen(&mut self) {
+        self.drain();
+        match open_log(&self.path) {
+            Ok(fresh) => {
+                let _ = stdio::dup_onto(fresh, self.file);
+                let _ = stdio::set_cloexec(self.file, true);
+                let _ = stdio::close(fresh);
+            }
+            Err(e) => {
+                let msg = format!("daemonkit-supervise: cannot reopen {}: {e}\n", self.path.display());
+                write_all(self.file, msg.as_bytes());
+            }
+        }
+    }
+}
+
+struct Supervisor {
+    cfg: Config,
+    stdout: Option<Log>,
+    stderr: Option<Log>,
+    signal_read: RawFd,
+    child: Option<i32>,
+    stopping: bool,
+    restarts: Vec<Instant>,
+    attempt: u32,
+}
+
+impl Supervisor {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.cfg.program);
+        cmd.args(&self.cfg.args);
+        cmd.stdin(Stdio::Null);
+        cmd.stdout(self.stdout.as_ref().map_or(Stdio::Fd(1), |l| Stdio::Fd(l.pipe_write)));
+        cmd.stderr(match (&self.stderr, &self.stdout, &self.cfg.stderr == &self.cfg.stdout) {
+            (Some(l), _, _) => Stdio::Fd(l.pipe_write),
+            (None, Some(l), true) => Stdio::Fd(l.pipe_write),
+            _ => Stdio::Fd(2),
+        });
+        if let Some(root) = &self.cfg.chroot {
+            cmd.chroot(root);
+        }
+        if let Some(dir) = &self.cfg.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some(mask) = self.cfg.umask {
+            cmd.umask(mask);
+        }
+        if let Some(creds) = &self.cfg.credentials {
+            cmd.credentials(creds.clone());
+        }
+        cmd.parent_death_signal(libc::SIGKILL);
+        cmd
+    }
+
+    fn spawn(&mut self) -> Result<i32, LaunchError> {
+        let pid = self.command().spawn()?.pid;
+        self.child = Some(pid);
+        Ok(pid)
+    }
+
+    fn report(&mut self, line: &str) {
+        if let Some(fd) = self.cfg.ready_fd.take() {
+            write_all(fd, line.as_bytes());
+            let _ = stdio::close(fd);
+        }
+    }
+
+    fn log_line(&self, line: &str) {
+        let fd = self.stderr.as_ref().or(self.stdout.as_ref()).map_or(2, |l| l.file);
+        write_all(fd, format!("daemonkit-supervise: {line}\n").as_bytes());
+    }
+
+    fn drain_logs(&self) {
+        self.stdout.iter().chain(self.stderr.iter()).for_each(Log::drain);
+    }
+
+    fn finish(&mut self, code: i32) -> ! {
+        self.drain_logs();
+        if let (Some(path), Some(fd)) = (&self.cfg.pidfile, self.cfg.lock_fd) {
+            let _ = pidfile::remove_if_same(path, fd);
+        }
+        std::process::exit(code)
+    }
+
+    /// Decides what to do after the command exited with `status`; returns the delay before
+    /// the next start, or exits.
+    fn after_exit(&mut self, status: i32) -> Duration {
+        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+        let failed = code != 0;
+        if self.stopping {
+            self.finish(0);
+        }
+        let again = match self.cfg.restart {
+            Restart::Never => false,
+            Restart::OnFailure => failed,
+            Restart::Always => true,
+        };
+        if !again {
+            self.log_line(&format!("command exited with status {code}"));
+            self.finish(code);
+        }
+        let now = Instant::now();
+        self.restarts.retain(|t| now.duration_since(*t) < self.cfg.burst_window);
+        if self.restarts.len() as u32 >= self.cfg.burst {
+            self.log_line(&format!(
+                "command exited with status {code}; {} restarts within {} ms, giving up",
+                self.restarts.len(),
+                self.cfg.burst_window.as_millis()
+            ));
+            self.finish(if failed { code } else { 1 });
+        }
+        self.restarts.push(now);
+        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
+        let delay = self.cfg.backoff_min.saturating_mul(factor).min(self.cfg.backoff_max);
+        self.attempt += 1;
+        self.log_line(&format!("command exited with status {code}; restarting in {} ms", delay.as_millis()));
+        delay
+    }
+
+    fn run(&mut self) -> ! {
+        let mut restart_at: Option<Instant> = None;
+        loop {
+            let mut fds = vec![libc::pollfd { fd: self.signal_read, events: libc::POLLIN, revents: 0 }];
+            for log in self.stdout.iter().chain(self.stderr.iter()) {
+                fds.push(libc::pollfd { fd: log.pipe_read, events: libc::POLLIN, revents: 0 });
+            }
+            let timeout = restart_at.map_or(-1, |t| t.saturating_duration_since(Instant::now()).as_millis() as i32);
+            // SAFETY: `fds` is a valid array of fds.len() pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            self.drain_logs();
+
+            if let Some(at) = restart_at {
+                if Instant::now() >= at {
+                    restart_at = None;
+                    match self.spawn() {
+                        Ok(pid) => self.log_line(&format!("restarted command (pid {pid})")),
+                        Err(e) => {
+                            self.log_line(&format!("restarting {:?} failed: {e}", self.cfg.program));
+                            self.finish(127);
+                        }
+                    }
+                }
+            }
+
+            let mut signals = [0u8; 64];
+            // SAFETY: reads into a valid buffer; the pipe is non-blocking.
+            let n = unsafe { libc::read(self.signal_read, signals.as_mut_ptr() as *mut libc::c_void, signals.len()) };
+            for &sig in &signals[..n.max(0) as usize] {
+                let sig = sig as libc::c_int;
+                if sig == libc::SIGCHLD {
+                    self.reap(&mut restart_at);
+                    continue;
+                }
+                if sig == libc::SIGHUP {
+                    if let Some(l) = self.stdout.as_mut() {
+                        l.reopen();
+                    }
+                    if let Some(l) = self.stderr.as_mut() {
+                        l.reopen();
+                    }
+                }
+                if sig == libc::SIGTERM || sig == libc::SIGINT {
+                    self.stopping = true;
+                    if self.cfg.notify {
+                        let _ = notify::notify("STOPPING=1");
+                    }
+                    if self.child.is_none() {
+                        self.finish(0);
+                    }
+                }
+                if let Some(pid) = self.child {
+                    // SAFETY: `pid` is our own unreaped child, so it cannot have been recycled.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, restart_at: &mut Option<Instant>) {
+        loop {
+            let mut status = 0;
+            // SAFETY: reaps any child of ours without blocking.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            if Some(pid) == self.child {
+                self.child = None;
+                self.drain_logs();
+                let delay = self.after_exit(status);
+                *restart_at = Some(Instant::now() + delay);
+            }
+        }
+    }
+}
+
+fn main() {
+    let cfg = match parse_args(std::env::args_os().collect()) {
+        Ok(cfg) => cfg,
+        Err(msg) => {
+            let ready = std::env::args().skip_while(|a| a != "--ready-fd").nth(1).and_then(|v| v.parse::<RawFd>().ok());
+            let line = format!("FAIL config 22 {msg}\n");
+            if let Some(fd) = ready {
+                write_all(fd, line.as_bytes());
+            }
+            eprintln!("daemonkit-supervise: {msg}\n{}", usage());
+            std::process::exit(2);
+        }
+    };
+    // Our children must not inherit the lock, the readiness pipe or the logs.
+    for fd in cfg.ready_fd.iter().chain(cfg.lock_fd.iter()) {
+        let _ = stdio::set_cloexec(*fd, true);
+    }
+    if let (Some(fd), Some(_)) = (cfg.lock_fd, &cfg.pidfile) {
+        // SAFETY: getpid has no preconditions.
+        let _ = pidfile::write_pid_fd(fd, unsafe { libc::getpid() });
+    }
+    let (signal_read, signal_write) = {
+        use std::os::fd::IntoRawFd;
+        let (r, w) = stdio::pipe_cloexec().expect("self-pipe");
+        (r.into_raw_fd(), w.into_raw_fd())
+    };
+    set_nonblocking(signal_read);
+    set_nonblocking(signal_write);
+    install_handlers(signal_write);
+
+    let open = |p: &Option<PathBuf>| p.as_ref().map(Log::open).transpose();
+    let logs = open(&cfg.stdout).and_then(|out| {
+        let err = if cfg.stderr.is_some() && cfg.stderr != cfg.stdout { open(&cfg.stderr)? } else { None };
+        Ok((out, err))
+    });
+    let (stdout, stderr) = match logs {
+        Ok(pair) => pair,
+        Err(e) => {
+            let line = format!("FAIL logs {} cannot open a log file: {e}\n", e.raw_os_error().unwrap_or(5));
+            if let Some(fd) = cfg.ready_fd {
+                write_all(fd, line.as_bytes());
+            }
+            std::process::exit(1);
+        }
+    };
+    let notify_ready = cfg.notify;
+    let mut sup = Supervisor { cfg, stdout, stderr, signal_read, child: None, stopping: false, restarts: Vec::new(), attempt: 0 };
+    match sup.spawn() {
+        Ok(pid) => {
+            sup.report(&format!("READY {pid}\n"));
+            if notify_ready {
+                // SAFETY: getpid has no preconditions.
+                let _ = notify::notify(&format!("READY=1\nMAINPID={}", unsafe { libc::getpid() }));
+            }
+        }
+        Err(e) => {
+            let (stage, errno) = match &e {
+                LaunchError::Child { stage, errno } => (stage.name().replace(' ', "-"), *errno as i32),
+                LaunchError::NotFound(_) => ("exec".to_string(), libc::ENOENT),
+                _ => ("launch".to_string(), libc::EIO),
+            };
+            sup.report(&format!("FAIL {stage} {errno} {e}\n"));
+            std::process::exit(127);
+        }
+    }
+    sup.run()
+}

@@ -1,0 +1,264 @@
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import * as os from 'node:os'
+import * as path from 'node:path'
+
+import { LaunchError, ReadinessError } from './errors'
+import { lockPidfile } from './launch'
+import { native } from './native'
+import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
+import { supervisorPath } from './supervisor'
+
+/** When the supervisor restarts the command. */
+export type RestartPolicy = 'never' | 'on-failure' | 'always'
+
+/** Options of `spawnDaemon()`. */
+export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'cwd' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout'> {
+  /** Run as this user (name or uid); supplementary groups from the group database. Needs root. */
+  user?: string | number
+  /** Run with this primary group (name or gid). Default: the user's. Needs root. */
+  group?: string | number
+  /** `chroot` into this directory before exec (`cwd` is then inside it). Needs root. */
+  chroot?: string
+  /**
+   * Run the command under daemonkit's supervisor, which holds the pidfile lock for the
+   * command's whole life, forwards signals, writes and reopens the log files and can restart
+   * the command. Default: `true` when there is a `pidFile` or a `restart` policy.
+   */
+  supervise?: boolean
+  /** Restart policy (supervised only). Default `'never'`. */
+  restart?: RestartPolicy
+  /** First restart delay in ms, doubled on each restart. Default 100. */
+  restartDelay?: number
+  /** Cap on the restart delay in ms. Default 30000. */
+  restartDelayMax?: number
+  /** At most this many restarts within `restartWindow`; then the supervisor gives up. Default 5. */
+  restartBurst?: number
+  /** The burst window in ms. Default 60000. */
+  restartWindow?: number
+  /** Tell systemd READY=1 / STOPPING=1 over `$NOTIFY_SOCKET` (supervised only). Default: when set. */
+  notify?: boolean
+}
+
+/** A launched command. */
+export interface SpawnedDaemon {
+  /** The daemon's pid: the supervisor's when supervised (the pidfile names it), else the command's. */
+  pid: number
+  /** The command's own pid. */
+  commandPid: number
+}
+
+const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify']
+
+function fail(field: string, message: string): never {
+  throw new TypeError(`spawnDaemon: option "${field}" ${message}`)
+}
+
+function idOrName(field: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return String(value)
+  if (typeof value === 'string' && value !== '' && !value.includes('\0') && !value.includes(':')) return value
+  fail(field, 'must be a name or a non-negative integer id')
+}
+
+function millis(field: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) fail(field, 'must be a non-negative integer')
+  return value
+}
+
+interface Normalized {
+  base: NormalizedOptions
+  user: string | undefined
+  group: string | undefined
+  chroot: string | undefined
+  supervise: boolean
+  restart: RestartPolicy
+  restartDelay: number
+  restartDelayMax: number
+  restartBurst: number
+  restartWindow: number
+  notify: boolean
+}
+
+function normalize(options: SpawnDaemonOptions): Normalized {
+  if (typeof options !== 'object' || options === null) throw new TypeError('spawnDaemon: options must be an object')
+  const raw = options as Record<string, unknown>
+  const chroot = raw.chroot === undefined ? undefined : path.resolve(String(raw.chroot))
+  if (raw.chroot !== undefined && (typeof raw.chroot !== 'string' || raw.chroot === '')) fail('chroot', 'must be a directory path')
+  const baseInput: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(raw)) if (!SPAWN_KEYS.includes(k)) baseInput[k] = v
+  // With chroot the cwd lives inside the new root and is checked there, by the kernel.
+  const cwdInsideRoot = chroot !== undefined && typeof raw.cwd === 'string' ? raw.cwd : undefined
+  if (cwdInsideRoot !== undefined) delete baseInput.cwd
+  const base = normalizeOptions(baseInput)
+  if (cwdInsideRoot !== undefined) base.cwd = path.posix.resolve('/', cwdInsideRoot)
+  const restart = raw.restart === undefined ? 'never' : raw.restart
+  if (restart !== 'never' && restart !== 'on-failure' && restart !== 'always') fail('restart', "must be 'never', 'on-failure' or 'always'")
+  const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' : raw.supervise
+  if (typeof supervise !== 'boolean') fail('supervise', 'must be a boolean')
+  if (!supervise && restart !== 'never') fail('restart', 'needs the supervisor (supervise: true)')
+  const notify = raw.notify === undefined ? Boolean(process.env.NOTIFY_SOCKET) : raw.notify
+  if (typeof notify !== 'boolean') fail('notify', 'must be a boolean')
+  return {
+    base,
+    user: idOrName('user', raw.user),
+    group: idOrName('group', raw.group),
+    chroot,
+    supervise,
+    restart,
+    restartDelay: millis('restartDelay', raw.restartDelay, 100),
+    restartDelayMax: millis('restartDelayMax', raw.restartDelayMax, 30_000),
+    restartBurst: millis('restartBurst', raw.restartBurst, 5),
+    restartWindow: millis('restartWindow', raw.restartWindow, 60_000),
+    notify,
+  }
+}
+
+function envList(base: NormalizedOptions, command: string): string[] {
+  const env: Record<string, string | undefined> = { ...process.env, ...base.env }
+  // A Node script run with Electron's binary needs it to behave as Node.
+  if (process.versions.electron && command === process.execPath) env.ELECTRON_RUN_AS_NODE = '1'
+  return Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]))
+}
+
+function openOutput(target: OutputTarget): number | undefined {
+  return target === 'ignore' ? undefined : fs.openSync(target, 'a', 0o640)
+}
+
+function launchError(err: unknown, command: string): LaunchError {
+  const e = err as { code?: unknown; message?: unknown }
+  const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'
+  return new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${String(e.message)}`, command, { cause: err })
+}
+
+/** Reads the supervisor's one-line report: `READY <pid>` or `FAIL <stage> <errno> <message>`. */
+function readReport(fd: number, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = new net.Socket({ fd, readable: true, writable: false })
+    let text = ''
+    const done = (line: string | undefined): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(line)
+    }
+    const timer = setTimeout(() => done(undefined), timeoutMs)
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('utf8')
+      const nl = text.indexOf('\n')
+      if (nl >= 0) done(text.slice(0, nl))
+    })
+    socket.on('end', () => done(text === '' ? undefined : text))
+    socket.on('error', () => done(undefined))
+  })
+}
+
+const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(os.constants.errno as Record<string, number>).map(([name, n]) => [n, name]),
+)
+
+/**
+ * Launches any executable as a daemon (double fork, new session, no terminal, stdio on
+ * `/dev/null` or log files, no inherited descriptors) and resolves once it has exec'd.
+ *
+ * With a `pidFile` (or a restart policy) it runs under daemonkit's small native supervisor,
+ * which holds the pidfile lock for the command's whole life; the pidfile then names the
+ * supervisor. An exec failure (missing binary, not executable, bad cwd) rejects with a
+ * `LaunchError` whose `reason` is the errno name and `path` the command.
+ */
+export async function spawnDaemon(command: string, args: readonly string[] = [], options: SpawnDaemonOptions = {}): Promise<SpawnedDaemon> {
+  if (typeof command !== 'string' || command === '' || command.includes('\0')) throw new TypeError('spawnDaemon: command must be a non-empty string')
+  if (!Array.isArray(args) || !args.every((a) => typeof a === 'string' && !a.includes('\0'))) {
+    throw new TypeError('spawnDaemon: args must be an array of strings')
+  }
+  const o = normalize(options)
+  const n = native()
+  const env = envList(o.base, command)
+
+  if (!o.supervise) {
+    const stdout = openOutput(o.base.stdout)
+    const stderr = o.base.stderr === o.base.stdout ? stdout : openOutput(o.base.stderr)
+    try {
+      const { pid } = n.launch({
+        program: command,
+        args: [command, ...args],
+        env,
+        stdout,
+        stderr,
+        passFds: [],
+        cwd: o.base.cwd,
+        umask: o.base.umask,
+        user: o.user,
+        group: o.group,
+        chroot: o.chroot,
+      })
+      return { pid, commandPid: pid }
+    } catch (err) {
+      throw launchError(err, command)
+    } finally {
+      for (const fd of new Set([stdout, stderr])) if (fd !== undefined) fs.closeSync(fd)
+    }
+  }
+
+  const lockFd = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
+  let reportRead: number | undefined
+  try {
+    const [r, w] = n.pipe()
+    reportRead = r
+    const flags = ['--ready-fd', '3']
+    if (lockFd !== undefined) flags.push('--lock-fd', '4', '--pidfile', o.base.pidFile as string)
+    if (o.base.stdout !== 'ignore') flags.push('--stdout', o.base.stdout)
+    if (o.base.stderr !== 'ignore') flags.push('--stderr', o.base.stderr)
+    flags.push('--restart', o.restart, '--backoff-min', String(o.restartDelay), '--backoff-max', String(o.restartDelayMax))
+    flags.push('--burst', String(o.restartBurst), '--burst-window', String(o.restartWindow))
+    flags.push('--cwd', o.base.cwd, '--umask', o.base.umask.toString(8))
+    if (o.user !== undefined) flags.push('--user', o.user)
+    if (o.group !== undefined) flags.push('--group', o.group)
+    if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
+    if (o.notify) flags.push('--notify')
+    const supervisor = supervisorPath()
+    let pid: number
+    try {
+      pid = n.launch({
+        program: supervisor,
+        args: [supervisor, ...flags, '--', command, ...args],
+        env,
+        passFds: lockFd === undefined ? [w] : [w, lockFd],
+        cwd: '/',
+      }).pid
+    } finally {
+      fs.closeSync(w)
+    }
+    const line = await readReport(r, o.base.readyTimeout)
+    reportRead = undefined
+    const ready = line?.match(/^READY (\d+)$/)
+    if (ready) {
+      if (lockFd !== undefined) fs.closeSync(lockFd)
+      return { pid, commandPid: Number(ready[1]) }
+    }
+    const failed = line?.match(/^FAIL (\S+) (\d+) (.*)$/)
+    if (failed) {
+      const reason = ERRNO_NAMES[Number(failed[2])] ?? `errno ${failed[2]}`
+      throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failed[3]}`, command)
+    }
+    try {
+      const handle = n.openProcess(pid)
+      handle.kill(9)
+      handle.close()
+    } catch {
+      // already gone
+    }
+    throw new ReadinessError(pid, line === undefined ? 'timeout' : 'exited', undefined, line ?? '', 'the supervisor did not report')
+  } catch (err) {
+    if (reportRead !== undefined) fs.closeSync(reportRead)
+    if (lockFd !== undefined) {
+      try {
+        n.removePidfile(o.base.pidFile as string, lockFd)
+      } catch {
+        // nobody locks it: it reads as "not running"
+      }
+      fs.closeSync(lockFd)
+    }
+    throw err
+  }
+}
