@@ -1,9 +1,9 @@
 import { adopt } from './daemonize'
 import { AlreadyRunningError, DaemonkitError, UnsupportedPlatformError } from './errors'
-import { currentHandoff } from './handoff'
+import { currentHandoff, notifySystemd } from './handoff'
 import { launchSelf } from './launch'
 import { signal, status, stop, type DaemonStatus, type SignalName, type SignalResult, type StopResult } from './manage'
-import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions } from './options'
+import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions } from './options'
 
 /** What `run()` gets in the daemon. */
 export interface DaemonContext {
@@ -106,7 +106,7 @@ export class Daemon {
    */
   async start(): Promise<{ pid: number }> {
     if (process.platform === 'win32') throw new UnsupportedPlatformError('Daemon needs a Unix system; run the program as a Windows service instead.')
-    if (currentHandoff()) return this.#becomeDaemon()
+    if (this.#isDaemonRole()) return this.#becomeDaemon()
     return launchSelf({ ...this.options, ready: 'auto' })
   }
 
@@ -121,7 +121,7 @@ export class Daemon {
 
   /** Stops the daemon if it runs, then starts it. In the daemon role it means "take over". */
   async restart(): Promise<{ pid: number }> {
-    if (currentHandoff()) return this.#becomeDaemon()
+    if (this.#isDaemonRole()) return this.#becomeDaemon()
     await this.stop()
     return this.start()
   }
@@ -142,7 +142,7 @@ export class Daemon {
    * `restart` take over and resolve once `run()` is done, without exiting.
    */
   async cli(action: string | undefined, { exit = true }: { exit?: boolean } = {}): Promise<number> {
-    if (currentHandoff() && (action === 'start' || action === 'restart')) {
+    if (this.#isDaemonRole() && (action === 'start' || action === 'restart')) {
       await this.#becomeDaemon()
       return LSB.ok
     }
@@ -217,6 +217,11 @@ export class Daemon {
 
   #daemonStarted: Promise<{ pid: number }> | undefined
 
+  /** The re-executed daemon, or a process that runs in place (under systemd, `detach: false`). */
+  #isDaemonRole(): boolean {
+    return currentHandoff() !== undefined || !shouldDetach(this.options.detach)
+  }
+
   #becomeDaemon(): Promise<{ pid: number }> {
     this.#daemonStarted ??= this.#adoptAndRun()
     return this.#daemonStarted
@@ -239,6 +244,7 @@ export class Daemon {
     const shutdown = async (sig: NodeJS.Signals): Promise<void> => {
       if (shuttingDown) return
       shuttingDown = true
+      notifySystemd('STOPPING=1')
       controller.abort(new DaemonkitError('EDAEMONSHUTDOWN', `shutting down on ${sig}`))
       const hooks = (async () => {
         for (const hook of shutdownHooks.slice().reverse()) await hook()
@@ -264,6 +270,11 @@ export class Daemon {
     let reloading = Promise.resolve()
     process.on('SIGHUP', () => {
       reloading = reloading.then(async () => {
+        try {
+          handle.reopenLogs()
+        } catch (err) {
+          process.stderr.write(`daemonkit: reopening the logs failed: ${err instanceof Error ? err.message : String(err)}\n`)
+        }
         for (const hook of reloadHooks) {
           try {
             await hook()

@@ -1,8 +1,10 @@
+import * as fs from 'node:fs'
+
 import { UnsupportedPlatformError } from './errors'
-import { currentHandoff, isReady, markAdopted, removeOwnPidfile, reportReady } from './handoff'
-import { launchSelf } from './launch'
+import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
+import { launchSelf, lockPidfile } from './launch'
 import { native } from './native'
-import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions } from './options'
+import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 
 /** What the daemon gets back from `daemonize()`. */
 export interface DaemonHandle {
@@ -15,6 +17,11 @@ export interface DaemonHandle {
    * a no-op afterwards). From here on stderr goes to its final target.
    */
   ready(): void
+  /**
+   * Reopens the `stdout` / `stderr` log files at their paths and points fds 1 and 2 at them,
+   * e.g. after `logrotate` moved them away (call it from a SIGHUP or SIGUSR1 handler).
+   */
+  reopenLogs(): void
 }
 
 let adoptedHandle: DaemonHandle | undefined
@@ -23,6 +30,7 @@ function signalCleanup(signal: NodeJS.Signals): void {
   const onSignal = (): void => {
     // Only when the app has no handler of its own: then this signal is meant to end us.
     if (process.listenerCount(signal) > 1) return
+    notifySystemd('STOPPING=1')
     removeOwnPidfile()
     process.removeListener(signal, onSignal)
     process.kill(process.pid, signal) // die by the signal, as the default action would
@@ -30,11 +38,33 @@ function signalCleanup(signal: NodeJS.Signals): void {
   process.on(signal, onSignal)
 }
 
-/** The daemon's side: adopt the hand-off and report readiness. */
+/** Points `fd` (1 or 2) at `target`, opened for append; `'ignore'` leaves it alone. */
+function redirect(target: OutputTarget, fd: number): void {
+  if (target === 'ignore') return
+  const file = fs.openSync(target, 'a', 0o640)
+  try {
+    native().dup2(file, fd)
+  } finally {
+    fs.closeSync(file)
+  }
+}
+
+/**
+ * Becomes the daemon in place, without forking: under systemd (or another supervisor) the
+ * process already is the service. Takes the pidfile lock itself.
+ */
+function adoptInPlace(opts: NormalizedOptions): { fd: number; path: string } | undefined {
+  if (opts.pidFile === undefined) return undefined
+  const fd = lockPidfile(opts.pidFile)
+  native().writePid(fd, process.pid)
+  return { fd, path: opts.pidFile }
+}
+
+/** The daemon's side: adopt the hand-off (or become the daemon in place) and report readiness. */
 export function adopt(opts: NormalizedOptions): DaemonHandle {
   if (adoptedHandle) return adoptedHandle
   const handoff = currentHandoff()
-  if (!handoff) throw new Error('daemonkit: adopt() outside a daemon')
+  if (!handoff) return finishAdoption(opts, adoptInPlace(opts), true)
   if (handoff.pidFile !== opts.pidFile) {
     throw new TypeError(
       `daemonize: the daemon was launched with pidFile ${JSON.stringify(handoff.pidFile)} but now ` +
@@ -50,9 +80,19 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
   }
   n.setCloexec(handoff.readyFd, true)
   n.setCloexec(handoff.stderrFd, true)
+  const lock = handoff.lockFd === undefined || handoff.pidFile === undefined ? undefined : { fd: handoff.lockFd, path: handoff.pidFile }
+  return finishAdoption(opts, lock, false)
+}
+
+function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: string } | undefined, inPlace: boolean): DaemonHandle {
+  // Adopted first: if anything below throws, the exit handler still removes the pidfile.
+  markAdopted(lock, inPlace)
+  if (inPlace) {
+    redirect(opts.stdout, 1)
+    redirect(opts.stderr, 2)
+  }
   process.chdir(opts.cwd)
   process.umask(opts.umask)
-  markAdopted()
   signalCleanup('SIGTERM')
   signalCleanup('SIGINT')
   adoptedHandle = {
@@ -60,6 +100,10 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
     pidFile: opts.pidFile,
     ready: () => {
       if (!isReady()) reportReady()
+    },
+    reopenLogs: () => {
+      redirect(opts.stdout, 1)
+      if (isReady() || inPlace) redirect(opts.stderr, 2)
     },
   }
   if (opts.ready === 'auto') adoptedHandle.ready()
@@ -86,7 +130,7 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
     )
   }
   const opts = normalizeOptions(arg)
-  if (currentHandoff()) return adopt(opts)
+  if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
   const { pid } = await launchSelf(opts)
   if (opts.onLaunched) await opts.onLaunched({ pid })
   process.exit(0)

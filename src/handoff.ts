@@ -29,6 +29,10 @@ interface DaemonState {
   /** Set once `daemonize()` has adopted the hand-off: the pidfile is ours to remove. */
   adopted: boolean
   removed: boolean
+  /** The pidfile this process holds locked, once adopted (detached or in the foreground). */
+  lock: { fd: number; path: string } | undefined
+  /** Running in the foreground under a supervisor (systemd): readiness goes to `$NOTIFY_SOCKET`. */
+  foreground: boolean
 }
 
 const STATE_KEY = Symbol.for('daemonkit.state')
@@ -61,7 +65,14 @@ function state(): DaemonState {
     // Read the marker once and remove it at once, so that nothing the daemon spawns inherits it.
     const raw = process.env[HANDOFF_VAR]
     delete process.env[HANDOFF_VAR]
-    s = { handoff: raw === undefined ? undefined : parseHandoff(raw), ready: false, adopted: false, removed: false }
+    s = {
+      handoff: raw === undefined ? undefined : parseHandoff(raw),
+      ready: false,
+      adopted: false,
+      removed: false,
+      lock: undefined,
+      foreground: false,
+    }
     g[STATE_KEY] = s
     if (s.handoff) installExitReport(s)
   }
@@ -90,14 +101,37 @@ export function currentHandoff(): Handoff | undefined {
   return state().handoff
 }
 
-/** True in the daemon role (from package load on). */
+/** True in the daemon role: from package load on when detached, after `daemonize()` in the foreground. */
 export function isDaemon(): boolean {
-  return state().handoff !== undefined
+  const s = state()
+  return s.handoff !== undefined || s.foreground
 }
 
-/** Marks the hand-off adopted: from now on this process removes its pidfile when it ends. */
-export function markAdopted(): void {
-  state().adopted = true
+/**
+ * Marks the process adopted: from now on it removes the pidfile it holds (`lock`) when it
+ * ends. `foreground` is set when there was no hand-off (running under systemd or in place).
+ */
+export function markAdopted(lock: { fd: number; path: string } | undefined, foreground: boolean): void {
+  const s = state()
+  s.adopted = true
+  s.lock = lock
+  if (foreground) {
+    s.foreground = true
+    process.on('exit', () => {
+      notifySystemd('STOPPING=1')
+      removeOwnPidfile()
+    })
+  }
+}
+
+/** Sends a state line to systemd, if it asked for notifications. */
+export function notifySystemd(line: string): void {
+  if (!process.env.NOTIFY_SOCKET) return
+  try {
+    native().sdNotify(line)
+  } catch {
+    // systemd went away; nothing to tell.
+  }
 }
 
 /** Whether readiness has been reported. */
@@ -112,7 +146,12 @@ export function isReady(): boolean {
 export function reportReady(): void {
   const s = state()
   const h = s.handoff
-  if (!h || s.ready) return
+  if (s.ready) return
+  if (!h) {
+    s.ready = true
+    if (s.foreground) notifySystemd(`READY=1\nMAINPID=${process.pid}`)
+    return
+  }
   const n = native()
   n.dup2(h.stderrFd, 2)
   fs.closeSync(h.stderrFd)
@@ -127,11 +166,10 @@ export function reportReady(): void {
 /** Unlinks the pidfile while still holding its lock, if this daemon adopted it. Idempotent. */
 export function removeOwnPidfile(): void {
   const s = state()
-  const h = s.handoff
-  if (!h || !s.adopted || s.removed || h.lockFd === undefined || h.pidFile === undefined) return
+  if (!s.adopted || s.removed || s.lock === undefined) return
   s.removed = true
   try {
-    native().removePidfile(h.pidFile, h.lockFd)
+    native().removePidfile(s.lock.path, s.lock.fd)
   } catch {
     // Best effort at exit: a pidfile nobody locks reads as "not running" anyway.
   }

@@ -7,8 +7,11 @@ import { native } from './native'
 
 /** What a pidfile says about its daemon, judged by its lock (never by `kill(pid, 0)`). */
 export type DaemonStatus =
-  /** The lock is held and the file names this pid. */
-  | { state: 'running'; pid: number }
+  /**
+   * The lock is held and the file names this pid. `commandPid` is the supervised command's pid
+   * when the pidfile belongs to daemonkit's supervisor (Linux).
+   */
+  | { state: 'running'; pid: number; commandPid?: number }
   /** No pidfile: not running. */
   | { state: 'stopped' }
   /**
@@ -61,6 +64,19 @@ function signalNumber(signal: SignalName | number, fn: string): number {
   return n
 }
 
+/** The child of `pid` if `pid` is daemonkit's supervisor (read from /proc on Linux). */
+function supervisedCommand(pid: number): number | undefined {
+  if (process.platform !== 'linux') return undefined
+  try {
+    if (path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) !== 'daemonkit-supervise') return undefined
+    const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')
+    const first = Number(children[0])
+    return Number.isInteger(first) && first > 1 ? first : undefined
+  } catch {
+    return undefined
+  }
+}
+
 function probe(pidFile: string): DaemonStatus {
   let p
   try {
@@ -70,8 +86,10 @@ function probe(pidFile: string): DaemonStatus {
     throw new PidfileError(pidFile, String(e.code), String(e.message), { cause: err })
   }
   switch (p.state) {
-    case 'running':
-      return { state: 'running', pid: p.pid as number }
+    case 'running': {
+      const commandPid = supervisedCommand(p.pid as number)
+      return commandPid === undefined ? { state: 'running', pid: p.pid as number } : { state: 'running', pid: p.pid as number, commandPid }
+    }
     case 'stopped':
       return p.exists ? { state: 'dead', stalePid: p.stalePid ?? undefined, reason: p.reason ?? undefined } : { state: 'stopped' }
     default:

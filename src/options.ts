@@ -37,6 +37,14 @@ export interface DaemonizeOptions {
   readyTimeout?: number
   /** Called in the launcher once the daemon is ready, just before the launcher exits. */
   onLaunched?: (info: { pid: number }) => void | Promise<void>
+  /**
+   * Whether to detach (fork into the background). `'auto'` (default): not when a supervisor
+   * already runs us as a service (`$NOTIFY_SOCKET` is set, as systemd does for
+   * `Type=notify`) or when we already are a daemon (our parent is init, pid 1); then the
+   * process stays in place, takes the pidfile itself, sends `READY=1` / `STOPPING=1` to
+   * systemd and redirects only the stdout / stderr given as files. `true` / `false` force it.
+   */
+  detach?: 'auto' | boolean
 }
 
 /** Options after validation, with defaults applied and paths made absolute. */
@@ -50,10 +58,11 @@ export interface NormalizedOptions {
   ready: 'auto' | 'manual'
   readyTimeout: number
   onLaunched: ((info: { pid: number }) => void | Promise<void>) | undefined
+  detach: 'auto' | boolean
 }
 
 const KNOWN = new Set([
-  'pidFile', 'cwd', 'umask', 'stdout', 'stderr', 'env', 'ready', 'readyTimeout', 'onLaunched',
+  'pidFile', 'cwd', 'umask', 'stdout', 'stderr', 'env', 'ready', 'readyTimeout', 'onLaunched', 'detach',
 ])
 
 function fail(field: string, message: string): never {
@@ -127,7 +136,11 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
   const onLaunched = raw.onLaunched
   if (onLaunched !== undefined && typeof onLaunched !== 'function') fail('onLaunched', 'must be a function')
 
+  const detach = raw.detach === undefined ? 'auto' : raw.detach
+  if (detach !== 'auto' && detach !== true && detach !== false) fail('detach', "must be 'auto', true or false")
+
   return {
+    detach,
     pidFile,
     cwd,
     umask,
@@ -138,4 +151,10 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
     readyTimeout,
     onLaunched: onLaunched as NormalizedOptions['onLaunched'],
   }
+}
+
+/** Whether `detach` means "fork into the background" in this process. */
+export function shouldDetach(detach: 'auto' | boolean): boolean {
+  if (detach !== 'auto') return detach
+  return !process.env.NOTIFY_SOCKET && process.ppid !== 1
 }
