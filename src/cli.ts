@@ -1,0 +1,343 @@
+#!/usr/bin/env node
+import { spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+
+import { LSB } from './daemon'
+import { AlreadyRunningError, DaemonkitError } from './errors'
+import { lockPidfile } from './launch'
+import { signal, status, stop, type SignalName } from './manage'
+import { shouldDetach } from './options'
+import { spawnDaemon, type SpawnDaemonOptions } from './spawn'
+import { supervisorPath } from './supervisor'
+
+const HELP = `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
+
+Run any program as a correct Unix daemon: double fork, new session, no terminal, stdio on
+/dev/null or log files, a locked pidfile, readiness, and safe stop.
+
+Commands:
+  start   [options] -- PROGRAM [ARGS...]  start PROGRAM as a daemon; returns once it runs
+  run     [options] -- PROGRAM [ARGS...]  run PROGRAM under the supervisor in the foreground
+                                          (for systemd, containers and other supervisors)
+  stop    -p FILE [-t MS] [-s SIG]        stop the daemon: SIG, wait, SIGKILL after MS
+  restart [options] -- PROGRAM [ARGS...]  stop it if it runs, then start it
+  status  -p FILE                         0 running, 1 dead (stale pidfile), 3 not running, 4 unknown
+  signal  SIG -p FILE                     send SIG if, and only if, the daemon holds the pidfile lock
+
+Options:
+  -p, --pidfile FILE        the pidfile (locked by the daemon's supervisor for its whole life)
+  -C, --cwd DIR             working directory of PROGRAM (default /)
+      --umask OCTAL         umask of PROGRAM (default 022)
+  -o, --stdout FILE         append PROGRAM's stdout to FILE (created 0640; default /dev/null)
+  -e, --stderr FILE         append PROGRAM's stderr to FILE (created 0640; default /dev/null)
+  -l, --log FILE            both of the above; SIGHUP reopens the files (for logrotate)
+  -E, --env NAME=VALUE      set an environment variable (repeatable)
+  -u, --user USER           run PROGRAM as USER (name or uid; groups from the group database)
+  -g, --group GROUP         run PROGRAM with primary group GROUP
+      --chroot DIR          chroot into DIR before running PROGRAM (cwd is inside it)
+  -r, --restart POLICY      never (default), on-failure or always
+      --restart-delay MS    first restart delay, doubled each time (default 100)
+      --restart-delay-max MS  cap on the delay (default 30000)
+      --restart-burst N     give up after N restarts within the window (default 5)
+      --restart-window MS   the burst window (default 60000)
+      --no-supervise        start PROGRAM itself as the daemon, without the supervisor
+                            (no pidfile, no restart, no log reopening)
+      --detach auto|yes|no  start: auto (default) stays in the foreground under systemd
+                            ($NOTIFY_SOCKET set), like run
+      --ready-timeout MS    how long start waits for PROGRAM to run (default 30000)
+  -t, --timeout MS          stop: wait this long before SIGKILL (default 10000)
+  -s, --signal SIG          stop: the first signal (default SIGTERM)
+      --kill-signal SIG     stop: the escalation signal (default SIGKILL)
+      --json                print one JSON object instead of a line of text
+  -h, --help                show this help
+  -V, --version             show the version
+
+The supervisor forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to PROGRAM; on SIGHUP it
+also reopens the log files. With systemd (Type=notify, NotifyAccess=all) it sends READY=1 and
+STOPPING=1. Exit codes follow LSB init scripts: 0 success, 1 failure, 2 usage, 3 not running
+(status), 4 insufficient privilege or unknown, 7 not running (signal).
+
+Examples:
+  daemonkit start -p /run/api.pid -l /var/log/api.log -u www-data -- node server.js
+  daemonkit start -p /tmp/worker.pid -r on-failure -- python3 worker.py --queue jobs
+  daemonkit status -p /run/api.pid
+  daemonkit signal HUP -p /run/api.pid      # after logrotate: reopen the logs
+  daemonkit stop -p /run/api.pid -t 5000
+`
+
+class UsageError extends Error {}
+
+interface Parsed {
+  command: string
+  signalName?: string
+  program?: string
+  args: string[]
+  opts: SpawnDaemonOptions
+  json: boolean
+  detach: 'auto' | boolean
+  timeout?: number
+  stopSignal?: SignalName
+  killSignal?: SignalName
+}
+
+const VALUE_FLAGS: Record<string, string> = {
+  '-p': 'pidfile', '--pidfile': 'pidfile', '-C': 'cwd', '--cwd': 'cwd', '--umask': 'umask',
+  '-o': 'stdout', '--stdout': 'stdout', '-e': 'stderr', '--stderr': 'stderr', '-l': 'log', '--log': 'log',
+  '-E': 'env', '--env': 'env', '-u': 'user', '--user': 'user', '-g': 'group', '--group': 'group',
+  '--chroot': 'chroot', '-r': 'restart', '--restart': 'restart', '--restart-delay': 'restartDelay',
+  '--restart-delay-max': 'restartDelayMax', '--restart-burst': 'restartBurst', '--restart-window': 'restartWindow',
+  '--detach': 'detach', '--ready-timeout': 'readyTimeout', '-t': 'timeout', '--timeout': 'timeout',
+  '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal',
+}
+
+function integer(flag: string, value: string): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`${flag} needs a non-negative integer, got ${JSON.stringify(value)}`)
+  return Number(value)
+}
+
+function signalName(flag: string, value: string): SignalName {
+  const name = (value.startsWith('SIG') ? value : `SIG${value}`).toUpperCase()
+  if (!/^SIG[A-Z0-9]+$/.test(name)) throw new UsageError(`${flag}: not a signal name: ${value}`)
+  return name as SignalName
+}
+
+export function parse(argv: string[]): Parsed {
+  const out: Parsed = { command: '', args: [], opts: {}, json: false, detach: 'auto' }
+  const env: Record<string, string> = {}
+  let i = 0
+  const positional: string[] = []
+  while (i < argv.length) {
+    const arg = argv[i++]
+    if (arg === '--') {
+      out.program = argv[i++]
+      out.args = argv.slice(i)
+      break
+    }
+    if (arg === '-h' || arg === '--help') return { ...out, command: 'help' }
+    if (arg === '-V' || arg === '--version') return { ...out, command: 'version' }
+    if (arg === '--json') {
+      out.json = true
+      continue
+    }
+    if (arg === '--no-supervise') {
+      out.opts.supervise = false
+      continue
+    }
+    let flag = arg
+    let inline: string | undefined
+    const eq = arg.indexOf('=')
+    if (arg.startsWith('--') && eq > 0) {
+      flag = arg.slice(0, eq)
+      inline = arg.slice(eq + 1)
+    }
+    const key = VALUE_FLAGS[flag]
+    if (!key) {
+      if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`)
+      positional.push(arg)
+      continue
+    }
+    const value = inline ?? argv[i++]
+    if (value === undefined) throw new UsageError(`${flag} needs a value`)
+    switch (key) {
+      case 'pidfile': out.opts.pidFile = value; break
+      case 'cwd': out.opts.cwd = value; break
+      case 'umask':
+        if (!/^[0-7]{1,4}$/.test(value)) throw new UsageError(`--umask needs an octal number, got ${value}`)
+        out.opts.umask = parseInt(value, 8)
+        break
+      case 'stdout': out.opts.stdout = value; break
+      case 'stderr': out.opts.stderr = value; break
+      case 'log': out.opts.stdout = value; out.opts.stderr = value; break
+      case 'env': {
+        const at = value.indexOf('=')
+        if (at <= 0) throw new UsageError(`--env needs NAME=VALUE, got ${value}`)
+        env[value.slice(0, at)] = value.slice(at + 1)
+        break
+      }
+      case 'user': out.opts.user = value; break
+      case 'group': out.opts.group = value; break
+      case 'chroot': out.opts.chroot = value; break
+      case 'restart': out.opts.restart = value as SpawnDaemonOptions['restart']; break
+      case 'restartDelay': out.opts.restartDelay = integer(flag, value); break
+      case 'restartDelayMax': out.opts.restartDelayMax = integer(flag, value); break
+      case 'restartBurst': out.opts.restartBurst = integer(flag, value); break
+      case 'restartWindow': out.opts.restartWindow = integer(flag, value); break
+      case 'readyTimeout': out.opts.readyTimeout = integer(flag, value); break
+      case 'detach':
+        if (!['auto', 'yes', 'no'].includes(value)) throw new UsageError('--detach needs auto, yes or no')
+        out.detach = value === 'auto' ? 'auto' : value === 'yes'
+        break
+      case 'timeout': out.timeout = integer(flag, value); break
+      case 'signal': out.stopSignal = signalName(flag, value); break
+      case 'killSignal': out.killSignal = signalName(flag, value); break
+    }
+  }
+  if (Object.keys(env).length > 0) out.opts.env = env
+  out.command = positional[0] ?? ''
+  if (out.command === 'signal') {
+    if (positional[1] === undefined) throw new UsageError('signal needs a signal name, e.g. daemonkit signal HUP -p FILE')
+    out.signalName = signalName('signal', positional[1])
+    positional.splice(1, 1)
+  }
+  if (positional.length > 1) throw new UsageError(`unexpected argument ${positional[1]} (put the program after --)`)
+  return out
+}
+
+function print(json: boolean, object: unknown, line: string): void {
+  process.stdout.write(json ? `${JSON.stringify(object)}\n` : `${line}\n`)
+}
+
+function needPidfile(p: Parsed): string {
+  if (!p.opts.pidFile) throw new UsageError(`${p.command} needs --pidfile`)
+  return p.opts.pidFile
+}
+
+function needProgram(p: Parsed): string {
+  if (!p.program) throw new UsageError(`${p.command} needs a program: daemonkit ${p.command} [options] -- PROGRAM [ARGS...]`)
+  return p.program
+}
+
+/** `run`: the supervisor in the foreground, as a child of this process, holding the pidfile. */
+async function runForeground(p: Parsed, notify: boolean): Promise<number> {
+  const program = needProgram(p)
+  const o = p.opts
+  const flags: string[] = []
+  const stdio: Array<'inherit' | 'ignore' | number> = ['ignore', 'inherit', 'inherit']
+  let lockFd: number | undefined
+  if (o.pidFile) {
+    const file = path.resolve(o.pidFile)
+    lockFd = lockPidfile(file)
+    stdio.push(lockFd)
+    flags.push('--lock-fd', '3', '--pidfile', file)
+  }
+  if (o.stdout) flags.push('--stdout', path.resolve(o.stdout))
+  if (o.stderr) flags.push('--stderr', path.resolve(o.stderr))
+  if (o.restart) flags.push('--restart', o.restart)
+  if (o.restartDelay !== undefined) flags.push('--backoff-min', String(o.restartDelay))
+  if (o.restartDelayMax !== undefined) flags.push('--backoff-max', String(o.restartDelayMax))
+  if (o.restartBurst !== undefined) flags.push('--burst', String(o.restartBurst))
+  if (o.restartWindow !== undefined) flags.push('--burst-window', String(o.restartWindow))
+  flags.push('--cwd', o.cwd ?? '/', '--umask', (o.umask ?? 0o022).toString(8))
+  if (o.user !== undefined) flags.push('--user', String(o.user))
+  if (o.group !== undefined) flags.push('--group', String(o.group))
+  if (o.chroot !== undefined) flags.push('--chroot', path.resolve(o.chroot))
+  if (notify) flags.push('--notify')
+  const child = spawn(supervisorPath(), [...flags, '--', program, ...p.args], {
+    stdio,
+    env: { ...process.env, ...o.env },
+  })
+  if (lockFd !== undefined) fs.closeSync(lockFd) // the supervisor holds it now
+  const forward = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const
+  for (const sig of forward) process.on(sig, () => child.kill(sig))
+  return new Promise((resolve) => {
+    child.on('error', (err) => {
+      process.stderr.write(`daemonkit: ${err.message}\n`)
+      resolve(LSB.deadOrFailed)
+    })
+    child.on('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0)))
+  })
+}
+
+async function startCommand(p: Parsed): Promise<number> {
+  const program = needProgram(p)
+  if (!shouldDetach(p.detach)) return runForeground(p, Boolean(process.env.NOTIFY_SOCKET))
+  try {
+    const r = await spawnDaemon(program, p.args, p.opts)
+    print(p.json, { started: true, ...r }, r.pid === r.commandPid ? `started (pid ${r.pid})` : `started (pid ${r.pid}, command pid ${r.commandPid})`)
+    return LSB.ok
+  } catch (err) {
+    if (err instanceof AlreadyRunningError) {
+      print(p.json, { started: false, reason: 'already-running', pid: err.pid ?? null }, err.pid === undefined ? 'already running (starting up)' : `already running (pid ${err.pid})`)
+      return LSB.ok
+    }
+    throw err
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let p: Parsed
+  try {
+    p = parse(argv)
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    process.stderr.write(`daemonkit: ${err.message}\nTry 'daemonkit --help'.\n`)
+    return LSB.usage
+  }
+  try {
+    switch (p.command) {
+      case 'help':
+        process.stdout.write(HELP)
+        return LSB.ok
+      case 'version': {
+        const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+        process.stdout.write(`daemonkit ${pkg.version}\n`)
+        return LSB.ok
+      }
+      case 'start':
+        return await startCommand(p)
+      case 'run':
+        return await runForeground(p, Boolean(process.env.NOTIFY_SOCKET))
+      case 'restart': {
+        const file = needPidfile(p)
+        needProgram(p)
+        await stop(file, { timeout: p.timeout, signal: p.stopSignal, killSignal: p.killSignal })
+        return await startCommand(p)
+      }
+      case 'stop': {
+        const r = await stop(needPidfile(p), { timeout: p.timeout, signal: p.stopSignal, killSignal: p.killSignal })
+        print(p.json, r, r.stopped ? `stopped (pid ${r.pid}${r.forced ? `, forced with ${r.signal}` : ''})` : 'not running')
+        return LSB.ok
+      }
+      case 'status': {
+        const s = await status(needPidfile(p))
+        switch (s.state) {
+          case 'running':
+            print(p.json, s, s.commandPid === undefined ? `running (pid ${s.pid})` : `running (pid ${s.pid}, command pid ${s.commandPid})`)
+            return LSB.ok
+          case 'stopped':
+            print(p.json, s, 'not running')
+            return LSB.notRunning
+          case 'dead':
+            print(p.json, s, `dead: the pidfile is left behind${s.stalePid ? ` (it names pid ${s.stalePid})` : ''} and nobody holds its lock`)
+            return LSB.deadOrFailed
+          default:
+            print(p.json, s, `unknown: ${s.reason}`)
+            return LSB.unknown
+        }
+      }
+      case 'signal': {
+        const r = await signal(needPidfile(p), p.signalName as SignalName)
+        print(p.json, r, r.sent ? `sent ${p.signalName} to pid ${r.pid}` : r.reason === 'not-running' ? 'not running' : 'unknown: the pidfile names no pid')
+        return r.sent ? LSB.ok : r.reason === 'not-running' ? LSB.actionNotRunning : LSB.unknown
+      }
+      case '':
+        process.stderr.write(HELP)
+        return LSB.usage
+      default:
+        throw new UsageError(`unknown command ${p.command}`)
+    }
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof TypeError) {
+      process.stderr.write(`daemonkit: ${err.message}\nTry 'daemonkit --help'.\n`)
+      return LSB.usage
+    }
+    const e = err as DaemonkitError & { reason?: unknown }
+    if (p.json) process.stdout.write(`${JSON.stringify({ error: { code: e.code ?? null, reason: e.reason ?? null, message: e.message } })}\n`)
+    process.stderr.write(`daemonkit ${p.command}: ${e.message}\n`)
+    return e.reason === 'EPERM' || e.reason === 'EACCES' ? LSB.unknown : LSB.deadOrFailed
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code
+    },
+    (err: unknown) => {
+      process.stderr.write(`daemonkit: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+      process.exitCode = 1
+    },
+  )
+}
