@@ -96,8 +96,9 @@ async function waitFor(predicate, { timeout = 10_000, interval = 20, what = 'con
   }
 }
 
-/** Whether someone holds a lock on `file`, asked of util-linux flock(1). */
+/** Whether someone holds a lock on `file`, asked of util-linux flock(1) (which would create a missing file). */
 function isLocked(file) {
+  if (!fs.existsSync(file)) return false
   return spawnSync('flock', ['-n', file, 'true']).status !== 0
 }
 

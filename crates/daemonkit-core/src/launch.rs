@@ -128,7 +128,7 @@ impl fmt::Display for LaunchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LaunchError::NulByte(what) => write!(f, "{what} contains a NUL byte"),
-            LaunchError::NotFound(name) => write!(f, "{name}: command not found on PATH"),
+            LaunchError::NotFound(name) => write!(f, "command not found on PATH: {name}"),
             LaunchError::Prepare(e) => write!(f, "preparing the launch failed: {}", e.desc()),
             LaunchError::Child { stage, errno } => {
                 write!(f, "{} failed: {} ({})", stage.name(), errno.desc(), *errno as i32)

@@ -126,7 +126,10 @@ fn daemon_is_in_a_new_session_that_it_does_not_lead() {
     assert_eq!(st.pid, d.pid);
     assert_eq!(st.comm, "cat");
     assert_eq!(st.session, st.pgrp, "the daemon's process group is not its session's");
-    assert_ne!(st.session, st.pid, "the daemon leads its session: opening a terminal would make it its controlling terminal");
+    assert_ne!(
+        st.session, st.pid,
+        "the daemon leads its session: opening a terminal would make it its controlling terminal"
+    );
     assert_ne!(st.session, my_session());
     assert_ne!(st.session, my_pid());
     // SAFETY: getpgrp has no preconditions.
@@ -520,7 +523,8 @@ impl ReservedSignalsIgnored {
         let mut old = [(32, [0u64; 8]), (33, [0u64; 8])];
         for (sig, saved) in old.iter_mut() {
             // SAFETY: kernel sigaction buffers larger than the kernel's struct; sigsetsize 8.
-            let rc = unsafe { libc::syscall(libc::SYS_rt_sigaction, *sig, ignore.as_ptr(), saved.as_mut_ptr(), 8usize) };
+            let rc =
+                unsafe { libc::syscall(libc::SYS_rt_sigaction, *sig, ignore.as_ptr(), saved.as_mut_ptr(), 8usize) };
             assert_eq!(rc, 0, "rt_sigaction({sig}): {}", std::io::Error::last_os_error());
         }
         ReservedSignalsIgnored { old }
@@ -617,6 +621,101 @@ fn launcher_signal_mask_and_dispositions_do_not_reach_the_daemon() {
     }
 }
 
+static SIGNALS_HANDLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS_HANDLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Signals arriving at the launching thread during launches (handler without SA_RESTART, so
+/// its blocking calls see EINTR) make no launch fail and reach no child.
+#[test]
+fn launches_survive_a_storm_of_signals_at_the_launching_thread() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _s = setup();
+    let _restore = SignalState::save(&[libc::SIGUSR1]);
+    // SAFETY: installs a handler that only touches an atomic (restored on drop).
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &act, std::ptr::null_mut()), 0);
+    }
+    let before = SIGNALS_HANDLED.load(Ordering::Relaxed);
+    // SAFETY: pthread_self has no preconditions.
+    let target = unsafe { libc::pthread_self() } as usize;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: the target thread outlives this one (joined below before it returns).
+                unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR1) };
+                sent += 1;
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            sent
+        })
+    };
+    let mut outcome = Vec::new();
+    for _ in 0..40 {
+        let (r, w) = pipe();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo $$ >&3"]).pass_fds(&[w.as_raw_fd()]);
+        let result = cmd.launch();
+        drop(w);
+        let said = String::from_utf8(common::read_to_end_fd(r.as_raw_fd())).unwrap();
+        let exit = result.as_ref().ok().map(|l| Reaped::adopt(l.pid).wait());
+        outcome.push((result, said, exit));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    for (result, said, exit) in outcome {
+        let launched = result.expect("launch under signals");
+        assert_eq!(said, format!("{}\n", launched.pid));
+        assert_eq!(exit, Some(Exit::Code(0)));
+    }
+    let handled = SIGNALS_HANDLED.load(Ordering::Relaxed) - before;
+    assert!(handled > 0, "no signal was handled ({sent} sent)");
+    assert_eq!(children_of_self(), vec![]);
+}
+
+/// Several threads launching at once: each gets its own daemon's pid and its pipes' EOF (no
+/// other launch keeps a copy of its descriptors for long), and no daemon inherits another's.
+#[test]
+fn concurrent_launches_from_several_threads() {
+    let _s = setup();
+    // The daemon reports its tag, its pid and how many descriptors `ls` sees in it.
+    let once = |tag: &str| -> (i32, String) {
+        let (r, w) = pipe();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", r#"echo "$1 $$ $(ls /proc/self/fd | wc -l)" >&3"#, "sh", tag]).pass_fds(&[w.as_raw_fd()]);
+        let launched = cmd.launch().expect("launch");
+        drop(w);
+        let said = String::from_utf8(common::read_to_end_fd(r.as_raw_fd())).unwrap();
+        assert_eq!(Reaped::adopt(launched.pid).wait(), Exit::Code(0));
+        (launched.pid, said)
+    };
+    let (pid, said) = once("alone");
+    let fd_count = said.strip_prefix(&format!("alone {pid} ")).expect("alone").trim_end().to_string();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let fd_count = fd_count.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    let tag = format!("{t}.{i}");
+                    let (pid, said) = once(&tag);
+                    assert_eq!(said, format!("{tag} {pid} {fd_count}\n"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(children_of_self(), vec![]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Working directory, umask, environment, arguments
 // ---------------------------------------------------------------------------------------------
@@ -650,7 +749,10 @@ fn current_dir_and_umask_are_applied_in_the_daemon_only() {
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", "pwd -P"]).current_dir(".").stdout(Stdio::Fd(out.as_raw_fd()));
     run(&cmd);
-    assert_eq!(fs::read_to_string(dir.join("out2")).unwrap(), format!("{}\n", fs::canonicalize(&cwd_before).unwrap().display()));
+    assert_eq!(
+        fs::read_to_string(dir.join("out2")).unwrap(),
+        format!("{}\n", fs::canonicalize(&cwd_before).unwrap().display())
+    );
 }
 
 #[test]
@@ -674,9 +776,8 @@ fn defaults_keep_the_launchers_cwd_umask_and_environment() {
     let mut got: Vec<Vec<u8>> = fs::read(dir.join("env")).unwrap().split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
     assert_eq!(got.pop(), Some(vec![]));
     got.sort();
-    let mut want: Vec<Vec<u8>> = std::env::vars_os()
-        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
-        .collect();
+    let mut want: Vec<Vec<u8>> =
+        std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect();
     want.sort();
     assert_eq!(got, want);
 }
@@ -726,7 +827,7 @@ fn bare_names_are_looked_up_on_the_daemons_path() {
     assert_eq!(cmd.launch().unwrap_err(), LaunchError::NotFound("sh".into()));
     let err = Command::new("daemonkit-no-such-program").launch().unwrap_err();
     assert_eq!(err, LaunchError::NotFound("daemonkit-no-such-program".into()));
-    assert_eq!(err.to_string(), "daemonkit-no-such-program: command not found on PATH");
+    assert_eq!(err.to_string(), "command not found on PATH: daemonkit-no-such-program");
     // Found on the launcher's PATH by default.
     run(&Command::new("true"));
     assert_eq!(children_of_self(), vec![]);
@@ -796,11 +897,8 @@ fn exec_failures_come_back_with_stage_and_errno() {
 fn chdir_and_descriptor_failures_come_back_with_their_stage() {
     let _s = setup();
     let dir = TempDir::new("launch-chdir-fail");
-    let err = expect_child_error(
-        Command::new("/bin/true").current_dir(dir.join("missing")),
-        Stage::Chdir,
-        Errno::ENOENT,
-    );
+    let err =
+        expect_child_error(Command::new("/bin/true").current_dir(dir.join("missing")), Stage::Chdir, Errno::ENOENT);
     assert_eq!(err.to_string(), "chdir failed: No such file or directory (2)");
     fs::write(dir.join("file"), b"").unwrap();
     expect_child_error(Command::new("/bin/true").current_dir(dir.join("file")), Stage::Chdir, Errno::ENOTDIR);

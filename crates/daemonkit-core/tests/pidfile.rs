@@ -195,7 +195,9 @@ fn acquire_of_a_stale_unlocked_file_succeeds_and_truncates_it_in_place() {
     let _s = serial();
     let dir = TempDir::new("pid-stale");
     let path = dir.join("app.pid");
-    for stale in [&b"4242\n"[..], b"garbage that is much longer than any pid could ever be, 100 bytes or so.......\n", b"1\n"] {
+    for stale in
+        [&b"4242\n"[..], b"garbage that is much longer than any pid could ever be, 100 bytes or so.......\n", b"1\n"]
+    {
         fs::write(&path, stale).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let before = lstat_ino(&path);
@@ -262,7 +264,10 @@ fn acquire_and_probe_refuse_a_fifo_without_hanging() {
     assert_eq!(err, AcquireError::Unsafe(PathProblem::NotRegular("a FIFO")));
     assert_eq!(err.to_string(), "the pidfile is a FIFO, not a regular file");
     let p = path.clone();
-    assert_eq!(within_5s("probe on a FIFO", move || probe(&p)).unwrap(), Probe::Unsafe(PathProblem::NotRegular("a FIFO")));
+    assert_eq!(
+        within_5s("probe on a FIFO", move || probe(&p)).unwrap(),
+        Probe::Unsafe(PathProblem::NotRegular("a FIFO"))
+    );
     assert!(fs::symlink_metadata(&path).unwrap().file_type().is_fifo());
 }
 
@@ -502,10 +507,7 @@ fn probe_is_running_while_another_process_holds_the_lock() {
     fs::write(&path, b"1\n").unwrap();
     assert_eq!(probe(&path).unwrap(), Probe::RunningUnknownPid { content: InvalidContent::Reserved(1) });
     fs::write(&path, b"0042\n").unwrap();
-    assert_eq!(
-        probe(&path).unwrap(),
-        Probe::RunningUnknownPid { content: InvalidContent::NotAPid("0042\n".into()) }
-    );
+    assert_eq!(probe(&path).unwrap(), Probe::RunningUnknownPid { content: InvalidContent::NotAPid("0042\n".into()) });
     drop(holder);
     assert_eq!(probe(&path).unwrap(), Probe::NotRunning { stale: Some(Err(InvalidContent::NotAPid("0042\n".into()))) });
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use common::{become_subreaper, children_of_self, serial, Exit, Reaped};

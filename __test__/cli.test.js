@@ -1,0 +1,371 @@
+'use strict'
+const test = require('ava')
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawn, spawnSync, execFileSync } = require('node:child_process')
+const h = require('./helpers')
+const daemonkit = require('..')
+
+const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const SIGNALS = path.join(h.FIXTURES, 'signals.py')
+const LISTENER = path.join(h.FIXTURES, 'notify-listener.py')
+
+function cli(args, options) {
+  return h.run(process.execPath, [CLI, ...args], options)
+}
+
+function lines(file) {
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : []
+}
+
+/** Starts a supervised command through the CLI; registers both pids for teardown. */
+async function start(t, dir, args) {
+  const r = await cli(['start', '--json', ...args])
+  t.is(r.code, 0, r.stderr)
+  const started = JSON.parse(r.stdout)
+  h.cleanupPid(t, started.pid, dir)
+  h.cleanupPid(t, started.commandPid, dir)
+  return started
+}
+
+/** A python command whose command line mentions `dir`, so teardown may kill it by pid. */
+function sleeper(dir, extra = '') {
+  return ['python3', '-c', `import time, sys${extra}\nwhile True: time.sleep(1)`, dir]
+}
+
+test('--help documents every option; --version prints the package version', async (t) => {
+  const help = await cli(['--help'])
+  t.is(help.code, 0)
+  const source = fs.readFileSync(path.join(__dirname, '..', 'src', 'cli.ts'), 'utf8')
+  const flags = [...source.matchAll(/'(--[a-z-]+)': '/g)].map((m) => m[1])
+  t.true(flags.length >= 20)
+  for (const flag of [...flags, '--json', '--no-supervise', '--help', '--version']) t.true(help.stdout.includes(flag), `${flag} missing from --help`)
+  for (const command of ['start', 'run', 'stop', 'restart', 'status', 'signal']) t.regex(help.stdout, new RegExp(`^  ${command} `, 'm'))
+  const version = await cli(['--version'])
+  t.is(version.stdout, `daemonkit ${require('../package.json').version}\n`)
+  const bad = await cli(['start', '--bogus'])
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /unknown option --bogus/)
+})
+
+test('start: the supervisor holds the lock; status reports both pids; the command is detached', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'p.pid')
+  const s = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir)])
+  t.is(h.readPid(pidFile), s.pid)
+  t.true(h.isLocked(pidFile))
+  t.is(Number(h.procStatus(s.commandPid).PPid), s.pid, 'the command is the supervisor\'s child')
+  const sup = h.procStat(s.pid)
+  t.is(sup.ttyNr, 0)
+  t.not(sup.session, s.pid)
+  t.is(h.procStat(s.commandPid).session, sup.session)
+  t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), '/')
+  // Python opens and closes a few files while it starts; wait until it sleeps.
+  const files = () => Object.values(h.procFds(s.commandPid)).filter((x) => x.startsWith('/'))
+  await h.waitFor(() => files().length === 3, { what: 'the command to settle' })
+  t.deepEqual(files(), ['/dev/null', '/dev/null', '/dev/null'])
+  const status = await cli(['status', '-p', pidFile])
+  t.is(status.code, 0)
+  t.is(status.stdout, `running (pid ${s.pid}, command pid ${s.commandPid})\n`)
+  t.deepEqual(await daemonkit.status(pidFile), { state: 'running', pid: s.pid, commandPid: s.commandPid })
+  const again = await cli(['start', '-p', pidFile, '--', ...sleeper(dir)])
+  t.is(again.code, 0)
+  t.is(again.stdout, `already running (pid ${s.pid})\n`)
+  const stop = await cli(['stop', '-p', pidFile])
+  t.is(stop.stdout, `stopped (pid ${s.pid})\n`)
+  t.false(h.isRunning(s.pid))
+  await h.waitFor(() => !h.isRunning(s.commandPid), { what: 'the command to end' })
+  t.false(fs.existsSync(pidFile))
+  t.is((await cli(['status', '-p', pidFile])).code, 3)
+})
+
+test('a command that closes all its descriptors, or leaves children behind, does not confuse running/stopped', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'closer.pid')
+  const closer = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport os; os.closerange(0, 4096)')])
+  await new Promise((r) => setTimeout(r, 300))
+  t.true(h.isRunning(closer.commandPid))
+  t.deepEqual(Object.keys(h.procFds(closer.commandPid)), [], 'the command closed everything')
+  t.true(h.isLocked(pidFile))
+  t.is((await cli(['status', '-p', pidFile])).code, 0)
+
+  const leaver = path.join(dir, 'leaver.pid')
+  const orphanFile = path.join(dir, 'orphan.pid')
+  const script = `python3 -c 'import time; time.sleep(300)' ${dir} & echo $! > ${orphanFile}; exit 0`
+  const s = await start(t, dir, ['-p', leaver, '--', 'sh', '-c', script])
+  const orphan = Number((await h.waitFor(() => fs.existsSync(orphanFile) && fs.readFileSync(orphanFile, 'utf8').trim(), { what: 'the orphan pid' })))
+  h.cleanupPid(t, orphan, dir)
+  await h.waitFor(() => !h.isRunning(s.pid), { what: 'the supervisor to end with its command' })
+  t.true(h.isRunning(orphan), 'the command\'s leftover child still runs')
+  t.deepEqual(await daemonkit.status(leaver), { state: 'stopped' })
+  t.false(fs.existsSync(leaver))
+})
+
+test('the supervisor forwards TERM, INT, HUP, USR1 and USR2 to the command', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 's.pid')
+  const log = path.join(dir, 'signals.log')
+  const s = await start(t, dir, ['-p', pidFile, '--', 'python3', SIGNALS, log])
+  await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
+  for (const sig of ['HUP', 'USR1', 'USR2', 'INT']) {
+    const r = await cli(['signal', sig, '-p', pidFile])
+    t.is(r.stdout, `sent SIG${sig} to pid ${s.pid}\n`)
+    await h.waitFor(() => lines(log).includes(`SIG${sig}`), { what: `SIG${sig} to arrive` })
+  }
+  t.true(h.isRunning(s.commandPid))
+  await cli(['stop', '-p', pidFile])
+  t.deepEqual(lines(log), [`ready ${s.commandPid}`, 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGTERM'])
+  t.is((await cli(['signal', 'HUP', '-p', pidFile])).code, 7)
+})
+
+test('killing the supervisor with SIGKILL takes the command with it', async (t) => {
+  const dir = h.tempDir(t)
+  const s = await start(t, dir, ['-p', path.join(dir, 'k.pid'), '--', ...sleeper(dir)])
+  process.kill(s.pid, 'SIGKILL')
+  await h.waitFor(() => !h.isRunning(s.commandPid), { what: 'the command to die (parent-death signal)' })
+  t.pass()
+})
+
+test('restart on-failure backs off exponentially and gives up after the burst limit', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'r.pid')
+  const runs = path.join(dir, 'runs')
+  const log = path.join(dir, 'log')
+  const s = await start(t, dir, ['-p', pidFile, '-l', log, '-r', 'on-failure', '--restart-delay', '50', '--restart-burst', '4',
+    '--', 'sh', '-c', `echo run >> ${runs}; echo failing; exit 3`])
+  await h.waitFor(() => !h.isRunning(s.pid), { timeout: 15_000, what: 'the supervisor to give up' })
+  t.is(lines(runs).length, 5, 'the first run and four restarts')
+  const text = fs.readFileSync(log, 'utf8')
+  const delays = [...text.matchAll(/restarting in (\d+) ms/g)].map((m) => Number(m[1]))
+  t.deepEqual(delays, [50, 100, 200, 400])
+  t.regex(text, /4 restarts within 60000 ms, giving up/)
+  t.is(text.match(/^failing$/gm).length, 5, 'the command\'s own output is in the log')
+  t.false(fs.existsSync(pidFile))
+})
+
+test('restart always restarts a command that exits 0; on-failure does not', async (t) => {
+  const dir = h.tempDir(t)
+  const runsAlways = path.join(dir, 'always')
+  const a = await start(t, dir, ['-p', path.join(dir, 'a.pid'), '-r', 'always', '--restart-delay', '20', '--restart-burst', '2',
+    '--', 'sh', '-c', `echo run >> ${runsAlways}`])
+  await h.waitFor(() => !h.isRunning(a.pid), { timeout: 15_000, what: 'the supervisor to give up' })
+  t.is(lines(runsAlways).length, 3)
+  const runsOnFailure = path.join(dir, 'onfailure')
+  const b = await start(t, dir, ['-p', path.join(dir, 'b.pid'), '-r', 'on-failure', '--', 'sh', '-c', `echo run >> ${runsOnFailure}`])
+  await h.waitFor(() => !h.isRunning(b.pid), { what: 'the supervisor to end' })
+  t.is(lines(runsOnFailure).length, 1)
+})
+
+test('exec failures reject with the errno and the path, supervised or not, and leave nothing', async (t) => {
+  const dir = h.tempDir(t)
+  const notExecutable = path.join(dir, 'script.sh')
+  fs.writeFileSync(notExecutable, '#!/bin/sh\necho hi\n', { mode: 0o644 })
+  const pidFile = path.join(dir, 'x.pid')
+  const cases = [
+    ['/nonexistent/program', {}, 'ENOENT', /exec failed: No such file or directory/],
+    [notExecutable, {}, 'EACCES', /exec failed: Permission denied/],
+    ['no-such-command-anywhere', {}, 'ENOENT', /command not found on PATH/],
+    ['/bin/true', { cwd: path.join(dir, 'missing'), chroot: '/' }, 'ENOENT', /chdir failed/],
+  ]
+  for (const [command, extra, reason, message] of cases) {
+    for (const supervise of [false, true]) {
+      const options = { ...extra, supervise, ...(supervise ? { pidFile } : {}) }
+      const err = await t.throwsAsync(daemonkit.spawnDaemon(command, [], options))
+      t.is(err.code, 'EDAEMONLAUNCH')
+      t.is(err.reason, reason, `${command} supervised=${supervise}`)
+      t.is(err.path, command)
+      t.regex(err.message, message)
+      t.log(`${supervise ? 'supervised' : 'direct'}: ${err.message}`)
+      t.false(fs.existsSync(pidFile))
+    }
+  }
+  const r = await cli(['start', '-p', pidFile, '--', '/nonexistent/program'])
+  t.is(r.code, 1)
+  t.regex(r.stderr, /cannot start \/nonexistent\/program: exec failed: No such file or directory/)
+})
+
+test('spawnDaemon without supervisor: the command itself is the daemon', async (t) => {
+  const dir = h.tempDir(t)
+  const out = path.join(dir, 'out.log')
+  const r = await daemonkit.spawnDaemon('python3', ['-c', 'import os, time; print(os.getcwd(), flush=True); time.sleep(300)', dir], { stdout: out, cwd: dir, umask: 0o077 })
+  h.cleanupPid(t, r.pid, dir)
+  t.is(r.pid, r.commandPid)
+  const st = h.procStat(r.pid)
+  t.is(st.ttyNr, 0)
+  t.not(st.session, r.pid)
+  t.is(h.procStatus(r.pid).Umask, '0077')
+  await h.waitFor(() => fs.existsSync(out) && fs.readFileSync(out, 'utf8') === `${dir}\n`, { what: 'the output' })
+  t.is(h.procFds(r.pid)['1'], out)
+})
+
+test('user drop: Uid, Gid and Groups from /proc; root cannot be regained; logs and pidfile stay root\'s', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o755)
+  const pidFile = path.join(dir, 'u.pid')
+  const log = path.join(dir, 'u.log')
+  const code = 'import os, sys, time\ntry:\n    os.setuid(0)\n    print("regained root", flush=True)\nexcept PermissionError as e:\n    print("setuid(0) refused:", e, flush=True)\nwhile True: time.sleep(1)'
+  // /usr/bin/python3: the user's python may live under /root, which nobody cannot read.
+  const s = await start(t, dir, ['-p', pidFile, '-l', log, '-u', 'nobody', '--', '/usr/bin/python3', '-c', code, dir])
+  const status = h.procStatus(s.commandPid)
+  const uid = execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim()
+  const gid = execFileSync('id', ['-g', 'nobody'], { encoding: 'utf8' }).trim()
+  const groups = execFileSync('id', ['-G', 'nobody'], { encoding: 'utf8' }).trim().split(' ').sort()
+  t.is(status.Uid, [uid, uid, uid, uid].join('\t'))
+  t.is(status.Gid, [gid, gid, gid, gid].join('\t'))
+  t.deepEqual(status.Groups.split(' ').filter(Boolean).sort(), groups)
+  t.is(h.procStatus(s.pid).Uid.split('\t')[0], '0', 'the supervisor keeps root to reopen logs')
+  await h.waitFor(() => fs.existsSync(log) && /setuid\(0\) refused/.test(fs.readFileSync(log, 'utf8')), { what: 'the setuid probe' })
+  t.notRegex(fs.readFileSync(log, 'utf8'), /regained root/)
+  t.is(fs.statSync(log).uid, 0)
+  t.is(fs.statSync(log).mode & 0o777, 0o640)
+  t.is(fs.statSync(pidFile).uid, 0)
+})
+
+test('root refuses a pidfile in a world-writable non-sticky directory, or owned by another user', async (t) => {
+  const dir = h.tempDir(t)
+  const open = path.join(dir, 'open')
+  fs.mkdirSync(open)
+  fs.chmodSync(open, 0o777)
+  let err = await t.throwsAsync(daemonkit.spawnDaemon('/bin/true', [], { pidFile: path.join(open, 'x.pid') }))
+  t.is(err.code, 'EPIDFILE')
+  t.regex(err.message, /writable by others and not sticky/)
+  t.deepEqual(fs.readdirSync(open), [])
+  const foreign = path.join(dir, 'foreign.pid')
+  fs.writeFileSync(foreign, '')
+  fs.chownSync(foreign, 65534, 65534)
+  err = await t.throwsAsync(daemonkit.spawnDaemon('/bin/true', [], { pidFile: foreign }))
+  t.regex(err.message, /owned by uid 65534/)
+  const sticky = path.join(dir, 'sticky')
+  fs.mkdirSync(sticky)
+  fs.chmodSync(sticky, 0o1777)
+  const s = await start(t, dir, ['-p', path.join(sticky, 'ok.pid'), '--', ...sleeper(dir)])
+  t.true(h.isRunning(s.pid))
+})
+
+test('Debian start-stop-daemon: --status 0 while running, 3 after; --stop stops it cleanly', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'ssd.pid')
+  const log = path.join(dir, 'signals.log')
+  const s = await start(t, dir, ['-p', pidFile, '--', 'python3', SIGNALS, log])
+  await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
+  t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', pidFile]).status, 0)
+  const stop = spawnSync('start-stop-daemon', ['--stop', '--pidfile', pidFile, '--retry', 'TERM/10/KILL/5'], { encoding: 'utf8' })
+  t.is(stop.status, 0, stop.stderr)
+  t.false(h.isRunning(s.pid))
+  t.is(lines(log).at(-1), 'SIGTERM', 'the command got TERM, not KILL')
+  t.false(fs.existsSync(pidFile))
+  t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', pidFile]).status, 3)
+
+  // A Node daemon made by daemonize() too.
+  const nodePid = path.join(dir, 'node.pid')
+  const r = await h.launch({ options: { pidFile: nodePid } })
+  t.is(r.code, 0)
+  const pid = h.readPid(nodePid)
+  h.cleanupPid(t, pid, dir)
+  t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', nodePid]).status, 0)
+  t.is(spawnSync('start-stop-daemon', ['--stop', '--pidfile', nodePid, '--retry', 'TERM/10']).status, 0)
+  t.false(fs.existsSync(nodePid), 'SIGTERM made the daemon remove its pidfile')
+  t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', nodePid]).status, 3)
+})
+
+test('util-linux: flock -n fails while it runs; pkill -F reaches the right process', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'pk.pid')
+  const log = path.join(dir, 'signals.log')
+  const s = await start(t, dir, ['-p', pidFile, '--', 'python3', SIGNALS, log])
+  await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
+  t.not(spawnSync('flock', ['-n', pidFile, 'true']).status, 0)
+  t.is(spawnSync('pkill', ['-F', pidFile]).status, 0)
+  await h.waitFor(() => !h.isRunning(s.pid), { what: 'the supervisor to stop' })
+  t.is(lines(log).at(-1), 'SIGTERM')
+  t.false(fs.existsSync(pidFile))
+  t.is(spawnSync('flock', ['-n', pidFile, 'true']).status, 0)
+})
+
+test('a real logrotate run with a postrotate that signals HUP: no line lost, new lines in the new file', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'lr.pid')
+  const log = path.join(dir, 'app.log')
+  // The writer ignores SIGHUP, which the supervisor forwards after reopening the log.
+  const writer = `trap '' HUP; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "line $i"; sleep 0.002; done; sleep 300`
+  const s = await start(t, dir, ['-p', pidFile, '-l', log, '--', 'sh', '-c', writer, dir])
+  await h.waitFor(() => fs.existsSync(log) && fs.statSync(log).size > 200, { what: 'some lines' })
+  const conf = path.join(dir, 'logrotate.conf')
+  fs.writeFileSync(conf, `${log} {\n  rotate 3\n  nocompress\n  missingok\n  postrotate\n    ${process.execPath} ${CLI} signal HUP -p ${pidFile}\n  endscript\n}\n`)
+  const rotate = spawnSync('logrotate', ['-f', '-s', path.join(dir, 'state'), conf], { encoding: 'utf8' })
+  t.is(rotate.status, 0, rotate.stderr)
+  await h.waitFor(() => fs.existsSync(log) && fs.statSync(log).size > 200, { what: 'lines in the new file' })
+  await cli(['stop', '-p', pidFile])
+  const rotated = lines(`${log}.1`)
+  const fresh = lines(log)
+  t.true(rotated.length > 0 && fresh.length > 0)
+  const numbers = [...rotated, ...fresh].map((l) => Number(l.replace('line ', '')))
+  t.deepEqual(numbers, numbers.map((_, i) => i + 1), 'every line once, in order, across the two files')
+  t.log(`${rotated.length} lines before the rotation, ${fresh.length} after`)
+  t.false(h.isRunning(s.commandPid))
+})
+
+test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 then STOPPING=1', async (t) => {
+  const dir = h.tempDir(t)
+  const socket = path.join(dir, 'notify.sock')
+  const received = path.join(dir, 'received')
+  const listener = spawn('python3', [LISTENER, socket, received], { stdio: 'ignore' })
+  t.teardown(() => listener.kill('SIGKILL'))
+  await h.waitFor(() => lines(received).includes('listening'), { what: 'the listener' })
+  const pidFile = path.join(dir, 'sd.pid')
+  const service = spawn(process.execPath, [h.DAEMON, JSON.stringify({ options: { pidFile } })], {
+    stdio: 'ignore',
+    env: { ...process.env, NOTIFY_SOCKET: socket },
+  })
+  t.teardown(() => service.kill('SIGKILL'))
+  await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
+  t.is(h.readPid(pidFile), service.pid, 'no fork: the service process itself holds the pidfile')
+  t.true(h.isLocked(pidFile))
+  t.true(lines(received).includes(`READY=1|MAINPID=${service.pid}`))
+  const exited = new Promise((resolve) => service.on('exit', (code, sig) => resolve({ code, sig })))
+  service.kill('SIGTERM')
+  t.deepEqual(await exited, { code: null, sig: 'SIGTERM' })
+  t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${service.pid}`, 'STOPPING=1'])
+  t.false(fs.existsSync(pidFile))
+})
+
+test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and notifies', async (t) => {
+  const dir = h.tempDir(t)
+  const socket = path.join(dir, 'notify.sock')
+  const received = path.join(dir, 'received')
+  const listener = spawn('python3', [LISTENER, socket, received], { stdio: 'ignore' })
+  t.teardown(() => listener.kill('SIGKILL'))
+  await h.waitFor(() => lines(received).includes('listening'), { what: 'the listener' })
+  const pidFile = path.join(dir, 'fg.pid')
+  const log = path.join(dir, 'signals.log')
+  const fg = spawn(process.execPath, [CLI, 'start', '-p', pidFile, '--', 'python3', SIGNALS, log], {
+    stdio: 'ignore',
+    env: { ...process.env, NOTIFY_SOCKET: socket },
+  })
+  t.teardown(() => fg.kill('SIGKILL'))
+  await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
+  const supervisor = h.readPid(pidFile)
+  h.cleanupPid(t, supervisor, dir)
+  t.is(Number(h.procStatus(supervisor).PPid), fg.pid, 'not detached: the supervisor is the CLI\'s child')
+  const exited = new Promise((resolve) => fg.on('exit', resolve))
+  fg.kill('SIGTERM')
+  t.is(await exited, 0)
+  t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${supervisor}`, 'STOPPING=1'])
+  t.is(lines(log).at(-1), 'SIGTERM')
+  t.false(fs.existsSync(pidFile))
+})
+
+test('spawnDaemon rejects invalid options with a TypeError before creating anything', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'v.pid')
+  const bad = [
+    [{ pidFile, restart: 'sometimes' }, /"restart"/],
+    [{ supervise: false, restart: 'always' }, /"restart" needs the supervisor/],
+    [{ pidFile, user: '' }, /"user"/],
+    [{ pidFile, restartDelay: -1 }, /"restartDelay"/],
+    [{ pidFile, stdout: 7 }, /"stdout"/],
+  ]
+  for (const [options, message] of bad) await t.throwsAsync(daemonkit.spawnDaemon('/bin/true', [], options), { instanceOf: TypeError, message })
+  await t.throwsAsync(daemonkit.spawnDaemon('', []), { instanceOf: TypeError })
+  t.deepEqual(fs.readdirSync(dir), [])
+})
