@@ -347,6 +347,8 @@ test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and no
   const supervisor = h.readPid(pidFile)
   h.cleanupPid(t, supervisor, dir)
   t.is(Number(h.procStatus(supervisor).PPid), fg.pid, 'not detached: the supervisor is the CLI\'s child')
+  // READY=1 means the command has exec'd; wait for it to install its handlers too.
+  await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
   const exited = new Promise((resolve) => fg.on('exit', resolve))
   fg.kill('SIGTERM')
   t.is(await exited, 0)
