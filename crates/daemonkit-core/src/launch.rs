@@ -421,6 +421,9 @@ struct Plan {
     parent_death_signal: c_int,
     parent_pid: libc::pid_t,
     report_fd: RawFd,
+    /// Set by the daemon process when a step failed, so that the intermediate process (which
+    /// shares memory with it on Linux) reaps it instead of leaving a zombie to init.
+    daemon_failed: bool,
     #[cfg(any(target_os = "linux", target_os = "android"))]
     grandchild_stack_top: *mut c_void,
 }
@@ -523,6 +526,7 @@ impl Prepared {
             // SAFETY: getpid has no preconditions.
             parent_pid: unsafe { libc::getpid() },
             report_fd: report_write.as_raw_fd(),
+            daemon_failed: false,
             #[cfg(any(target_os = "linux", target_os = "android"))]
             grandchild_stack_top: grandchild_stack.top(),
         };
@@ -675,6 +679,14 @@ unsafe fn report(fd: RawFd, kind: i32, a: i32, b: i32) {
     libc::write(fd, &r as *const Report as *const c_void, std::mem::size_of::<Report>());
 }
 
+/// A failure in the daemon process: flags it for the intermediate process, then reports.
+unsafe fn fail_daemon(plan: *mut Plan, fd: RawFd, stage: Stage) -> ! {
+    let errno = Errno::last_raw();
+    ptr::write_volatile(ptr::addr_of_mut!((*plan).daemon_failed), true);
+    Errno::set_raw(errno);
+    fail(fd, stage)
+}
+
 unsafe fn fail(fd: RawFd, stage: Stage) -> ! {
     let errno = Errno::last_raw();
     report(fd, REPORT_FAILURE, stage as i32, errno);
@@ -716,6 +728,12 @@ unsafe fn middle_main(plan: &mut Plan) -> ! {
     if pid < 0 {
         fail(plan.report_fd, Stage::SecondFork);
     }
+    // With CLONE_VM the daemon's failure flag is visible here; it has already _exit'ed or is
+    // about to, so this wait is short. (After fork the flag is never set in our copy.)
+    if ptr::read_volatile(&plan.daemon_failed) {
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
     report(plan.report_fd, REPORT_PID, pid, 0);
     libc::_exit(0)
 }
@@ -740,28 +758,28 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
     for i in 0..plan.source_count {
         let tmp = libc::fcntl(*plan.sources.add(i), libc::F_DUPFD_CLOEXEC, count);
         if tmp < 0 {
-            fail(report_fd, Stage::Descriptors);
+            fail_daemon(plan, report_fd, Stage::Descriptors);
         }
         *plan.scratch.add(i) = tmp;
     }
     let moved_report = libc::fcntl(report_fd, libc::F_DUPFD_CLOEXEC, count);
     if moved_report < 0 {
-        fail(report_fd, Stage::Descriptors);
+        fail_daemon(plan, report_fd, Stage::Descriptors);
     }
     report_fd = moved_report;
     for i in 0..plan.source_count {
         if libc::dup2(*plan.scratch.add(i), i as c_int) < 0 {
-            fail(report_fd, Stage::Descriptors);
+            fail_daemon(plan, report_fd, Stage::Descriptors);
         }
     }
     if close_all_from(count, report_fd) < 0 {
-        fail(report_fd, Stage::CloseDescriptors);
+        fail_daemon(plan, report_fd, Stage::CloseDescriptors);
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if plan.parent_death_signal != 0 {
         if libc::prctl(libc::PR_SET_PDEATHSIG, plan.parent_death_signal as libc::c_ulong, 0, 0, 0) < 0 {
-            fail(report_fd, Stage::ParentDeathSignal);
+            fail_daemon(plan, report_fd, Stage::ParentDeathSignal);
         }
         // The parent may have died before the prctl: then nobody would ever send the signal.
         if libc::getppid() != plan.parent_pid {
@@ -769,7 +787,7 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
         }
     }
     if !plan.root.is_null() && (libc::chroot(plan.root) < 0 || libc::chdir(c"/".as_ptr()) < 0) {
-        fail(report_fd, Stage::Chroot);
+        fail_daemon(plan, report_fd, Stage::Chroot);
     }
     if plan.set_ids {
         // Order matters: supplementary groups and the gid can only be changed while still root.
@@ -777,18 +795,18 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
             || libc::setgid(plan.gid) < 0
             || libc::setuid(plan.uid) < 0
         {
-            fail(report_fd, Stage::Privileges);
+            fail_daemon(plan, report_fd, Stage::Privileges);
         }
         if plan.uid != 0 && libc::setuid(0) == 0 {
             *errno_location() = libc::EPERM;
-            fail(report_fd, Stage::Privileges);
+            fail_daemon(plan, report_fd, Stage::Privileges);
         }
     }
     if plan.set_umask {
         libc::umask(plan.umask);
     }
     if !plan.cwd.is_null() && libc::chdir(plan.cwd) < 0 {
-        fail(report_fd, Stage::Chdir);
+        fail_daemon(plan, report_fd, Stage::Chdir);
     }
 
     let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -796,7 +814,7 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
     libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
 
     libc::execve(plan.program, plan.argv, plan.envp);
-    fail(report_fd, Stage::Exec)
+    fail_daemon(plan, report_fd, Stage::Exec)
 }
 
 /// The calling thread's errno.

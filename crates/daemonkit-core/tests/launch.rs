@@ -91,13 +91,10 @@ fn open_fds(pid: i32) -> Vec<RawFd> {
     fds
 }
 
-/// After a failed launch the daemon-to-be has exited with 127; it was orphaned like any daemon,
-/// so it is our (possibly still exiting) child: reap it, and check nothing else is left.
+/// After a failed launch the daemon-to-be has exited with 127 and the intermediate process has
+/// reaped it before exiting itself: nothing is orphaned, no zombie is left for init.
 fn reap_failed_daemon() {
-    let kids = children_of_self();
-    assert_eq!(kids.len(), 1, "expected exactly the failed daemon process as our child, got {kids:?}");
-    assert_eq!(Reaped::adopt(kids[0].0).wait(), Exit::Code(127));
-    assert_eq!(children_of_self(), vec![]);
+    assert_eq!(children_of_self(), vec![], "a failed launch must leave no process behind");
 }
 
 fn my_session() -> i32 {
