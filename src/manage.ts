@@ -78,9 +78,10 @@ function supervisedCommand(pid: number): number | undefined {
 }
 
 function probe(pidFile: string): DaemonStatus {
+  const n = native() // UnsupportedPlatformError passes through as it is
   let p
   try {
-    p = native().probePidfile(pidFile)
+    p = n.probePidfile(pidFile)
   } catch (err) {
     const e = err as Coded
     throw new PidfileError(pidFile, String(e.code), String(e.message), { cause: err })
