@@ -2,19 +2,11 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { UnsupportedPlatformError } from './errors'
+import { platformPackageName } from './native'
 
 const NAME = 'daemonkit-supervise'
 
 let cached: string | undefined
-
-/** The platform package's name for this machine, as napi-rs names them. */
-function platformPackage(): string {
-  const arch = process.arch
-  if (process.platform === 'darwin') return `daemonkit-darwin-${arch}`
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
-  const libc = report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'
-  return `daemonkit-${process.platform}-${arch}-${libc}`
-}
 
 /**
  * The path of the supervisor executable: next to the binding in a source build, else in the
@@ -23,8 +15,9 @@ function platformPackage(): string {
 export function supervisorPath(): string {
   if (cached) return cached
   const candidates = [path.join(__dirname, '..', 'binding', NAME)]
+  const pkg = platformPackageName()
   try {
-    candidates.push(path.join(path.dirname(require.resolve(`${platformPackage()}/package.json`)), NAME))
+    if (pkg) candidates.push(path.join(path.dirname(require.resolve(`${pkg}/package.json`)), NAME))
   } catch {
     // The platform package is not installed (a source build).
   }
