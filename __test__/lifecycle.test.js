@@ -63,6 +63,19 @@ test('cli: start, status, start again, reload, stop, status, stop again, reload 
   t.is(r.code, 7)
 })
 
+test('reload (SIGHUP) reopens the log files first, so a rotated log gets no new lines', async (t) => {
+  const dir = h.tempDir(t)
+  const log = path.join(dir, 'log')
+  const spec = { pidFile: path.join(dir, 's.pid'), events: path.join(dir, 'events'), log }
+  const pid = await startService(t, dir, spec)
+  fs.renameSync(log, `${log}.1`)
+  const r = await service('reload', spec)
+  t.is(r.code, 0)
+  await h.waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes(`reloaded ${pid}`), { what: 'the line in the new file' })
+  t.false(fs.readFileSync(`${log}.1`, 'utf8').includes('reloaded'))
+  t.is(fs.statSync(log).mode & 0o777, 0o640)
+})
+
 test('cli: an unknown action prints usage and exits 2', async (t) => {
   const dir = h.tempDir(t)
   const r = await service('frobnicate', { pidFile: path.join(dir, 's.pid') })
