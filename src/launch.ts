@@ -1,11 +1,15 @@
-import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
-import * as net from 'node:net'
+import type * as netTypes from 'node:net'
 
 import { AlreadyRunningError, LaunchError, PidfileError, ReadinessError } from './errors'
 import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
 import { native } from './native'
 import type { NormalizedOptions, OutputTarget } from './options'
+
+/** `node:net`, loaded on first use: the daemon role never needs it, and every ms of start-up counts. */
+function net(): typeof netTypes {
+  return require('node:net') as typeof netTypes
+}
 
 /** How much of the daemon's startup stderr is kept for error messages. */
 const STDERR_TAIL = 8 * 1024
@@ -79,8 +83,8 @@ function awaitReadiness(
   token: string,
   timeoutMs: number,
 ): { outcome: Promise<Outcome>; stderrTail: () => string; relayClosed: Promise<void>; close: () => void } {
-  const readyPipe = new net.Socket({ fd: readyFd, readable: true, writable: false })
-  const relay = new net.Socket({ fd: relayFd, readable: true, writable: false })
+  const readyPipe = new (net().Socket)({ fd: readyFd, readable: true, writable: false })
+  const relay = new (net().Socket)({ fd: relayFd, readable: true, writable: false })
   let tail = ''
   const relayClosed = new Promise<void>((resolve) => {
     relay.on('data', (chunk: Buffer) => {
@@ -161,7 +165,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     const [relayRead, relayWrite] = n.pipe()
     toClose.push(relayWrite)
 
-    const token = randomBytes(16).toString('hex')
+    const token = (require('node:crypto') as typeof import('node:crypto')).randomBytes(16).toString('hex')
     const marker = formatHandoff({
       token,
       readyFd: HANDOFF_FDS.ready,

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs'
-import * as net from 'node:net'
+import type * as netTypes from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
@@ -135,7 +135,7 @@ function launchError(err: unknown, command: string): LaunchError {
 /** Reads the supervisor's one-line report: `READY <pid>` or `FAIL <stage> <errno> <message>`. */
 function readReport(fd: number, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const socket = new net.Socket({ fd, readable: true, writable: false })
+    const socket = new ((require('node:net') as typeof netTypes).Socket)({ fd, readable: true, writable: false })
     let text = ''
     const done = (line: string | undefined): void => {
       clearTimeout(timer)
@@ -153,9 +153,10 @@ function readReport(fd: number, timeoutMs: number): Promise<string | undefined> 
   })
 }
 
-const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(os.constants.errno as Record<string, number>).map(([name, n]) => [n, name]),
-)
+/** The errno name of a number, e.g. 2 -> 'ENOENT'. */
+function errnoName(n: number): string | undefined {
+  return Object.entries(os.constants.errno as Record<string, number>).find(([, value]) => value === n)?.[0]
+}
 
 /**
  * Launches any executable as a daemon (double fork, new session, no terminal, stdio on
@@ -238,7 +239,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     }
     const failed = line?.match(/^FAIL (\S+) (\d+) (.*)$/)
     if (failed) {
-      const reason = ERRNO_NAMES[Number(failed[2])] ?? `errno ${failed[2]}`
+      const reason = errnoName(Number(failed[2])) ?? `errno ${failed[2]}`
       throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failed[3]}`, command)
     }
     try {
