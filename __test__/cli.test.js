@@ -305,13 +305,19 @@ test('a real logrotate run with a postrotate that signals HUP: no line lost, new
   t.false(h.isRunning(s.commandPid))
 })
 
-test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 then STOPPING=1', async (t) => {
-  const dir = h.tempDir(t)
+/** A stand-in for systemd's notification socket; `received` collects the messages, one a line. */
+async function notifyListener(t, dir) {
   const socket = path.join(dir, 'notify.sock')
   const received = path.join(dir, 'received')
   const listener = spawn('python3', [LISTENER, socket, received], { stdio: 'ignore' })
   t.teardown(() => listener.kill('SIGKILL'))
   await h.waitFor(() => lines(received).includes('listening'), { what: 'the listener' })
+  return { socket, received }
+}
+
+test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 then STOPPING=1', async (t) => {
+  const dir = h.tempDir(t)
+  const { socket, received } = await notifyListener(t, dir)
   const pidFile = path.join(dir, 'sd.pid')
   const service = spawn(process.execPath, [h.DAEMON, JSON.stringify({ options: { pidFile } })], {
     stdio: 'ignore',
@@ -331,11 +337,7 @@ test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 
 
 test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and notifies', async (t) => {
   const dir = h.tempDir(t)
-  const socket = path.join(dir, 'notify.sock')
-  const received = path.join(dir, 'received')
-  const listener = spawn('python3', [LISTENER, socket, received], { stdio: 'ignore' })
-  t.teardown(() => listener.kill('SIGKILL'))
-  await h.waitFor(() => lines(received).includes('listening'), { what: 'the listener' })
+  const { socket, received } = await notifyListener(t, dir)
   const pidFile = path.join(dir, 'fg.pid')
   const log = path.join(dir, 'signals.log')
   const fg = spawn(process.execPath, [CLI, 'start', '-p', pidFile, '--', 'python3', SIGNALS, log], {

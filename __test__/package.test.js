@@ -7,6 +7,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
+const { procStat } = require('./helpers')
 const ic = require('../scripts/install-check')
 
 const ROOT = ic.ROOT
@@ -46,17 +47,6 @@ function setup() {
   return prepared
 }
 
-/** { state, session } from /proc/PID/stat, or undefined once the process is gone. */
-function procStat(pid) {
-  let text
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-  } catch {
-    return undefined
-  }
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ')
-  return { state: rest[0], session: Number(rest[3]) }
-}
 
 /** Gone: no /proc entry, or a zombie (this machine's PID 1 reaps orphans late). */
 const gone = (pid) => {
