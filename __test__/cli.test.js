@@ -28,9 +28,12 @@ async function start(t, dir, args) {
   return started
 }
 
-/** A python command whose command line mentions `dir`, so teardown may kill it by pid. */
+/**
+ * A python command whose command line mentions `dir`, so teardown may kill it by pid. The
+ * system's python: the one on PATH may live under /root, where other users cannot reach it.
+ */
 function sleeper(dir, extra = '') {
-  return ['python3', '-c', `import time, sys${extra}\nwhile True: time.sleep(1)`, dir]
+  return ['/usr/bin/python3', '-c', `import time, sys${extra}\nwhile True: time.sleep(1)`, dir]
 }
 
 test('--help documents every option; --version prints the package version', async (t) => {
@@ -118,12 +121,16 @@ test('the supervisor forwards TERM, INT, HUP, USR1 and USR2 to the command', asy
   t.is((await cli(['signal', 'HUP', '-p', pidFile])).code, 7)
 })
 
-test('killing the supervisor with SIGKILL takes the command with it', async (t) => {
+test('killing the supervisor with SIGKILL takes the command with it, also after a user drop', async (t) => {
   const dir = h.tempDir(t)
-  const s = await start(t, dir, ['-p', path.join(dir, 'k.pid'), '--', ...sleeper(dir)])
-  process.kill(s.pid, 'SIGKILL')
-  await h.waitFor(() => !h.isRunning(s.commandPid), { what: 'the command to die (parent-death signal)' })
-  t.pass()
+  fs.chmodSync(dir, 0o755)
+  for (const extra of [[], ['-u', 'nobody']]) {
+    const s = await start(t, dir, ['-p', path.join(dir, `k${extra.length}.pid`), ...extra, '--', ...sleeper(dir)])
+    t.true(h.isRunning(s.commandPid))
+    process.kill(s.pid, 'SIGKILL')
+    await h.waitFor(() => !h.isRunning(s.commandPid), { what: `the command (${extra.join(' ') || 'root'}) to die of the parent-death signal` })
+  }
+  t.deepEqual(h.processesMentioning(dir), [])
 })
 
 test('restart on-failure backs off exponentially and gives up after the burst limit', async (t) => {
@@ -132,9 +139,13 @@ test('restart on-failure backs off exponentially and gives up after the burst li
   const runs = path.join(dir, 'runs')
   const log = path.join(dir, 'log')
   const s = await start(t, dir, ['-p', pidFile, '-l', log, '-r', 'on-failure', '--restart-delay', '50', '--restart-burst', '4',
-    '--', 'sh', '-c', `echo run >> ${runs}; echo failing; exit 3`])
+    '--', 'sh', '-c', `date +%s%N >> ${runs}; echo failing; exit 3`])
   await h.waitFor(() => !h.isRunning(s.pid), { timeout: 15_000, what: 'the supervisor to give up' })
-  t.is(lines(runs).length, 5, 'the first run and four restarts')
+  const starts = lines(runs).map((ns) => Number(BigInt(ns) / 1000n) / 1000)
+  t.is(starts.length, 5, 'the first run and four restarts')
+  const gaps = starts.slice(1).map((ms, i) => ms - starts[i])
+  t.log(`gaps between runs: ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`)
+  for (const [i, delay] of [50, 100, 200, 400].entries()) t.true(gaps[i] >= delay, `gap ${i} (${gaps[i]} ms) is at least ${delay} ms`)
   const text = fs.readFileSync(log, 'utf8')
   const delays = [...text.matchAll(/restarting in (\d+) ms/g)].map((m) => Number(m[1]))
   t.deepEqual(delays, [50, 100, 200, 400])
@@ -179,6 +190,8 @@ test('exec failures reject with the errno and the path, supervised or not, and l
       t.false(fs.existsSync(pidFile))
     }
   }
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.deepEqual(h.processesMentioning(dir), [], 'no supervisor or failed process is left')
   const r = await cli(['start', '-p', pidFile, '--', '/nonexistent/program'])
   t.is(r.code, 1)
   t.regex(r.stderr, /cannot start \/nonexistent\/program: exec failed: No such file or directory/)
@@ -219,6 +232,29 @@ test('user drop: Uid, Gid and Groups from /proc; root cannot be regained; logs a
   t.is(fs.statSync(log).uid, 0)
   t.is(fs.statSync(log).mode & 0o777, 0o640)
   t.is(fs.statSync(pidFile).uid, 0)
+})
+
+test('an explicit group replaces the user\'s own in the group list; the direct (unsupervised) drop uses raw syscalls', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o755)
+  const daemonGid = execFileSync('getent', ['group', 'daemon'], { encoding: 'utf8' }).split(':')[2]
+  const s = await start(t, dir, ['-p', path.join(dir, 'g.pid'), '-u', 'nobody', '-g', 'daemon', '--', ...sleeper(dir)])
+  const status = h.procStatus(s.commandPid)
+  t.is(status.Gid.split('\t')[0], daemonGid)
+  t.deepEqual(status.Groups.split(' ').filter(Boolean), [daemonGid], 'nobody\'s own group (65534) is not kept')
+
+  // From the multi-threaded Node process itself (no supervisor): the credentials are set with
+  // raw system calls, so the child never signals the launcher's threads (glibc's setxid broadcast).
+  const trace = path.join(dir, 'trace')
+  const code = `require(${JSON.stringify(path.resolve(__dirname, '..'))}).spawnDaemon('/usr/bin/python3', ['-c', 'import time; time.sleep(300)', ${JSON.stringify(dir)}], { user: 'nobody', supervise: false }).then((r) => console.log(JSON.stringify(r)))`
+  const r = await h.run('strace', ['-f', '-qq', '-b', 'execve', '-o', trace, '-e', 'trace=tgkill,setresuid,setresgid,setgroups', process.execPath, '-e', code])
+  t.is(r.code, 0, r.stderr)
+  const { pid } = JSON.parse(r.stdout)
+  h.cleanupPid(t, pid, dir)
+  t.is(h.procStatus(pid).Uid, '65534\t65534\t65534\t65534')
+  const traced = fs.readFileSync(trace, 'utf8')
+  t.regex(traced, /setresuid\(65534, 65534, 65534\)\s+= 0/)
+  t.notRegex(traced, /tgkill\(/)
 })
 
 test('root refuses a pidfile in a world-writable non-sticky directory, or owned by another user', async (t) => {
@@ -286,8 +322,7 @@ test('a real logrotate run with a postrotate that signals HUP: no line lost, new
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'lr.pid')
   const log = path.join(dir, 'app.log')
-  // The writer ignores SIGHUP, which the supervisor forwards after reopening the log.
-  const writer = `trap '' HUP; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "line $i"; sleep 0.002; done; sleep 300`
+  const writer = `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "line $i"; sleep 0.002; done; sleep 300`
   const s = await start(t, dir, ['-p', pidFile, '-l', log, '--', 'sh', '-c', writer, dir])
   await h.waitFor(() => fs.existsSync(log) && fs.statSync(log).size > 200, { what: 'some lines' })
   const conf = path.join(dir, 'logrotate.conf')
@@ -295,6 +330,7 @@ test('a real logrotate run with a postrotate that signals HUP: no line lost, new
   const rotate = spawnSync('logrotate', ['-f', '-s', path.join(dir, 'state'), conf], { encoding: 'utf8' })
   t.is(rotate.status, 0, rotate.stderr)
   await h.waitFor(() => fs.existsSync(log) && fs.statSync(log).size > 200, { what: 'lines in the new file' })
+  t.true(h.isRunning(s.commandPid), 'SIGHUP reopened the logs and did not reach (and kill) the writer')
   await cli(['stop', '-p', pidFile])
   const rotated = lines(`${log}.1`)
   const fresh = lines(log)
@@ -359,6 +395,56 @@ test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and no
   t.false(fs.existsSync(pidFile))
 })
 
+test('SIGHUP with log files stays with the supervisor unless --forward-hup', async (t) => {
+  const dir = h.tempDir(t)
+  for (const forward of [false, true]) {
+    const pidFile = path.join(dir, `h${forward}.pid`)
+    const events = path.join(dir, `signals-${forward}.log`)
+    const s = await start(t, dir, ['-p', pidFile, '-l', path.join(dir, 'out.log'), ...(forward ? ['--forward-hup'] : []), '--', 'python3', SIGNALS, events])
+    await h.waitFor(() => lines(events).length > 0, { what: 'the command to start' })
+    await cli(['signal', 'HUP', '-p', pidFile])
+    await cli(['signal', 'USR1', '-p', pidFile])
+    await h.waitFor(() => lines(events).includes('SIGUSR1'), { what: 'SIGUSR1' })
+    t.is(lines(events).includes('SIGHUP'), forward)
+    t.true(h.isRunning(s.commandPid))
+  }
+})
+
+test('daemonkit run: one Ctrl-C (SIGINT to the foreground process group) reaches the command once', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'run.pid')
+  const events = path.join(dir, 'signals.log')
+  // Its own process group, as a terminal's foreground job would be.
+  const fg = spawn(process.execPath, [CLI, 'run', '-p', pidFile, '--', 'python3', SIGNALS, events], { stdio: 'ignore', detached: true })
+  t.teardown(() => {
+    try {
+      process.kill(-fg.pid, 'SIGKILL')
+    } catch {
+      // gone
+    }
+  })
+  await h.waitFor(() => lines(events).length > 0 && fs.existsSync(pidFile), { what: 'the command to start' })
+  const supervisor = h.readPid(pidFile)
+  h.cleanupPid(t, supervisor, dir)
+  process.kill(-fg.pid, 'SIGINT')
+  await h.waitFor(() => lines(events).includes('SIGINT'), { what: 'SIGINT' })
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.is(lines(events).filter((l) => l === 'SIGINT').length, 1)
+  const exited = new Promise((resolve) => fg.on('exit', resolve))
+  fg.kill('SIGTERM')
+  t.is(await exited, 0)
+  t.false(fs.existsSync(pidFile))
+})
+
+test('daemonkit run with a program that cannot start says why and leaves no pidfile', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'bad.pid')
+  const r = await cli(['run', '-p', pidFile, '--', '/nonexistent/program'])
+  t.not(r.code, 0)
+  t.regex(r.stderr, /cannot start "\/nonexistent\/program": exec failed: No such file or directory/)
+  t.false(fs.existsSync(pidFile))
+})
+
 test('spawnDaemon rejects invalid options with a TypeError before creating anything', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'v.pid')
@@ -368,6 +454,8 @@ test('spawnDaemon rejects invalid options with a TypeError before creating anyth
     [{ pidFile, user: '' }, /"user"/],
     [{ pidFile, restartDelay: -1 }, /"restartDelay"/],
     [{ pidFile, stdout: 7 }, /"stdout"/],
+    [{ pidFile, supervise: false }, /"pidFile" needs the supervisor/],
+    [{ pidFile, forwardHup: 'yes' }, /"forwardHup"/],
   ]
   for (const [options, message] of bad) await t.throwsAsync(daemonkit.spawnDaemon('/bin/true', [], options), { instanceOf: TypeError, message })
   await t.throwsAsync(daemonkit.spawnDaemon('', []), { instanceOf: TypeError })

@@ -243,6 +243,23 @@ test('on Linux the signal goes through a pidfd opened before the lock is checked
   t.false(lines.some((l) => new RegExp(`\\bkill\\(${pid},`).test(l)), 'no plain kill() of the pid')
 })
 
+test('without pidfds (ENOSYS) stop falls back to kill after checking the lock; other pidfd_open errors are reported', async (t) => {
+  const dir = h.tempDir(t)
+  const code = (file) => `require(${JSON.stringify(path.resolve(__dirname, '..'))}).stop(${JSON.stringify(file)}).then((r) => console.log(JSON.stringify(r)), (e) => { console.log(JSON.stringify({ code: e.code, reason: e.reason })); process.exit(1) })`
+  const a = { pidFile: path.join(dir, 'a.pid') }
+  const pidA = await startService(t, dir, a)
+  let r = await h.run('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'inject=pidfd_open:error=ENOSYS', process.execPath, '-e', code(a.pidFile)])
+  t.like(JSON.parse(r.stdout), { stopped: true, pid: pidA, signal: 'SIGTERM' })
+  t.false(h.isRunning(pidA))
+
+  const b = { pidFile: path.join(dir, 'b.pid') }
+  const pidB = await startService(t, dir, b)
+  r = await h.run('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'inject=pidfd_open:error=EMFILE', process.execPath, '-e', code(b.pidFile)])
+  t.is(r.code, 1)
+  t.deepEqual(JSON.parse(r.stdout), { code: 'EDAEMONSIGNAL', reason: 'EMFILE' })
+  t.true(h.isRunning(pidB), 'never "not running" for a daemon that could not be opened')
+})
+
 test('permission problems are reported as such, never as "not running"', async (t) => {
   const dir = h.tempDir(t)
   fs.chmodSync(dir, 0o755)

@@ -13,6 +13,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class Process {
   /** The pid. */
   get pid(): number
+  /**
+   * Whether signals through this handle can never reach a recycled pid (a pidfd). When
+   * false, check the pidfile lock again right before each `kill`.
+   */
+  get raceFree(): boolean
   /** Sends signal number `signal`. */
   kill(signal: number): void
   /**
@@ -39,9 +44,6 @@ export declare function acquirePidfile(path: string): Acquired
 
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
-
-/** Whether `pid` runs (a zombie counts as exited). */
-export declare function isAlive(pid: number): boolean
 
 /** Launches a daemon (double fork + execve); returns once it has exec'd. */
 export declare function launch(spec: LaunchSpec): LaunchResult
@@ -80,9 +82,6 @@ export interface LaunchSpec {
   chroot?: string
 }
 
-/** Resolves `user` (and optionally `group`) as a launch would. */
-export declare function lookupUser(user: string, group?: string | undefined | null): UserInfo
-
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
 
@@ -115,21 +114,8 @@ export declare function sdNotify(state: string): boolean
 /** Sets or clears close-on-exec on `fd`. */
 export declare function setCloexec(fd: number, on: boolean): void
 
-/** The number of a signal name (`"SIGTERM"`, `"TERM"`, `"15"`), or null. */
-export declare function signalNumber(name: string): number | null
-
 /** The binding works on this system. */
 export declare function supported(): boolean
-
-/** The uid, primary gid and supplementary groups of `user` (name or uid). */
-export interface UserInfo {
-  /** User id. */
-  uid: number
-  /** Primary group id. */
-  gid: number
-  /** Supplementary groups. */
-  groups: Array<number>
-}
 
 /** Writes `pid` and a newline into the pidfile open at `fd`. */
 export declare function writePid(fd: number, pid: number): void

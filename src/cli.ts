@@ -7,9 +7,9 @@ import * as path from 'node:path'
 import { LSB } from './daemon'
 import { AlreadyRunningError, DaemonkitError } from './errors'
 import { lockPidfile } from './launch'
-import { signal, status, stop, type SignalName } from './manage'
+import { removeStalePidfile, signal, status, stop, type SignalName } from './manage'
 import { shouldDetach } from './options'
-import { spawnDaemon, type SpawnDaemonOptions } from './spawn'
+import { normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
 import { supervisorPath } from './supervisor'
 
 const HELP = `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
@@ -33,6 +33,8 @@ Options:
   -o, --stdout FILE         append PROGRAM's stdout to FILE (created 0640; default /dev/null)
   -e, --stderr FILE         append PROGRAM's stderr to FILE (created 0640; default /dev/null)
   -l, --log FILE            both of the above; SIGHUP reopens the files (for logrotate)
+      --forward-hup         with log files, pass SIGHUP on to PROGRAM too (by default the
+                            supervisor keeps it: most programs die of SIGHUP)
   -E, --env NAME=VALUE      set an environment variable (repeatable)
   -u, --user USER           run PROGRAM as USER (name or uid; groups from the group database)
   -g, --group GROUP         run PROGRAM with primary group GROUP
@@ -44,8 +46,8 @@ Options:
       --restart-window MS   the burst window (default 60000)
       --no-supervise        start PROGRAM itself as the daemon, without the supervisor
                             (no pidfile, no restart, no log reopening)
-      --detach auto|yes|no  start: auto (default) stays in the foreground under systemd
-                            ($NOTIFY_SOCKET set), like run
+      --detach auto|yes|no  start: auto (default) stays in the foreground, like run, under
+                            systemd ($NOTIFY_SOCKET set)
       --ready-timeout MS    how long start waits for PROGRAM to run (default 30000)
   -t, --timeout MS          stop: wait this long before SIGKILL (default 10000)
   -s, --signal SIG          stop: the first signal (default SIGTERM)
@@ -54,8 +56,8 @@ Options:
   -h, --help                show this help
   -V, --version             show the version
 
-The supervisor forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to PROGRAM; on SIGHUP it
-also reopens the log files. With systemd (Type=notify, NotifyAccess=all) it sends READY=1 and
+The supervisor forwards SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 to PROGRAM. SIGHUP reopens the log
+files; without log files (or with --forward-hup) it is forwarded too. With systemd (Type=notify, NotifyAccess=all) it sends READY=1 and
 STOPPING=1. Exit codes follow LSB init scripts: 0 success, 1 failure, 2 usage, 3 not running
 (status), 4 insufficient privilege or unknown, 7 not running (signal).
 
@@ -123,6 +125,10 @@ export function parse(argv: string[]): Parsed {
     }
     if (arg === '--no-supervise') {
       out.opts.supervise = false
+      continue
+    }
+    if (arg === '--forward-hup') {
+      out.opts.forwardHup = true
       continue
     }
     let flag = arg
@@ -199,45 +205,41 @@ function needProgram(p: Parsed): string {
   return p.program
 }
 
-/** `run`: the supervisor in the foreground, as a child of this process, holding the pidfile. */
+/**
+ * `run`: the supervisor in the foreground, as a child of this process, holding the pidfile.
+ * It gets a process group of its own, so a terminal's Ctrl-C reaches it once, through us.
+ */
 async function runForeground(p: Parsed, notify: boolean): Promise<number> {
   const program = needProgram(p)
-  const o = p.opts
-  const flags: string[] = []
+  const o = normalizeSpawnOptions({ ...p.opts, supervise: true, notify })
+  const supervisor = supervisorPath()
+  const flags = supervisorFlags(o)
   const stdio: Array<'inherit' | 'ignore' | number> = ['ignore', 'inherit', 'inherit']
+  const pidFile = o.base.pidFile
   let lockFd: number | undefined
-  if (o.pidFile) {
-    const file = path.resolve(o.pidFile)
-    lockFd = lockPidfile(file)
+  if (pidFile !== undefined) {
+    lockFd = lockPidfile(pidFile)
     stdio.push(lockFd)
-    flags.push('--lock-fd', '3', '--pidfile', file)
+    flags.push('--lock-fd', '3', '--pidfile', pidFile)
   }
-  if (o.stdout) flags.push('--stdout', path.resolve(o.stdout))
-  if (o.stderr) flags.push('--stderr', path.resolve(o.stderr))
-  if (o.restart) flags.push('--restart', o.restart)
-  if (o.restartDelay !== undefined) flags.push('--backoff-min', String(o.restartDelay))
-  if (o.restartDelayMax !== undefined) flags.push('--backoff-max', String(o.restartDelayMax))
-  if (o.restartBurst !== undefined) flags.push('--burst', String(o.restartBurst))
-  if (o.restartWindow !== undefined) flags.push('--burst-window', String(o.restartWindow))
-  flags.push('--cwd', o.cwd ?? '/', '--umask', (o.umask ?? 0o022).toString(8))
-  if (o.user !== undefined) flags.push('--user', String(o.user))
-  if (o.group !== undefined) flags.push('--group', String(o.group))
-  if (o.chroot !== undefined) flags.push('--chroot', path.resolve(o.chroot))
-  if (notify) flags.push('--notify')
-  const child = spawn(supervisorPath(), [...flags, '--', program, ...p.args], {
+  const child = spawn(supervisor, [...flags, '--', program, ...p.args], {
     stdio,
-    env: { ...process.env, ...o.env },
+    detached: true,
+    env: { ...process.env, ...o.base.env },
   })
   if (lockFd !== undefined) fs.closeSync(lockFd) // the supervisor holds it now
   const forward = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const
   for (const sig of forward) process.on(sig, () => child.kill(sig))
-  return new Promise((resolve) => {
+  const code = await new Promise<number>((resolve) => {
     child.on('error', (err) => {
       process.stderr.write(`daemonkit: ${err.message}\n`)
       resolve(LSB.deadOrFailed)
     })
-    child.on('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0)))
+    child.on('exit', (status, sig) => resolve(status ?? 128 + (sig ? os.constants.signals[sig] : 0)))
   })
+  // A supervisor that could not even start leaves its pidfile behind: nobody locks it now.
+  if (pidFile !== undefined) removeStalePidfile(pidFile)
+  return code
 }
 
 async function startCommand(p: Parsed): Promise<number> {

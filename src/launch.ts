@@ -152,6 +152,8 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
   const n = native()
   const lockFd = opts.pidFile === undefined ? undefined : lockPidfile(opts.pidFile)
   const toClose: number[] = []
+  /** Our read ends, ours to close until awaitReadiness() owns them. */
+  const readEnds: number[] = []
   let launched: { pid: number } | undefined
   let handle: ReturnType<typeof n.openProcess> | undefined
   let watch: ReturnType<typeof awaitReadiness> | undefined
@@ -161,8 +163,10 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     const finalStderrFd = openOutput(opts.stderr)
     toClose.push(finalStderrFd)
     const [readyRead, readyWrite] = n.pipe()
+    readEnds.push(readyRead)
     toClose.push(readyWrite)
     const [relayRead, relayWrite] = n.pipe()
+    readEnds.push(relayRead)
     toClose.push(relayWrite)
 
     const token = (require('node:crypto') as typeof import('node:crypto')).randomBytes(16).toString('hex')
@@ -198,6 +202,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       handle = undefined // Already exited and reaped: the readiness pipe tells the rest.
     }
     watch = awaitReadiness(readyRead, relayRead, token, opts.readyTimeout)
+    readEnds.length = 0
     const outcome = await watch.outcome
     if (outcome.kind === 'ready') {
       await withTimeout(watch.relayClosed, 200)
@@ -233,7 +238,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     const how = outcome.exitCode === undefined ? 'exited (killed by a signal?)' : `exited with code ${outcome.exitCode}`
     throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`)
   } catch (err) {
-    for (const fd of toClose) closeQuietly(fd)
+    for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
     watch?.close()
     handle?.close()
     if (lockFd !== undefined) {

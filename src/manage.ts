@@ -125,8 +125,12 @@ function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not
   let handle: ProcessHandle
   try {
     handle = native().openProcess(before.pid)
-  } catch {
-    return { reason: 'not-running' } // exited between the two looks
+  } catch (err) {
+    const code = String((err as Coded).code)
+    if (code === 'ESRCH') return { reason: 'not-running' } // exited between the two looks
+    throw new SignalError(pidFile, before.pid, code, `cannot open process ${before.pid} (${pidFile}): ${String((err as Coded).message)}`, {
+      cause: err,
+    })
   }
   const after = probe(pidFile)
   if (after.state !== 'running' || after.pid !== before.pid) {
@@ -137,6 +141,12 @@ function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not
 }
 
 function send(pidFile: string, handle: ProcessHandle, signo: number, name: string): void {
+  // Without a pidfd the pid could have been recycled since the handle was opened: only a pid
+  // that holds the lock right now is signalled.
+  if (!handle.raceFree) {
+    const now = probe(pidFile)
+    if (now.state !== 'running' || now.pid !== handle.pid) return
+  }
   try {
     handle.kill(signo)
   } catch (err) {
@@ -217,7 +227,7 @@ function positive(value: unknown, field: string, fallback: number): number {
 }
 
 /** Removes a pidfile that nobody locks (taking the lock first, so a new daemon's file is never hit). */
-function removeStale(pidFile: string): void {
+export function removeStalePidfile(pidFile: string): void {
   const n = native()
   let acquired
   try {
@@ -253,7 +263,7 @@ export async function stop(pidFile: string, options: StopOptions = {}): Promise<
     if (holder.reason === 'unknown') {
       throw new PidfileError(file, 'EPIDFILEUNSAFE', `${probeReason(file)}; refusing to signal anything`)
     }
-    removeStale(file)
+    removeStalePidfile(file)
     return { stopped: false, reason: 'not-running' }
   }
   const { handle } = holder
@@ -270,7 +280,7 @@ export async function stop(pidFile: string, options: StopOptions = {}): Promise<
     handle.close()
   }
   const waitedMs = performance.now() - started
-  removeStale(file)
+  removeStalePidfile(file)
   return { stopped: true, pid: handle.pid, signal: forced ? kill : first, forced, waitedMs }
 }
 

@@ -40,8 +40,7 @@ export interface DaemonizeOptions {
   /**
    * Whether to detach (fork into the background). `'auto'` (default): not when a supervisor
    * already runs us as a service (`$NOTIFY_SOCKET` is set, as systemd does for
-   * `Type=notify`) or when we already are a daemon (our parent is init, pid 1); then the
-   * process stays in place, takes the pidfile itself, sends `READY=1` / `STOPPING=1` to
+   * `Type=notify`); then the process stays in place, takes the pidfile itself, sends `READY=1` / `STOPPING=1` to
    * systemd and redirects only the stdout / stderr given as files. `true` / `false` force it.
    */
   detach?: 'auto' | boolean
@@ -156,5 +155,5 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
 /** Whether `detach` means "fork into the background" in this process. */
 export function shouldDetach(detach: 'auto' | boolean): boolean {
   if (detach !== 'auto') return detach
-  return !process.env.NOTIFY_SOCKET && process.ppid !== 1
+  return !process.env.NOTIFY_SOCKET
 }

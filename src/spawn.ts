@@ -38,6 +38,12 @@ export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | '
   restartWindow?: number
   /** Tell systemd READY=1 / STOPPING=1 over `$NOTIFY_SOCKET` (supervised only). Default: when set. */
   notify?: boolean
+  /**
+   * With log files, SIGHUP makes the supervisor reopen them and is not passed on (most programs
+   * die of SIGHUP). `true` passes it on as well, for programs that reload on it. Without log
+   * files SIGHUP is always passed on. Default `false`.
+   */
+  forwardHup?: boolean
 }
 
 /** A launched command. */
@@ -48,7 +54,7 @@ export interface SpawnedDaemon {
   commandPid: number
 }
 
-const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify']
+const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup']
 
 function fail(field: string, message: string): never {
   throw new TypeError(`spawnDaemon: option "${field}" ${message}`)
@@ -67,7 +73,8 @@ function millis(field: string, value: unknown, fallback: number): number {
   return value
 }
 
-interface Normalized {
+/** `spawnDaemon()`'s options after validation. */
+export interface NormalizedSpawnOptions {
   base: NormalizedOptions
   user: string | undefined
   group: string | undefined
@@ -79,9 +86,11 @@ interface Normalized {
   restartBurst: number
   restartWindow: number
   notify: boolean
+  forwardHup: boolean
 }
 
-function normalize(options: SpawnDaemonOptions): Normalized {
+/** Validates `spawnDaemon()`'s options (a `TypeError` naming the field) and applies defaults. */
+export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSpawnOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('spawnDaemon: options must be an object')
   const raw = options as Record<string, unknown>
   const chroot = raw.chroot === undefined ? undefined : path.resolve(String(raw.chroot))
@@ -100,6 +109,9 @@ function normalize(options: SpawnDaemonOptions): Normalized {
   if (!supervise && restart !== 'never') fail('restart', 'needs the supervisor (supervise: true)')
   const notify = raw.notify === undefined ? Boolean(process.env.NOTIFY_SOCKET) : raw.notify
   if (typeof notify !== 'boolean') fail('notify', 'must be a boolean')
+  if (!supervise && base.pidFile !== undefined) fail('pidFile', 'needs the supervisor (supervise: true): without it nothing would hold the lock')
+  const forwardHup = raw.forwardHup === undefined ? false : raw.forwardHup
+  if (typeof forwardHup !== 'boolean') fail('forwardHup', 'must be a boolean')
   return {
     base,
     user: idOrName('user', raw.user),
@@ -112,6 +124,7 @@ function normalize(options: SpawnDaemonOptions): Normalized {
     restartBurst: millis('restartBurst', raw.restartBurst, 5),
     restartWindow: millis('restartWindow', raw.restartWindow, 60_000),
     notify,
+    forwardHup,
   }
 }
 
@@ -132,17 +145,36 @@ function launchError(err: unknown, command: string): LaunchError {
   return new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${String(e.message)}`, command, { cause: err })
 }
 
+/**
+ * The flags that give the supervisor `o` (all but the hand-off descriptors), shared by
+ * `spawnDaemon()` and `daemonkit run`.
+ */
+export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
+  const flags: string[] = []
+  if (o.base.stdout !== 'ignore') flags.push('--stdout', o.base.stdout)
+  if (o.base.stderr !== 'ignore') flags.push('--stderr', o.base.stderr)
+  flags.push('--restart', o.restart, '--backoff-min', String(o.restartDelay), '--backoff-max', String(o.restartDelayMax))
+  flags.push('--burst', String(o.restartBurst), '--burst-window', String(o.restartWindow))
+  flags.push('--cwd', o.base.cwd, '--umask', o.base.umask.toString(8))
+  if (o.user !== undefined) flags.push('--user', o.user)
+  if (o.group !== undefined) flags.push('--group', o.group)
+  if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
+  if (o.notify) flags.push('--notify')
+  if (o.forwardHup) flags.push('--forward-hup')
+  return flags
+}
+
 /** Reads the supervisor's one-line report: `READY <pid>` or `FAIL <stage> <errno> <message>`. */
-function readReport(fd: number, timeoutMs: number): Promise<string | undefined> {
+function readReport(fd: number, timeoutMs: number): Promise<{ line: string | undefined; timedOut: boolean }> {
   return new Promise((resolve) => {
     const socket = new ((require('node:net') as typeof netTypes).Socket)({ fd, readable: true, writable: false })
     let text = ''
-    const done = (line: string | undefined): void => {
+    const done = (line: string | undefined, timedOut = false): void => {
       clearTimeout(timer)
       socket.destroy()
-      resolve(line)
+      resolve({ line, timedOut })
     }
-    const timer = setTimeout(() => done(undefined), timeoutMs)
+    const timer = setTimeout(() => done(undefined, true), timeoutMs)
     socket.on('data', (d: Buffer) => {
       text += d.toString('utf8')
       const nl = text.indexOf('\n')
@@ -172,7 +204,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   if (!Array.isArray(args) || !args.every((a) => typeof a === 'string' && !a.includes('\0'))) {
     throw new TypeError('spawnDaemon: args must be an array of strings')
   }
-  const o = normalize(options)
+  const o = normalizeSpawnOptions(options)
   const n = native()
   const env = envList(o.base, command)
 
@@ -201,23 +233,15 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     }
   }
 
+  const supervisor = supervisorPath()
   const lockFd = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
   let reportRead: number | undefined
+  let handle: ReturnType<typeof n.openProcess> | undefined
   try {
     const [r, w] = n.pipe()
     reportRead = r
-    const flags = ['--ready-fd', '3']
+    const flags = ['--ready-fd', '3', ...supervisorFlags(o)]
     if (lockFd !== undefined) flags.push('--lock-fd', '4', '--pidfile', o.base.pidFile as string)
-    if (o.base.stdout !== 'ignore') flags.push('--stdout', o.base.stdout)
-    if (o.base.stderr !== 'ignore') flags.push('--stderr', o.base.stderr)
-    flags.push('--restart', o.restart, '--backoff-min', String(o.restartDelay), '--backoff-max', String(o.restartDelayMax))
-    flags.push('--burst', String(o.restartBurst), '--burst-window', String(o.restartWindow))
-    flags.push('--cwd', o.base.cwd, '--umask', o.base.umask.toString(8))
-    if (o.user !== undefined) flags.push('--user', o.user)
-    if (o.group !== undefined) flags.push('--group', o.group)
-    if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
-    if (o.notify) flags.push('--notify')
-    const supervisor = supervisorPath()
     let pid: number
     try {
       pid = n.launch({
@@ -230,26 +254,36 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     } finally {
       fs.closeSync(w)
     }
-    const line = await readReport(r, o.base.readyTimeout)
+    // Opened now, while the supervisor cannot have been reaped: any later signal reaches it or nobody.
+    try {
+      handle = n.openProcess(pid)
+    } catch {
+      handle = undefined
+    }
+    const report = await readReport(r, o.base.readyTimeout)
     reportRead = undefined
-    const ready = line?.match(/^READY (\d+)$/)
+    const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
       if (lockFd !== undefined) fs.closeSync(lockFd)
       return { pid, commandPid: Number(ready[1]) }
     }
-    const failed = line?.match(/^FAIL (\S+) (\d+) (.*)$/)
+    const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/)
     if (failed) {
+      await handle?.waitExit(2_000)
       const reason = errnoName(Number(failed[2])) ?? `errno ${failed[2]}`
       throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failed[3]}`, command)
     }
-    try {
-      const handle = n.openProcess(pid)
-      handle.kill(9)
-      handle.close()
-    } catch {
-      // already gone
+    if (report.timedOut) {
+      try {
+        handle?.kill(9)
+      } catch {
+        // exited meanwhile
+      }
     }
-    throw new ReadinessError(pid, line === undefined ? 'timeout' : 'exited', undefined, line ?? '', 'the supervisor did not report')
+    await handle?.waitExit(2_000)
+    throw report.timedOut
+      ? new ReadinessError(pid, 'timeout', undefined, '', `(the supervisor) did not report within ${o.base.readyTimeout} ms and was killed`)
+      : new ReadinessError(pid, 'exited', undefined, report.line ?? '', '(the supervisor) exited without reporting')
   } catch (err) {
     if (reportRead !== undefined) fs.closeSync(reportRead)
     if (lockFd !== undefined) {
@@ -261,5 +295,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       fs.closeSync(lockFd)
     }
     throw err
+  } finally {
+    handle?.close()
   }
 }

@@ -744,11 +744,9 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
 
     // Every disposition back to default. Signals stay blocked (the launcher's full mask) until
     // just before execve, so none can be delivered half-way.
-    let mut default_action: libc::sigaction = std::mem::zeroed();
-    default_action.sa_sigaction = libc::SIG_DFL;
     for sig in 1..max_signal() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            set_default_disposition(sig, &default_action);
+            set_default_disposition(sig);
         }
     }
 
@@ -776,6 +774,20 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
         fail_daemon(plan, report_fd, Stage::CloseDescriptors);
     }
 
+    if !plan.root.is_null() && (libc::chroot(plan.root) < 0 || libc::chdir(c"/".as_ptr()) < 0) {
+        fail_daemon(plan, report_fd, Stage::Chroot);
+    }
+    if plan.set_ids {
+        // Order matters: supplementary groups and the gid can only be changed while still root.
+        if drop_privileges(plan.groups, plan.group_count, plan.gid, plan.uid) < 0 {
+            fail_daemon(plan, report_fd, Stage::Privileges);
+        }
+        if plan.uid != 0 && regain_root() == 0 {
+            Errno::set_raw(libc::EPERM);
+            fail_daemon(plan, report_fd, Stage::Privileges);
+        }
+    }
+    // After the credential change, which clears the parent-death signal (prctl(2)).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if plan.parent_death_signal != 0 {
         if libc::prctl(libc::PR_SET_PDEATHSIG, plan.parent_death_signal as libc::c_ulong, 0, 0, 0) < 0 {
@@ -784,22 +796,6 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
         // The parent may have died before the prctl: then nobody would ever send the signal.
         if libc::getppid() != plan.parent_pid {
             libc::_exit(127);
-        }
-    }
-    if !plan.root.is_null() && (libc::chroot(plan.root) < 0 || libc::chdir(c"/".as_ptr()) < 0) {
-        fail_daemon(plan, report_fd, Stage::Chroot);
-    }
-    if plan.set_ids {
-        // Order matters: supplementary groups and the gid can only be changed while still root.
-        if libc::setgroups(plan.group_count as _, plan.groups) < 0
-            || libc::setgid(plan.gid) < 0
-            || libc::setuid(plan.uid) < 0
-        {
-            fail_daemon(plan, report_fd, Stage::Privileges);
-        }
-        if plan.uid != 0 && libc::setuid(0) == 0 {
-            *errno_location() = libc::EPERM;
-            fail_daemon(plan, report_fd, Stage::Privileges);
         }
     }
     if plan.set_umask {
@@ -817,12 +813,47 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
     fail_daemon(plan, report_fd, Stage::Exec)
 }
 
-/// The calling thread's errno.
-unsafe fn errno_location() -> *mut c_int {
+/// `setgroups`, then `setgid`, then `setuid`, all three ids (real, effective, saved). Returns -1
+/// on failure.
+///
+/// On Linux these are raw system calls: the C library's wrappers broadcast the change to every
+/// thread of the process (the "setxid" protocol), and a `CLONE_VM` child shares the launcher's
+/// thread list, so the wrappers would signal the launcher's threads. The kernel applies the
+/// credentials to the calling thread only, which is all the child has.
+///
+/// # Safety
+///
+/// `groups` must point to `count` readable gids.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn drop_privileges(groups: *const libc::gid_t, count: usize, gid: libc::gid_t, uid: libc::uid_t) -> libc::c_long {
+    if libc::syscall(libc::SYS_setgroups, count, groups) < 0
+        || libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0
+        || libc::syscall(libc::SYS_setresuid, uid, uid, uid) < 0
+    {
+        return -1;
+    }
+    0
+}
+
+/// See the Linux version; after `fork` the child is single-threaded, so the wrappers are fine.
+///
+/// # Safety
+///
+/// `groups` must point to `count` readable gids.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+unsafe fn drop_privileges(groups: *const libc::gid_t, count: usize, gid: libc::gid_t, uid: libc::uid_t) -> libc::c_long {
+    if libc::setgroups(count as _, groups) < 0 || libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
+        return -1;
+    }
+    0
+}
+
+/// Tries to become root again; 0 means it worked (which must not happen after a drop).
+unsafe fn regain_root() -> libc::c_long {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    return libc::__errno_location();
-    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-    return libc::__error();
+    return libc::syscall(libc::SYS_setresuid, 0, 0, 0);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return libc::setuid(0) as libc::c_long;
 }
 
 /// Sets `sig` to `SIG_DFL` in the calling process.
@@ -833,7 +864,7 @@ unsafe fn errno_location() -> *mut c_int {
 /// ignored disposition survives `execve`. The kernel's `struct sigaction` for `SIG_DFL` (0), no
 /// flags and an empty mask is all zeros on every architecture; the buffer is larger than any.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-unsafe fn set_default_disposition(sig: c_int, _default_action: &libc::sigaction) {
+unsafe fn set_default_disposition(sig: c_int) {
     const KERNEL_SIGSET_SIZE: usize =
         if cfg!(any(target_arch = "mips", target_arch = "mips32r6", target_arch = "mips64", target_arch = "mips64r6")) {
             16
@@ -852,8 +883,10 @@ unsafe fn set_default_disposition(sig: c_int, _default_action: &libc::sigaction)
 
 /// Sets `sig` to `SIG_DFL` (`EINVAL` for numbers the C library reserves is ignored).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-unsafe fn set_default_disposition(sig: c_int, default_action: &libc::sigaction) {
-    libc::sigaction(sig, default_action, ptr::null_mut());
+unsafe fn set_default_disposition(sig: c_int) {
+    let mut default_action: libc::sigaction = std::mem::zeroed();
+    default_action.sa_sigaction = libc::SIG_DFL;
+    libc::sigaction(sig, &default_action, ptr::null_mut());
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -90,7 +90,8 @@ pub fn lookup_user(user: &str, group: Option<&str>) -> Result<Credentials, Looku
     match entry {
         Some(u) => {
             let gid = explicit_gid.unwrap_or(u.gid.as_raw());
-            let mut groups = group_list(&u.name, u.gid.as_raw())?;
+            // As initgroups(user, gid): the chosen group replaces the passwd one in the list.
+            let mut groups = group_list(&u.name, gid)?;
             if !groups.contains(&gid) {
                 groups.insert(0, gid);
             }
@@ -110,4 +111,15 @@ pub fn group_only(group: &str) -> Result<Credentials, LookupError> {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     Ok(Credentials { uid, gid, groups: vec![gid] })
+}
+
+/// The credentials for an optional `user` and `group` (names or ids), as a launch applies them:
+/// both → the user with that primary group; only a user → the user's own groups; only a group
+/// → the current uid with that group; neither → `None` (no change).
+pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credentials>, LookupError> {
+    match (user, group) {
+        (Some(u), g) => lookup_user(u, g).map(Some),
+        (None, Some(g)) => group_only(g).map(Some),
+        (None, None) => Ok(None),
+    }
 }

@@ -38,13 +38,15 @@ pub fn number(name: &str) -> Option<i32> {
 /// A handle on one process that stays bound to it even after its pid is reused.
 ///
 /// On Linux it is a pidfd (`pidfd_open`): signals sent through it reach that process or fail
-/// with `ESRCH`, never a newcomer with the same pid. Elsewhere it holds the pid, and callers
-/// must re-check their evidence (the pidfile lock) just before signalling.
+/// with `ESRCH`, never a newcomer with the same pid. Elsewhere, and on Linux kernels without
+/// pidfds (before 5.3, or where a seccomp filter refuses `pidfd_open`), it holds only the pid:
+/// see [`ProcessHandle::is_race_free`]; callers must then re-check their evidence (the pidfile
+/// lock) just before signalling.
 #[derive(Debug)]
 pub struct ProcessHandle {
     pid: i32,
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
 }
 
 impl ProcessHandle {
@@ -58,10 +60,16 @@ impl ProcessHandle {
         {
             // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
             let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-            let fd = Errno::result(fd)? as RawFd;
-            // SAFETY: `fd` is a new descriptor owned by nothing else; pidfds are close-on-exec.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Ok(ProcessHandle { pid, fd })
+            match Errno::result(fd) {
+                // SAFETY: `fd` is a new descriptor owned by nothing else; pidfds are close-on-exec.
+                Ok(fd) => Ok(ProcessHandle { pid, fd: Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }) }),
+                Err(Errno::ENOSYS) | Err(Errno::EPERM) => {
+                    // SAFETY: signal 0 only checks existence and permission.
+                    Errno::result(unsafe { libc::kill(pid, 0) })?;
+                    Ok(ProcessHandle { pid, fd: None })
+                }
+                Err(e) => Err(e),
+            }
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         {
@@ -76,32 +84,39 @@ impl ProcessHandle {
         self.pid
     }
 
+    /// Whether signals through this handle can never reach a later process with the same pid
+    /// (a pidfd). When false, the caller must re-check that the pid is still the one it means
+    /// right before each [`ProcessHandle::signal`].
+    pub fn is_race_free(&self) -> bool {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return self.fd.is_some();
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return false;
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: i32) -> Result<(), Errno> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
+        if let Some(fd) = &self.fd {
             // SAFETY: plain integer arguments and a null siginfo, as pidfd_send_signal allows.
             let rc = unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, self.fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0)
+                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0)
             };
-            Errno::result(rc).map(drop)
+            return Errno::result(rc).map(drop);
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            // SAFETY: plain integer arguments.
-            Errno::result(unsafe { libc::kill(self.pid, signal) }).map(drop)
-        }
+        // SAFETY: plain integer arguments.
+        Errno::result(unsafe { libc::kill(self.pid, signal) }).map(drop)
     }
 
     /// Waits up to `timeout` for the process to exit; returns whether it has. An exited process
     /// that nobody has reaped yet (a zombie) counts as exited.
     pub fn wait_exit(&self, timeout: Duration) -> Result<bool, Errno> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
+        if let Some(fd) = &self.fd {
             let deadline = std::time::Instant::now() + timeout;
             loop {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
                 let ms = left.as_millis().min(i32::MAX as u128) as i32;
                 // SAFETY: one valid pollfd.
                 let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -116,7 +131,7 @@ impl ProcessHandle {
                 }
             }
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        // Without a pidfd nothing wakes us on exit: look every 2 ms.
         {
             let deadline = std::time::Instant::now() + timeout;
             loop {
@@ -131,10 +146,10 @@ impl ProcessHandle {
         }
     }
 
-    /// The handle's descriptor (a pidfd on Linux), for callers that poll it themselves.
+    /// The handle's pidfd, for callers that poll it themselves (Linux, when pidfds exist).
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    pub fn as_raw_fd(&self) -> Option<RawFd> {
+        self.fd.as_ref().map(AsRawFd::as_raw_fd)
     }
 }
 

@@ -85,7 +85,7 @@ fn process_handle_signals_and_waits_for_a_daemon() {
     let handle = ProcessHandle::open(d.pid).expect("open handle");
     assert_eq!(handle.pid(), d.pid);
     // SAFETY: F_GETFD on the handle's descriptor.
-    assert_ne!(unsafe { libc::fcntl(handle.as_raw_fd(), libc::F_GETFD) } & libc::FD_CLOEXEC, 0);
+    assert_ne!(unsafe { libc::fcntl(handle.as_raw_fd().expect("a pidfd"), libc::F_GETFD) } & libc::FD_CLOEXEC, 0);
     assert!(is_alive(d.pid));
     handle.signal(0).expect("signal 0 to a live process");
 

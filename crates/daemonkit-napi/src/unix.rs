@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use daemonkit_core::launch::{Command, LaunchError, Stdio};
 use daemonkit_core::pidfile::{self, AcquireError, InvalidContent, Pidfile, Probe};
-use daemonkit_core::signals::{self, ProcessHandle};
+use daemonkit_core::signals::ProcessHandle;
 use daemonkit_core::{notify, privileges, stdio, Errno};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -158,13 +158,9 @@ pub fn launch(env: Env, spec: LaunchSpec) -> Result<LaunchResult> {
     if let Some(root) = &spec.chroot {
         cmd.chroot(root);
     }
-    let credentials = match (&spec.user, &spec.group) {
-        (Some(user), group) => Some(privileges::lookup_user(user, group.as_deref())),
-        (None, Some(group)) => Some(privileges::group_only(group)),
-        (None, None) => None,
-    };
+    let credentials = privileges::resolve(spec.user.as_deref(), spec.group.as_deref()).map_err(|e| coded(&env, "EUSER", e))?;
     if let Some(found) = credentials {
-        cmd.credentials(found.map_err(|e| coded(&env, "EUSER", e))?);
+        cmd.credentials(found);
     }
     match cmd.launch() {
         Ok(launched) => Ok(LaunchResult { pid: launched.pid }),
@@ -195,18 +191,6 @@ pub fn set_cloexec(env: Env, fd: i32, on: bool) -> Result<()> {
     stdio::set_cloexec(fd, on).map_err(|e| errno_error(&env, e, "fcntl"))
 }
 
-/// The number of a signal name (`"SIGTERM"`, `"TERM"`, `"15"`), or null.
-#[napi]
-pub fn signal_number(name: String) -> Option<i32> {
-    signals::number(&name)
-}
-
-/// Whether `pid` runs (a zombie counts as exited).
-#[napi]
-pub fn is_alive(pid: i32) -> bool {
-    signals::is_alive(pid)
-}
-
 /// A handle on one process that cannot be confused with a later process of the same pid.
 #[napi]
 pub struct Process {
@@ -233,6 +217,13 @@ impl Process {
     fn handle(&self, env: &Env) -> Result<Arc<ProcessHandle>> {
         let guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         guard.clone().ok_or_else(|| coded(env, "EBADF", format!("the handle on process {} is closed", self.pid)))
+    }
+
+    /// Whether signals through this handle can never reach a recycled pid (a pidfd). When
+    /// false, check the pidfile lock again right before each `kill`.
+    #[napi(getter)]
+    pub fn race_free(&self, env: Env) -> Result<bool> {
+        Ok(self.handle(&env)?.is_race_free())
     }
 
     /// Sends signal number `signal`.
@@ -279,22 +270,4 @@ impl Task for WaitExit {
 #[napi]
 pub fn sd_notify(env: Env, state: String) -> Result<bool> {
     notify::notify(&state).map_err(|e| coded(&env, "ENOTIFY", format!("sd_notify: {e}")))
-}
-
-/// The uid, primary gid and supplementary groups of `user` (name or uid).
-#[napi(object)]
-pub struct UserInfo {
-    /// User id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-    /// Supplementary groups.
-    pub groups: Vec<u32>,
-}
-
-/// Resolves `user` (and optionally `group`) as a launch would.
-#[napi]
-pub fn lookup_user(env: Env, user: String, group: Option<String>) -> Result<UserInfo> {
-    let c = privileges::lookup_user(&user, group.as_deref()).map_err(|e| coded(&env, "EUSER", e))?;
-    Ok(UserInfo { uid: c.uid, gid: c.gid, groups: c.groups })
 }

@@ -7,9 +7,9 @@
 //!   and with `PR_SET_PDEATHSIG` so the command dies if the supervisor is killed;
 //! - tells the launcher `READY <child pid>` once the command has exec'd, or
 //!   `FAIL <stage> <errno>` if it could not;
-//! - forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to the command;
-//! - writes the command's stdout and stderr into the log files, and reopens them on SIGHUP
-//!   (so `logrotate` works without `copytruncate`);
+//! - forwards SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 to the command, and SIGHUP too unless it
+//!   writes log files: then SIGHUP reopens them (so `logrotate` works without `copytruncate`)
+//!   and reaches the command only with `--forward-hup`, since most programs die of it;
 //! - optionally restarts the command when it dies, with exponential backoff and a burst limit;
 //! - at the end removes the pidfile while still holding its lock, and exits with the
 //!   command's status.
@@ -52,12 +52,14 @@ struct Config {
     cwd: Option<OsString>,
     umask: Option<libc::mode_t>,
     notify: bool,
+    forward_hup: bool,
 }
 
 fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
-     \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] -- PROGRAM [ARGS...]"
+     \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup]\n\
+     \x20      -- PROGRAM [ARGS...]"
 }
 
 fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
@@ -80,6 +82,7 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
         cwd: None,
         umask: None,
         notify: false,
+        forward_hup: false,
     };
     let mut user: Option<String> = None;
     let mut group: Option<String> = None;
@@ -91,6 +94,10 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
         }
         if flag == "--notify" {
             cfg.notify = true;
+            continue;
+        }
+        if flag == "--forward-hup" {
+            cfg.forward_hup = true;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -127,11 +134,7 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
     }
     cfg.program = it.next().ok_or("missing PROGRAM after --")?;
     cfg.args = it.collect();
-    cfg.credentials = match (&user, &group) {
-        (Some(u), g) => Some(privileges::lookup_user(u, g.as_deref()).map_err(|e| e.to_string())?),
-        (None, Some(g)) => Some(privileges::group_only(g).map_err(|e| e.to_string())?),
-        (None, None) => None,
-    };
+    cfg.credentials = privileges::resolve(user.as_deref(), group.as_deref()).map_err(|e| e.to_string())?;
     Ok(cfg)
 }
 
@@ -263,6 +266,7 @@ struct Supervisor {
     stopping: bool,
     restarts: Vec<Instant>,
     attempt: u32,
+    started_at: Instant,
 }
 
 impl Supervisor {
@@ -288,6 +292,10 @@ impl Supervisor {
         if let Some(creds) = &self.cfg.credentials {
             cmd.credentials(creds.clone());
         }
+        if self.cfg.notify {
+            // We do the notifying; the command must not talk to systemd as if it were the service.
+            cmd.env_list(std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET"));
+        }
         cmd.parent_death_signal(libc::SIGKILL);
         cmd
     }
@@ -295,13 +303,24 @@ impl Supervisor {
     fn spawn(&mut self) -> Result<i32, LaunchError> {
         let pid = self.command().spawn()?.pid;
         self.child = Some(pid);
+        self.started_at = Instant::now();
         Ok(pid)
     }
 
+    /// Tells the launcher how the start went (`READY <pid>` / `FAIL ...`); without a launcher
+    /// (`daemonkit run`), a failure is said on stderr in plain words.
     fn report(&mut self, line: &str) {
-        if let Some(fd) = self.cfg.ready_fd.take() {
-            write_all(fd, line.as_bytes());
-            let _ = stdio::close(fd);
+        match self.cfg.ready_fd.take() {
+            Some(fd) => {
+                write_all(fd, line.as_bytes());
+                let _ = stdio::close(fd);
+            }
+            None => {
+                if let Some(rest) = line.strip_prefix("FAIL ") {
+                    let message = rest.splitn(3, ' ').nth(2).unwrap_or(rest).trim_end();
+                    eprintln!("daemonkit-supervise: cannot start {:?}: {message}", self.cfg.program);
+                }
+            }
         }
     }
 
@@ -350,6 +369,10 @@ impl Supervisor {
             self.finish(if failed { code } else { 1 });
         }
         self.restarts.push(now);
+        // A command that ran well (longer than the largest delay) starts the backoff over.
+        if self.started_at.elapsed() >= self.cfg.backoff_max {
+            self.attempt = 0;
+        }
         let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
         let delay = self.cfg.backoff_min.saturating_mul(factor).min(self.cfg.backoff_max);
         self.attempt += 1;
@@ -391,12 +414,15 @@ impl Supervisor {
                     self.reap(&mut restart_at);
                     continue;
                 }
-                if sig == libc::SIGHUP {
+                if sig == libc::SIGHUP && (self.stdout.is_some() || self.stderr.is_some()) {
                     if let Some(l) = self.stdout.as_mut() {
                         l.reopen();
                     }
                     if let Some(l) = self.stderr.as_mut() {
                         l.reopen();
+                    }
+                    if !self.cfg.forward_hup {
+                        continue;
                     }
                 }
                 if sig == libc::SIGTERM || sig == libc::SIGINT {
@@ -469,18 +495,24 @@ fn main() {
         let err = if cfg.stderr.is_some() && cfg.stderr != cfg.stdout { open(&cfg.stderr)? } else { None };
         Ok((out, err))
     });
-    let (stdout, stderr) = match logs {
-        Ok(pair) => pair,
-        Err(e) => {
-            let line = format!("FAIL logs {} cannot open a log file: {e}\n", e.raw_os_error().unwrap_or(5));
-            if let Some(fd) = cfg.ready_fd {
-                write_all(fd, line.as_bytes());
-            }
-            std::process::exit(1);
-        }
-    };
+    let log_error = logs.as_ref().err().map(|e| format!("FAIL logs {} cannot open a log file: {e}\n", e.raw_os_error().unwrap_or(5)));
+    let (stdout, stderr) = logs.unwrap_or((None, None));
     let notify_ready = cfg.notify;
-    let mut sup = Supervisor { cfg, stdout, stderr, signal_read, child: None, stopping: false, restarts: Vec::new(), attempt: 0 };
+    let mut sup = Supervisor {
+        cfg,
+        stdout,
+        stderr,
+        signal_read,
+        child: None,
+        stopping: false,
+        restarts: Vec::new(),
+        attempt: 0,
+        started_at: Instant::now(),
+    };
+    if let Some(line) = log_error {
+        sup.report(&line);
+        sup.finish(1);
+    }
     match sup.spawn() {
         Ok(pid) => {
             sup.report(&format!("READY {pid}\n"));
@@ -496,7 +528,7 @@ fn main() {
                 _ => ("launch".to_string(), libc::EIO),
             };
             sup.report(&format!("FAIL {stage} {errno} {e}\n"));
-            std::process::exit(127);
+            sup.finish(127);
         }
     }
     sup.run()
