@@ -674,12 +674,25 @@ fn restore_signal_mask(mask: &libc::sigset_t) {
 // ---------------------------------------------------------------------------------------------
 
 /// Writes a report; nothing can be done if the pipe is gone, so the result is ignored.
+///
+/// # Safety
+///
+/// Only between fork and `execve`, in a child of [`Prepared::run`]: the caller is a process
+/// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
+/// calls, never allocates and never unwinds.
 unsafe fn report(fd: RawFd, kind: i32, a: i32, b: i32) {
     let r = Report { kind, a, b };
     libc::write(fd, &r as *const Report as *const c_void, std::mem::size_of::<Report>());
 }
 
 /// A failure in the daemon process: flags it for the intermediate process, then reports.
+///
+/// # Safety
+///
+/// Only between fork and `execve`, in a child of [`Prepared::run`]: the caller is a process
+/// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
+/// calls, never allocates and never unwinds.
+/// `plan` must be the launch's live plan.
 unsafe fn fail_daemon(plan: *mut Plan, fd: RawFd, stage: Stage) -> ! {
     let errno = Errno::last_raw();
     ptr::write_volatile(ptr::addr_of_mut!((*plan).daemon_failed), true);
@@ -687,6 +700,13 @@ unsafe fn fail_daemon(plan: *mut Plan, fd: RawFd, stage: Stage) -> ! {
     fail(fd, stage)
 }
 
+/// Reports the failure of `stage` with the current errno and exits 127.
+///
+/// # Safety
+///
+/// Only between fork and `execve`, in a child of [`Prepared::run`]: the caller is a process
+/// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
+/// calls, never allocates and never unwinds.
 unsafe fn fail(fd: RawFd, stage: Stage) -> ! {
     let errno = Errno::last_raw();
     report(fd, REPORT_FAILURE, stage as i32, errno);
@@ -706,6 +726,12 @@ extern "C" fn grandchild_entry(arg: *mut c_void) -> c_int {
 }
 
 /// The intermediate process: new session, then the daemon, then exit so the daemon is orphaned.
+///
+/// # Safety
+///
+/// Only between fork and `execve`, in a child of [`Prepared::run`]: the caller is a process
+/// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
+/// calls, never allocates and never unwinds.
 unsafe fn middle_main(plan: &mut Plan) -> ! {
     if libc::setsid() < 0 {
         fail(plan.report_fd, Stage::Setsid);
@@ -739,6 +765,12 @@ unsafe fn middle_main(plan: &mut Plan) -> ! {
 }
 
 /// The daemon process before `execve`.
+///
+/// # Safety
+///
+/// Only between fork and `execve`, in a child of [`Prepared::run`]: the caller is a process
+/// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
+/// calls, never allocates and never unwinds.
 unsafe fn exec_daemon(plan: &mut Plan) -> ! {
     let mut report_fd = plan.report_fd;
 
@@ -849,6 +881,12 @@ unsafe fn drop_privileges(groups: *const libc::gid_t, count: usize, gid: libc::g
 }
 
 /// Tries to become root again; 0 means it worked (which must not happen after a drop).
+///
+/// # Safety
+///
+/// Only between fork and `execve`, in a child of [`Prepared::run`]: the caller is a process
+/// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
+/// calls, never allocates and never unwinds.
 unsafe fn regain_root() -> libc::c_long {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     return libc::syscall(libc::SYS_setresuid, 0, 0, 0);
@@ -901,6 +939,12 @@ fn max_signal() -> c_int {
 
 /// Closes every descriptor `>= lowest` except `keep` (which must be `>= lowest`). Returns -1 on
 /// failure. Uses `close_range` where the kernel has it, else closes one by one up to the limit.
+///
+/// # Safety
+///
+/// Only between fork and `execve`, in a child of [`Prepared::run`]: the caller is a process
+/// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
+/// calls, never allocates and never unwinds.
 unsafe fn close_all_from(lowest: c_int, keep: c_int) -> c_int {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {

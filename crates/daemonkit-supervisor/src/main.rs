@@ -275,7 +275,7 @@ impl Supervisor {
         cmd.args(&self.cfg.args);
         cmd.stdin(Stdio::Null);
         cmd.stdout(self.stdout.as_ref().map_or(Stdio::Fd(1), |l| Stdio::Fd(l.pipe_write)));
-        cmd.stderr(match (&self.stderr, &self.stdout, &self.cfg.stderr == &self.cfg.stdout) {
+        cmd.stderr(match (&self.stderr, &self.stdout, self.cfg.stderr == self.cfg.stdout) {
             (Some(l), _, _) => Stdio::Fd(l.pipe_write),
             (None, Some(l), true) => Stdio::Fd(l.pipe_write),
             _ => Stdio::Fd(2),
