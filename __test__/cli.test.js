@@ -257,6 +257,19 @@ test('an explicit group replaces the user\'s own in the group list; the direct (
   t.notRegex(traced, /tgkill\(/)
 })
 
+test('chroot: the command runs inside the new root, in cwd relative to it; the log is written outside', async (t) => {
+  const dir = h.tempDir(t)
+  const jail = path.join(dir, 'jail')
+  fs.mkdirSync(path.join(jail, 'data'), { recursive: true })
+  // A static binary, since the jail has no C library.
+  const cc = spawnSync('gcc', ['-static', '-O1', '-o', path.join(jail, 'whereami'), path.join(h.FIXTURES, 'whereami.c')], { encoding: 'utf8' })
+  t.is(cc.status, 0, cc.stderr)
+  const log = path.join(dir, 'jail.log')
+  const s = await start(t, dir, ['-p', path.join(dir, 'j.pid'), '-l', log, '--chroot', jail, '-C', '/data', '--', '/whereami'])
+  await h.waitFor(() => !h.isRunning(s.pid), { what: 'the supervisor to end with its command' })
+  t.regex(fs.readFileSync(log, 'utf8'), /^cwd=\/data root-has-etc=0$/m)
+})
+
 test('root refuses a pidfile in a world-writable non-sticky directory, or owned by another user', async (t) => {
   const dir = h.tempDir(t)
   const open = path.join(dir, 'open')
