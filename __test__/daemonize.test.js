@@ -384,7 +384,8 @@ test('code before daemonize() runs once per role; isDaemon() tells them apart', 
 
 test('a relative pidFile resolves against the launcher\'s cwd', async (t) => {
   const dir = h.tempDir(t)
-  const { pid } = await start(t, dir, { options: { pidFile: 'rel.pid' } }, { cwd: dir })
+  // `mark` puts the temp dir on the daemon's command line, which teardown checks before killing.
+  const { pid } = await start(t, dir, { options: { pidFile: 'rel.pid' }, mark: path.join(dir, 'mark') }, { cwd: dir })
   t.is(h.readPid(path.join(dir, 'rel.pid')), pid)
 })
 

@@ -1,128 +1,92 @@
 'use strict'
 // Benchmark 1: launch-to-ready wall time.
 //
-// Each variant is timed from just before the harness starts `node <fixture> <pidfile>` until
-// that launcher process has exited (spawnSync returns). For the daemon variants the daemon is
-// then checked (alive, not a zombie), stopped by its pid and waited for before the next run.
-// Variants run round-robin, in a rotating order, so drift on the machine hits all of them alike.
+// Each run: a fresh temp dir; the harness stamps t0 (CLOCK_MONOTONIC), runs the launcher to
+// completion (spawnSync) and stamps t1; the app stamps the moment it is up in dir/ready.json
+// (same clock). Ready = max(t1, app up): the launcher has returned AND the daemon is up. For a
+// launcher that waits for readiness that is t1; for one that does not, it is the app's stamp.
+// Then the daemon is checked (alive, session), stopped by pid and waited for. Tools run
+// round-robin in a rotating order, so drift on the machine hits all of them alike.
 
-const { spawnSync } = require('node:child_process')
-const path = require('node:path')
 const fs = require('node:fs')
+const path = require('node:path')
 
-const { PKG_ROOT, now, ms, summary, procStat, exited, stopAndReap, readPid, tempDir, removeDir, sleepSync } = require('./lib')
+const { NODE, fixture, now, ms, summary, procStat, exited, readJsonWait, tempDir, removeDir, sleepSync } = require('./lib')
+const { runLauncher, daemonPids, cleanUp, pidPath } = require('./tools')
 
-const FIXTURES = path.join(__dirname, 'fixtures')
-const fixture = (name) => path.join(FIXTURES, name)
-
-/** Runs `node script ...args` to completion; returns elapsed ms. Throws on any failure. */
-function runNode(script, args, cwd) {
-  const t0 = now()
-  const r = spawnSync(process.execPath, [script, ...args], {
-    cwd,
-    // stdout ignored; stderr kept for error messages. A daemon that kept the launcher's stderr
-    // open would hold spawnSync until the timeout: that is reported, not hidden.
-    stdio: ['ignore', 'ignore', 'pipe'],
-    timeout: 15_000,
-  })
-  const t1 = now()
-  const stderr = r.stderr ? r.stderr.toString().trim() : ''
-  if (r.error) throw new Error(`${path.basename(script)}: ${r.error.message}${stderr ? `\n${stderr}` : ''}`)
-  if (r.status !== 0) {
-    throw new Error(`${path.basename(script)} exited with ${r.status ?? r.signal}${stderr ? `\n${stderr}` : ''}`)
-  }
-  return { elapsed: ms(t1 - t0), t0, t1 }
-}
-
-/** After a launcher exited 0: find the daemon, check it runs, note its session, stop it. */
-function checkAndStop(pidFile, name) {
-  const pid = readPid(pidFile)
-  if (pid === undefined) throw new Error(`${name}: no pid in ${pidFile} after the launcher exited`)
-  const st = procStat(pid)
-  if (!st || exited(pid)) throw new Error(`${name}: daemon ${pid} is not running after the launcher exited`)
-  const sessionLeader = st.sid === pid
-  const how = stopAndReap(pid)
-  return { pid, sessionLeader, how }
-}
-
-/** After a failed run: stop a daemon the run's pidfile names, if it still runs. */
-function stopLeftover(dir) {
-  const pid = readPid(path.join(dir, 'daemon.pid'))
-  if (pid !== undefined && pid > 1 && !exited(pid)) stopAndReap(pid)
-}
-
-function daemonVariant(name, script) {
-  return {
-    name,
-    run(dir) {
-      const pidFile = path.join(dir, 'daemon.pid')
-      const { elapsed } = runNode(script, [pidFile], dir)
-      const daemon = checkAndStop(pidFile, name)
-      return { elapsed, daemon }
-    },
-  }
-}
-
-const VARIANTS = [
+/** Reference rows: no daemon, only the Node start-ups a self-re-executing launcher cannot avoid. */
+const REFERENCES = [
   {
-    name: 'floor',
-    label: 'floor: 2 × node start + require(pkg)',
-    run(dir) {
-      const t0 = now()
-      runNode(fixture('floor.js'), [], dir)
-      runNode(fixture('floor.js'), [], dir)
-      return { elapsed: ms(now() - t0) }
-    },
+    name: 'bare2',
+    label: 'reference: 2 × bare node start-up',
+    run: (dir) => twice(fixture('empty.js'), dir),
   },
   {
-    name: 'bare',
-    label: 'reference: 2 × bare node start (empty script)',
-    run(dir) {
-      const t0 = now()
-      runNode(fixture('empty.js'), [], dir)
-      runNode(fixture('empty.js'), [], dir)
-      return { elapsed: ms(now() - t0) }
-    },
+    name: 'require2',
+    label: 'reference: 2 × (node start-up + require daemonkit)',
+    run: (dir) => twice(fixture('require-only.js'), dir),
   },
-  {
-    name: 'single',
-    label: 'reference: 1 × node start + require(pkg)',
-    run(dir) {
-      return { elapsed: runNode(fixture('floor.js'), [], dir).elapsed }
-    },
-  },
-  { ...daemonVariant('daemonkit', fixture('daemonkit.js')), label: 'daemonkit daemonize()' },
-  { ...daemonVariant('peer-ipc', fixture('peer-ipc.js')), label: "peer: spawn detached + IPC 'ready'" },
-  { ...daemonVariant('peer-pipe', fixture('peer-pipe.js')), label: "peer: spawn detached + pipe 'ready'" },
 ]
 
+function twice(script, dir) {
+  const t0 = now()
+  for (let i = 0; i < 2; i++) {
+    const r = runLauncher([NODE, script], { cwd: dir })
+    if (r.status !== 0) throw new Error(`${script} exited with ${r.status ?? r.signal}: ${r.stderr}`)
+  }
+  return { ready: ms(now() - t0) }
+}
+
+/** One launch of `tool` in `dir`: { ready, exit, beforeUp, sessionLeader, pidFileNames }. */
+function launchOnce(tool, dir) {
+  const r = runLauncher(tool.cmd(dir), { cwd: dir })
+  if (r.status !== 0 || r.timedOut) {
+    throw new Error(`${tool.name}: launcher exited with ${r.timedOut ? 'a timeout' : (r.status ?? r.signal)}${r.stderr ? `: ${r.stderr}` : ''}`)
+  }
+  const marker = readJsonWait(path.join(dir, 'ready.json'), 10_000)
+  if (!marker) throw new Error(`${tool.name}: the daemon never wrote its ready marker`)
+  const up = BigInt(marker.t)
+  const st = procStat(marker.pid)
+  if (!st || exited(marker.pid)) throw new Error(`${tool.name}: daemon ${marker.pid} is not running after it said it was up`)
+  const { pidFilePid } = daemonPids(dir)
+  let pidFileNames = 'no pidfile'
+  if (pidFilePid === marker.pid) pidFileNames = 'the daemon'
+  else if (pidFilePid !== undefined && st.ppid === pidFilePid) pidFileNames = "the daemon's supervisor"
+  else if (pidFilePid !== undefined) pidFileNames = `another process (${pidFilePid})`
+  return {
+    ready: ms((r.t1 > up ? r.t1 : up) - r.t0),
+    exit: ms(r.t1 - r.t0),
+    beforeUp: r.t1 < up,
+    sessionLeader: st.sid === marker.pid,
+    pidFileNames,
+  }
+}
+
 /**
- * Runs every variant `runs` times (after `warmup` discarded rounds).
- * Returns { variants: [{ name, label, times, summary, sessionLeader, stoppedBy }], ratio }.
+ * Runs every tool and reference `runs` times after `warmup` discarded rounds.
+ * Returns [{ name, label, ready: summary, exit: summary, beforeUp, runs, sessionLeader, pidFileNames }].
  */
-function benchLaunch({ runs, warmup, log }) {
-  const times = new Map(VARIANTS.map((v) => [v.name, []]))
-  const leaders = new Map(VARIANTS.map((v) => [v.name, new Set()]))
-  const stops = new Map(VARIANTS.map((v) => [v.name, new Map()]))
+function benchLaunch({ tools, runs, warmup, log }) {
+  const all = [...tools, ...REFERENCES]
+  const acc = new Map(all.map((t) => [t.name, { ready: [], exit: [], beforeUp: 0, leaders: new Set(), names: new Set() }]))
   for (let round = 0; round < warmup + runs; round++) {
-    const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length])
-    for (const v of order) {
-      const dir = tempDir(v.name)
+    const order = all.map((_, i) => all[(i + round) % all.length])
+    for (const t of order) {
+      const dir = tempDir(t.name)
       try {
         let r
         try {
-          r = v.run(dir)
-        } catch (err) {
-          stopLeftover(dir)
-          throw err
+          r = t.run ? t.run(dir) : launchOnce(t, dir)
+        } finally {
+          if (!t.run) cleanUp(dir, 3000)
         }
         if (round >= warmup) {
-          times.get(v.name).push(r.elapsed)
-          if (r.daemon) {
-            leaders.get(v.name).add(r.daemon.sessionLeader)
-            const s = stops.get(v.name)
-            s.set(r.daemon.how, (s.get(r.daemon.how) ?? 0) + 1)
-          }
+          const a = acc.get(t.name)
+          a.ready.push(r.ready)
+          if (r.exit !== undefined) a.exit.push(r.exit)
+          if (r.beforeUp) a.beforeUp++
+          if (r.sessionLeader !== undefined) a.leaders.add(r.sessionLeader)
+          if (r.pidFileNames) a.names.add(r.pidFileNames)
         }
       } finally {
         removeDir(dir)
@@ -131,22 +95,23 @@ function benchLaunch({ runs, warmup, log }) {
     }
     log(`  launch: round ${round + 1}/${warmup + runs}${round < warmup ? ' (warm-up)' : ''}`)
   }
-  const variants = VARIANTS.map((v) => ({
-    name: v.name,
-    label: v.label,
-    times: times.get(v.name),
-    summary: summary(times.get(v.name)),
-    sessionLeader: [...leaders.get(v.name)],
-    stoppedBy: Object.fromEntries(stops.get(v.name)),
-  }))
-  const by = Object.fromEntries(variants.map((v) => [v.name, v.summary]))
-  return {
-    variants,
-    ratio: by.daemonkit.median / by.floor.median,
-    ratioPeer: by['peer-ipc'].median / by.floor.median,
-    ratioPeerBare: by['peer-ipc'].median / by.bare.median,
-  }
+  return all.map((t) => {
+    const a = acc.get(t.name)
+    return {
+      name: t.name,
+      label: t.label,
+      reference: Boolean(t.run),
+      ready: summary(a.ready),
+      exit: a.exit.length ? summary(a.exit) : undefined,
+      beforeUp: a.beforeUp,
+      runs: a.ready.length,
+      sessionLeader: [...a.leaders],
+      pidFileNames: [...a.names],
+    }
+  })
 }
+
+// Where a daemonkit launch spends its time: the traced fixture (daemonkit.js with stamps).
 
 /** The stages of a daemonkit launch, from the traced fixture's stamps (all ms). */
 const STAGES = [
@@ -161,37 +126,28 @@ const STAGES = [
   ['launcher: onLaunched → process exited (harness sees it)', (h, l) => h.t1 - l.readySeen],
 ]
 
-function readStamps(file, waitMs = 3000) {
-  const deadline = Date.now() + waitMs
-  for (;;) {
-    try {
-      const raw = JSON.parse(fs.readFileSync(file, 'utf8'))
-      return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, BigInt(v)]))
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`no stamps in ${file}: ${err.message}`)
-      sleepSync(2)
-    }
-  }
+function readStamps(file) {
+  const raw = readJsonWait(file, 3000)
+  if (!raw) throw new Error(`no stamps in ${file}`)
+  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, BigInt(v)]))
 }
 
-/** Runs the traced fixture `runs` times; returns per-stage medians (ms) and the total. */
+/** Runs the traced fixture `runs` times; returns per-stage summaries (ms) and the total. */
 function benchBreakdown({ runs, warmup, log }) {
   const perStage = STAGES.map(() => [])
   const totals = []
   for (let i = 0; i < warmup + runs; i++) {
     const dir = tempDir('traced')
     try {
-      const pidFile = path.join(dir, 'daemon.pid')
       let h, l, d
       try {
-        h = runNode(fixture('daemonkit-traced.js'), [pidFile, dir], dir)
+        h = runLauncher([NODE, fixture('daemonkit-traced.js'), pidPath(dir), dir], { cwd: dir })
+        if (h.status !== 0) throw new Error(`daemonkit-traced.js exited with ${h.status ?? h.signal}: ${h.stderr}`)
         l = readStamps(path.join(dir, 'launcher.json'))
         d = readStamps(path.join(dir, 'daemon.json'))
-      } catch (err) {
-        stopLeftover(dir)
-        throw err
+      } finally {
+        cleanUp(dir)
       }
-      checkAndStop(pidFile, 'traced')
       if (i >= warmup) {
         STAGES.forEach(([, f], k) => {
           // A stamp the package no longer produces (e.g. launch() renamed) leaves that stage n/a.
@@ -201,7 +157,7 @@ function benchBreakdown({ runs, warmup, log }) {
             // BigInt minus undefined: skip.
           }
         })
-        totals.push(h.elapsed)
+        totals.push(ms(h.t1 - h.t0))
       }
     } finally {
       removeDir(dir)
@@ -215,4 +171,21 @@ function benchBreakdown({ runs, warmup, log }) {
   }
 }
 
-module.exports = { benchLaunch, benchBreakdown, PKG_ROOT }
+module.exports = { benchLaunch, benchBreakdown }
+
+// Kept for a reader who wants to see one tool's launch by hand: node bench/launch.js TOOL
+if (require.main === module) {
+  const { compileHelpers, machine } = require('./lib')
+  const { launchers } = require('./tools')
+  const bin = compileHelpers(fs.mkdtempSync('/tmp/daemonkit-bench-bin-'))
+  const tool = launchers({ floor: bin.floor, versions: machine().versions }).find((t) => t.name === process.argv[2])
+  if (!tool) throw new Error('usage: node bench/launch.js TOOL')
+  const dir = tempDir(tool.name)
+  try {
+    console.log(launchOnce(tool, dir))
+  } finally {
+    cleanUp(dir, 3000)
+    removeDir(dir)
+    removeDir(path.dirname(bin.floor))
+  }
+}
