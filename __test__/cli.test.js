@@ -458,6 +458,31 @@ test('daemonkit run with a program that cannot start says why and leaves no pidf
   t.false(fs.existsSync(pidFile))
 })
 
+test('--wait-ready: start returns once the program says READY=1, or fails with its own message', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'w.pid')
+  const report = path.join(dir, 'report.json')
+  // The fixture daemonizes in place (NOTIFY_SOCKET is set by the supervisor) and says ready
+  // only after it listens and has written its report.
+  const spec = { options: { ready: 'manual' }, listen: true, report }
+  const s = await start(t, dir, ['-p', pidFile, '--wait-ready', '--', process.execPath, h.DAEMON, JSON.stringify(spec)])
+  t.true(fs.existsSync(report), 'start returned only after the program was ready')
+  t.is(JSON.parse(fs.readFileSync(report, 'utf8')).pid, s.commandPid)
+  t.false(JSON.parse(fs.readFileSync(report, 'utf8')).markerInEnv)
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+
+  const bad = path.join(dir, 'bad.pid')
+  const r = await cli(['start', '-p', bad, '--wait-ready', '--', process.execPath, '-e', 'console.error("bad config (frotz)"); process.exit(4)', dir])
+  t.is(r.code, 1)
+  t.regex(r.stderr, /exited with status 4 before it was ready/)
+  t.regex(r.stderr, /bad config \(frotz\)/)
+  t.false(fs.existsSync(bad))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.deepEqual(h.processesMentioning(dir), [])
+  const err = await t.throwsAsync(daemonkit.spawnDaemon(process.execPath, ['-e', 'process.exit(5)'], { pidFile: bad, waitReady: true }))
+  t.like(err, { code: 'EDAEMONNOTREADY', reason: 'exited', exitCode: 5 })
+})
+
 test('spawnDaemon rejects invalid options with a TypeError before creating anything', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'v.pid')

@@ -48,7 +48,10 @@ Options:
                             (no pidfile, no restart, no log reopening)
       --detach auto|yes|no  start: auto (default) stays in the foreground, like run, under
                             systemd ($NOTIFY_SOCKET set)
-      --ready-timeout MS    how long start waits for PROGRAM to run (default 30000)
+      --wait-ready          start returns only once PROGRAM says READY=1 on $NOTIFY_SOCKET
+                            (systemd's protocol; Node programs using daemonize() do it
+                            themselves); if it exits first, start prints its stderr, exits 1
+      --ready-timeout MS    how long start waits for PROGRAM (default 30000)
   -t, --timeout MS          stop: wait this long before SIGKILL (default 10000)
   -s, --signal SIG          stop: the first signal (default SIGTERM)
       --kill-signal SIG     stop: the escalation signal (default SIGKILL)
@@ -129,6 +132,10 @@ export function parse(argv: string[]): Parsed {
     }
     if (arg === '--forward-hup') {
       out.opts.forwardHup = true
+      continue
+    }
+    if (arg === '--wait-ready') {
+      out.opts.waitReady = true
       continue
     }
     let flag = arg

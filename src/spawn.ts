@@ -44,6 +44,15 @@ export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | '
    * files SIGHUP is always passed on. Default `false`.
    */
   forwardHup?: boolean
+  /**
+   * Resolve only once the command says it is ready, by sending `READY=1` to the
+   * `$NOTIFY_SOCKET` the supervisor gives it (systemd's protocol: a Node program that calls
+   * daemonkit's `daemonize()` does it by itself when it is ready; others can use `systemd-notify`
+   * or a few lines of code). If the command exits first, `spawnDaemon()` rejects with a
+   * `ReadinessError` carrying its exit status and its last stderr output. Supervised only.
+   * Default `false`: resolve once the command has exec'd.
+   */
+  waitReady?: boolean
 }
 
 /** A launched command. */
@@ -54,7 +63,7 @@ export interface SpawnedDaemon {
   commandPid: number
 }
 
-const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup']
+const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady']
 
 function fail(field: string, message: string): never {
   throw new TypeError(`spawnDaemon: option "${field}" ${message}`)
@@ -87,6 +96,7 @@ export interface NormalizedSpawnOptions {
   restartWindow: number
   notify: boolean
   forwardHup: boolean
+  waitReady: boolean
 }
 
 /** Validates `spawnDaemon()`'s options (a `TypeError` naming the field) and applies defaults. */
@@ -112,6 +122,9 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (!supervise && base.pidFile !== undefined) fail('pidFile', 'needs the supervisor (supervise: true): without it nothing would hold the lock')
   const forwardHup = raw.forwardHup === undefined ? false : raw.forwardHup
   if (typeof forwardHup !== 'boolean') fail('forwardHup', 'must be a boolean')
+  const waitReady = raw.waitReady === undefined ? false : raw.waitReady
+  if (typeof waitReady !== 'boolean') fail('waitReady', 'must be a boolean')
+  if (waitReady && !supervise) fail('waitReady', 'needs the supervisor (supervise: true)')
   return {
     base,
     user: idOrName('user', raw.user),
@@ -125,6 +138,7 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
     restartWindow: millis('restartWindow', raw.restartWindow, 60_000),
     notify,
     forwardHup,
+    waitReady,
   }
 }
 
@@ -161,6 +175,7 @@ export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
   if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
   if (o.notify) flags.push('--notify')
   if (o.forwardHup) flags.push('--forward-hup')
+  if (o.waitReady) flags.push('--wait-ready')
   return flags
 }
 
@@ -266,6 +281,13 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     if (ready) {
       if (lockFd !== undefined) fs.closeSync(lockFd)
       return { pid, commandPid: Number(ready[1]) }
+    }
+    const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/)
+    if (notReady) {
+      await handle?.waitExit(2_000)
+      const status = Number(notReady[1])
+      const stderr = JSON.parse(notReady[2]) as string
+      throw new ReadinessError(pid, 'exited', status, stderr, `(${command}) exited with status ${status} before it was ready`)
     }
     const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/)
     if (failed) {

@@ -6,7 +6,10 @@
 //! - starts the command as its child, with the requested user, group, chroot, cwd and umask,
 //!   and with `PR_SET_PDEATHSIG` so the command dies if the supervisor is killed;
 //! - tells the launcher `READY <child pid>` once the command has exec'd, or
-//!   `FAIL <stage> <errno>` if it could not;
+//!   `FAIL <stage> <errno> <message>` if it could not; with `--wait-ready`, only once the
+//!   command has said `READY=1` on the `$NOTIFY_SOCKET` it is given (the systemd protocol, which
+//!   a Node program using daemonkit speaks by itself), or `NOTREADY <status> <stderr as JSON>`
+//!   if it exits first;
 //! - forwards SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 to the command, and SIGHUP too unless it
 //!   writes log files: then SIGHUP reopens them (so `logrotate` works without `copytruncate`)
 //!   and reaches the command only with `--forward-hup`, since most programs die of it;
@@ -53,12 +56,13 @@ struct Config {
     umask: Option<libc::mode_t>,
     notify: bool,
     forward_hup: bool,
+    wait_ready: bool,
 }
 
 fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
-     \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup]\n\
+     \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
      \x20      -- PROGRAM [ARGS...]"
 }
 
@@ -83,6 +87,7 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
         umask: None,
         notify: false,
         forward_hup: false,
+        wait_ready: false,
     };
     let mut user: Option<String> = None;
     let mut group: Option<String> = None;
@@ -98,6 +103,10 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
         }
         if flag == "--forward-hup" {
             cfg.forward_hup = true;
+            continue;
+        }
+        if flag == "--wait-ready" {
+            cfg.wait_ready = true;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -211,7 +220,8 @@ fn write_all(fd: RawFd, mut data: &[u8]) {
 
 /// A log stream: the pipe the command writes into and the file it lands in.
 struct Log {
-    path: PathBuf,
+    /// `None` for output that is only watched (for a readiness failure), then dropped.
+    path: Option<PathBuf>,
     file: RawFd,
     pipe_read: RawFd,
     pipe_write: RawFd,
@@ -219,16 +229,25 @@ struct Log {
 
 impl Log {
     fn open(path: &PathBuf) -> std::io::Result<Log> {
-        let file = open_log(path)?;
+        Log::with_file(Some(path.clone()), open_log(path)?)
+    }
+
+    /// Output that goes nowhere but passes through us, so its tail can be shown on failure.
+    fn discard() -> std::io::Result<Log> {
+        use std::os::fd::IntoRawFd;
+        Log::with_file(None, stdio::open_dev_null().map_err(std::io::Error::from)?.into_raw_fd())
+    }
+
+    fn with_file(path: Option<PathBuf>, file: RawFd) -> std::io::Result<Log> {
         let (r, w) = stdio::pipe_cloexec().map_err(std::io::Error::from)?;
         use std::os::fd::IntoRawFd;
         let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
         set_nonblocking(r);
-        Ok(Log { path: path.clone(), file, pipe_read: r, pipe_write: w })
+        Ok(Log { path, file, pipe_read: r, pipe_write: w })
     }
 
-    /// Copies what is in the pipe now into the file.
-    fn drain(&self) {
+    /// Copies what is in the pipe now into the file, showing each chunk to `watch`.
+    fn drain(&self, watch: &mut dyn FnMut(&[u8])) {
         let mut buf = [0u8; 65536];
         loop {
             // SAFETY: reads into a valid buffer.
@@ -236,21 +255,23 @@ impl Log {
             if n <= 0 {
                 return;
             }
+            watch(&buf[..n as usize]);
             write_all(self.file, &buf[..n as usize]);
         }
     }
 
     /// Reopens the file at its path (after a rotation), keeping the descriptor number.
     fn reopen(&mut self) {
-        self.drain();
-        match open_log(&self.path) {
+        self.drain(&mut |_| {});
+        let Some(path) = &self.path else { return };
+        match open_log(path) {
             Ok(fresh) => {
                 let _ = stdio::dup_onto(fresh, self.file);
                 let _ = stdio::set_cloexec(self.file, true);
                 let _ = stdio::close(fresh);
             }
             Err(e) => {
-                let msg = format!("daemonkit-supervise: cannot reopen {}: {e}\n", self.path.display());
+                let msg = format!("daemonkit-supervise: cannot reopen {}: {e}\n", path.display());
                 write_all(self.file, msg.as_bytes());
             }
         }
@@ -267,6 +288,53 @@ struct Supervisor {
     restarts: Vec<Instant>,
     attempt: u32,
     started_at: Instant,
+    /// With `--wait-ready`: the socket the command says `READY=1` on, and its `$NOTIFY_SOCKET`.
+    ready_socket: Option<(std::os::unix::net::UnixDatagram, OsString)>,
+    /// Still waiting for the command's `READY=1`.
+    awaiting_ready: bool,
+    /// The last bytes of the command's stderr while awaiting readiness.
+    tail: Vec<u8>,
+}
+
+/// How much of the command's stderr a readiness failure carries.
+const TAIL_LIMIT: usize = 8192;
+
+/// Binds a fresh datagram socket for the command's readiness message: in Linux's abstract
+/// namespace (nothing on disk), elsewhere in the temporary directory.
+fn bind_ready_socket() -> std::io::Result<(std::os::unix::net::UnixDatagram, OsString)> {
+    use std::os::unix::net::UnixDatagram;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let name = format!("daemonkit-ready-{}-{nanos}", std::process::id());
+    #[cfg(target_os = "linux")]
+    let socket = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        (UnixDatagram::bind_addr(&addr)?, OsString::from(format!("@{name}")))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let socket = {
+        let path = std::env::temp_dir().join(format!("{name}.sock"));
+        (UnixDatagram::bind(&path)?, path.into_os_string())
+    };
+    socket.0.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl Supervisor {
@@ -292,7 +360,12 @@ impl Supervisor {
         if let Some(creds) = &self.cfg.credentials {
             cmd.credentials(creds.clone());
         }
-        if self.cfg.notify {
+        if let Some((_, name)) = &self.ready_socket {
+            // The command tells us, not systemd, that it is ready.
+            let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET").collect();
+            vars.push(("NOTIFY_SOCKET".into(), name.clone()));
+            cmd.env_list(vars);
+        } else if self.cfg.notify {
             // We do the notifying; the command must not talk to systemd as if it were the service.
             cmd.env_list(std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET"));
         }
@@ -319,6 +392,9 @@ impl Supervisor {
                 if let Some(rest) = line.strip_prefix("FAIL ") {
                     let message = rest.splitn(3, ' ').nth(2).unwrap_or(rest).trim_end();
                     eprintln!("daemonkit-supervise: cannot start {:?}: {message}", self.cfg.program);
+                } else if let Some(rest) = line.strip_prefix("NOTREADY ") {
+                    let status = rest.split(' ').next().unwrap_or("?");
+                    eprintln!("daemonkit-supervise: {:?} exited with status {status} before it was ready", self.cfg.program);
                 }
             }
         }
@@ -329,8 +405,57 @@ impl Supervisor {
         write_all(fd, format!("daemonkit-supervise: {line}\n").as_bytes());
     }
 
-    fn drain_logs(&self) {
-        self.stdout.iter().chain(self.stderr.iter()).for_each(Log::drain);
+    fn drain_logs(&mut self) {
+        let watching = self.awaiting_ready;
+        let tail = &mut self.tail;
+        let mut keep = |chunk: &[u8]| {
+            if watching {
+                tail.extend_from_slice(chunk);
+                let excess = tail.len().saturating_sub(TAIL_LIMIT);
+                tail.drain(..excess);
+            }
+        };
+        // The stream that carries the command's stderr is watched; the other one just flows.
+        match (&self.stderr, &self.stdout) {
+            (Some(err), out) => {
+                err.drain(&mut keep);
+                if let Some(out) = out {
+                    out.drain(&mut |_| {});
+                }
+            }
+            (None, Some(out)) => out.drain(&mut keep),
+            (None, None) => {}
+        }
+    }
+
+    /// The command said `READY=1`: tell the launcher (and systemd).
+    fn command_ready(&mut self) {
+        if !self.awaiting_ready {
+            return;
+        }
+        self.awaiting_ready = false;
+        self.tail.clear();
+        if let Some(pid) = self.child {
+            self.report(&format!("READY {pid}\n"));
+        }
+        if self.cfg.notify {
+            // SAFETY: getpid has no preconditions.
+            let _ = notify::notify(&format!("READY=1\nMAINPID={}", unsafe { libc::getpid() }));
+        }
+    }
+
+    /// Reads what the command sent on the readiness socket.
+    fn read_ready_socket(&mut self) {
+        let mut ready = false;
+        if let Some((socket, _)) = &self.ready_socket {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                ready |= String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1");
+            }
+        }
+        if ready {
+            self.command_ready();
+        }
     }
 
     fn finish(&mut self, code: i32) -> ! {
@@ -348,6 +473,12 @@ impl Supervisor {
         let failed = code != 0;
         if self.stopping {
             self.finish(0);
+        }
+        if self.awaiting_ready {
+            // Exited before it was ready: the launcher reports it, with the command's own words.
+            let tail = String::from_utf8_lossy(&self.tail).into_owned();
+            self.report(&format!("NOTREADY {code} {}\n", json_string(&tail)));
+            self.finish(if failed { code } else { 1 });
         }
         let again = match self.cfg.restart {
             Restart::Never => false,
@@ -387,10 +518,15 @@ impl Supervisor {
             for log in self.stdout.iter().chain(self.stderr.iter()) {
                 fds.push(libc::pollfd { fd: log.pipe_read, events: libc::POLLIN, revents: 0 });
             }
+            if let Some((socket, _)) = &self.ready_socket {
+                use std::os::fd::AsRawFd;
+                fds.push(libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
             let timeout = restart_at.map_or(-1, |t| t.saturating_duration_since(Instant::now()).as_millis() as i32);
             // SAFETY: `fds` is a valid array of fds.len() pollfds.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             self.drain_logs();
+            self.read_ready_socket();
 
             if let Some(at) = restart_at {
                 if Instant::now() >= at {
@@ -496,8 +632,24 @@ fn main() {
         Ok((out, err))
     });
     let log_error = logs.as_ref().err().map(|e| format!("FAIL logs {} cannot open a log file: {e}\n", e.raw_os_error().unwrap_or(5)));
-    let (stdout, stderr) = logs.unwrap_or((None, None));
-    let notify_ready = cfg.notify;
+    let (stdout, mut stderr) = logs.unwrap_or((None, None));
+    let wait_ready = cfg.wait_ready;
+    let mut startup_error = log_error;
+    let mut ready_socket = None;
+    if wait_ready && startup_error.is_none() {
+        // Watch the command's stderr even without a log file, to show it if it fails to start.
+        if cfg.stderr.is_none() {
+            match Log::discard() {
+                Ok(log) => stderr = Some(log),
+                Err(e) => startup_error = Some(format!("FAIL setup {} cannot make a pipe: {e}\n", e.raw_os_error().unwrap_or(5))),
+            }
+        }
+        match bind_ready_socket() {
+            Ok(socket) => ready_socket = Some(socket),
+            Err(e) => startup_error = Some(format!("FAIL setup {} cannot bind the readiness socket: {e}\n", e.raw_os_error().unwrap_or(5))),
+        }
+    }
+    let notify_ready = cfg.notify && !wait_ready;
     let mut sup = Supervisor {
         cfg,
         stdout,
@@ -508,12 +660,18 @@ fn main() {
         restarts: Vec::new(),
         attempt: 0,
         started_at: Instant::now(),
+        ready_socket,
+        awaiting_ready: wait_ready,
+        tail: Vec::new(),
     };
-    if let Some(line) = log_error {
+    if let Some(line) = startup_error {
         sup.report(&line);
         sup.finish(1);
     }
     match sup.spawn() {
+        Ok(pid) if wait_ready => {
+            let _ = pid; // READY comes from the command itself
+        }
         Ok(pid) => {
             sup.report(&format!("READY {pid}\n"));
             if notify_ready {
