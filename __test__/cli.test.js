@@ -483,6 +483,25 @@ test('--wait-ready: start returns once the program says READY=1, or fails with i
   t.like(err, { code: 'EDAEMONNOTREADY', reason: 'exited', exitCode: 5 })
 })
 
+test('under Electron, a script run with process.execPath gets ELECTRON_RUN_AS_NODE=1; other commands do not', async (t) => {
+  const dir = h.tempDir(t)
+  const preload = path.join(dir, 'electron.js')
+  fs.writeFileSync(preload, "Object.defineProperty(process.versions, 'electron', { value: '30.0.0' })\n")
+  const out = (name) => path.join(dir, name)
+  const code = `
+    const { spawnDaemon } = require(${JSON.stringify(path.resolve(__dirname, '..'))})
+    const show = 'require("fs").writeFileSync(process.argv[1], String(process.env.ELECTRON_RUN_AS_NODE))'
+    Promise.all([
+      spawnDaemon(process.execPath, ['-e', show, ${JSON.stringify(out('node'))}]),
+      spawnDaemon('/bin/sh', ['-c', 'printf %s "$ELECTRON_RUN_AS_NODE" > "$0"', ${JSON.stringify(out('sh'))}]),
+    ]).then(() => console.log('ok'))`
+  const r = await h.run(process.execPath, ['--require', preload, '-e', code])
+  t.is(r.code, 0, r.stderr)
+  await h.waitFor(() => fs.existsSync(out('node')) && fs.readFileSync(out('node'), 'utf8') !== '' && fs.existsSync(out('sh')), { what: 'both reports' })
+  t.is(fs.readFileSync(out('node'), 'utf8'), '1')
+  t.is(fs.readFileSync(out('sh'), 'utf8'), '')
+})
+
 test('spawnDaemon rejects invalid options with a TypeError before creating anything', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'v.pid')
