@@ -483,6 +483,53 @@ test('--wait-ready: start returns once the program says READY=1, or fails with i
   t.like(err, { code: 'EDAEMONNOTREADY', reason: 'exited', exitCode: 5 })
 })
 
+test('--wait-ready: only the command (or its descendants) can say READY=1; its stderr tail survives any character', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'fake.pid')
+  const pending = cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '2500', '--', ...sleeper(dir)])
+  const supervisor = await h.waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() && h.readPid(pidFile), { what: 'the supervisor' })
+  h.cleanupPid(t, supervisor, dir)
+  const command = await h.waitFor(() => Number(fs.readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8').trim()), { what: 'the command' })
+  h.cleanupPid(t, command, dir)
+  const socket = await h.waitFor(() => fs.readFileSync(`/proc/${command}/environ`, 'utf8').split('\0').find((v) => v.startsWith('NOTIFY_SOCKET=')), { what: 'its NOTIFY_SOCKET' })
+  // Another local process, not descended from the command, pretends the command is ready.
+  const send = 'import socket, sys\nname = sys.argv[1]\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b"READY=1", "\\0" + name[1:] if name.startswith("@") else name)'
+  const forged = spawnSync('python3', ['-c', send, socket.slice('NOTIFY_SOCKET='.length)], { encoding: 'utf8' })
+  t.is(forged.status, 0, forged.stderr)
+  const r = await pending
+  t.is(r.code, 1, 'a forged READY=1 is ignored: start times out')
+  t.regex(r.stderr, /did not report within 2500 ms/)
+  await h.waitFor(() => !h.isRunning(command), { what: 'the command to be stopped' })
+  t.false(fs.existsSync(pidFile))
+
+  const odd = 'line\u2028separated \u00e9\ud83d\ude00 "quoted" \\ end'
+  const err = await t.throwsAsync(daemonkit.spawnDaemon(process.execPath, ['-e', `process.stderr.write(${JSON.stringify(odd)}); process.exit(6)`, dir], { waitReady: true }))
+  t.like(err, { code: 'EDAEMONNOTREADY', exitCode: 6, daemonStderr: odd })
+})
+
+test('under systemd, a Node command that daemonizes itself stays under the supervisor', async (t) => {
+  const dir = h.tempDir(t)
+  const { socket, received } = await notifyListener(t, dir)
+  const pidFile = path.join(dir, 'sdnode.pid')
+  const report = path.join(dir, 'report.json')
+  const fg = spawn(process.execPath, [CLI, 'run', '-p', pidFile, '--wait-ready', '--', process.execPath, h.DAEMON, JSON.stringify({ options: {}, report })], {
+    stdio: 'ignore',
+    env: { ...process.env, NOTIFY_SOCKET: socket },
+  })
+  t.teardown(() => fg.kill('SIGKILL'))
+  await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
+  const supervisor = h.readPid(pidFile)
+  h.cleanupPid(t, supervisor, dir)
+  const { pid } = JSON.parse(fs.readFileSync(report, 'utf8'))
+  h.cleanupPid(t, pid, dir)
+  t.is(Number(h.procStatus(pid).PPid), supervisor, 'the app did not fork away from its supervisor')
+  t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${supervisor}`])
+  const exited = new Promise((resolve) => fg.on('exit', resolve))
+  fg.kill('SIGTERM')
+  t.is(await exited, 0)
+  t.false(h.isRunning(pid))
+})
+
 test('under Electron, a script run with process.execPath gets ELECTRON_RUN_AS_NODE=1; other commands do not', async (t) => {
   const dir = h.tempDir(t)
   const preload = path.join(dir, 'electron.js')

@@ -140,18 +140,20 @@ function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not
   return { handle }
 }
 
-function send(pidFile: string, handle: ProcessHandle, signo: number, name: string): void {
+/** Sends `signo`; returns false when the daemon turned out to be gone (nothing was sent). */
+function send(pidFile: string, handle: ProcessHandle, signo: number, name: string): boolean {
   // Without a pidfd the pid could have been recycled since the handle was opened: only a pid
   // that holds the lock right now is signalled.
   if (!handle.raceFree) {
     const now = probe(pidFile)
-    if (now.state !== 'running' || now.pid !== handle.pid) return
+    if (now.state !== 'running' || now.pid !== handle.pid) return false
   }
   try {
     handle.kill(signo)
+    return true
   } catch (err) {
     const code = String((err as Coded).code)
-    if (code === 'ESRCH') return // it exited meanwhile: nothing to do
+    if (code === 'ESRCH') return false // it exited meanwhile: nothing was sent
     const message =
       code === 'EPERM'
         ? `cannot send ${name} to pid ${handle.pid} (${pidFile}): permission denied, the daemon belongs to another user`
@@ -169,12 +171,13 @@ export async function signal(pidFile: string, sig: SignalName | number): Promise
   const signo = signalNumber(sig, 'signal')
   const holder = lockHolder(file)
   if (!('handle' in holder)) return { sent: false, reason: holder.reason }
+  let sent: boolean
   try {
-    send(file, holder.handle, signo, String(sig))
+    sent = send(file, holder.handle, signo, String(sig))
   } finally {
     holder.handle.close()
   }
-  return { sent: true, pid: holder.handle.pid }
+  return sent ? { sent: true, pid: holder.handle.pid } : { sent: false, reason: 'not-running' }
 }
 
 /** Options of `stop()`. */

@@ -114,7 +114,7 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (cwdInsideRoot !== undefined) base.cwd = path.posix.resolve('/', cwdInsideRoot)
   const restart = raw.restart === undefined ? 'never' : raw.restart
   if (restart !== 'never' && restart !== 'on-failure' && restart !== 'always') fail('restart', "must be 'never', 'on-failure' or 'always'")
-  const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' : raw.supervise
+  const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true : raw.supervise
   if (typeof supervise !== 'boolean') fail('supervise', 'must be a boolean')
   if (!supervise && restart !== 'never') fail('restart', 'needs the supervisor (supervise: true)')
   const notify = raw.notify === undefined ? Boolean(process.env.NOTIFY_SOCKET) : raw.notify
@@ -190,8 +190,9 @@ function readReport(fd: number, timeoutMs: number): Promise<{ line: string | und
       resolve({ line, timedOut })
     }
     const timer = setTimeout(() => done(undefined, true), timeoutMs)
-    socket.on('data', (d: Buffer) => {
-      text += d.toString('utf8')
+    socket.setEncoding('utf8')
+    socket.on('data', (d: string) => {
+      text += d
       const nl = text.indexOf('\n')
       if (nl >= 0) done(text.slice(0, nl))
     })
@@ -282,24 +283,28 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       if (lockFd !== undefined) fs.closeSync(lockFd)
       return { pid, commandPid: Number(ready[1]) }
     }
-    const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/)
+    const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/s)
     if (notReady) {
       await handle?.waitExit(2_000)
       const status = Number(notReady[1])
       const stderr = JSON.parse(notReady[2]) as string
       throw new ReadinessError(pid, 'exited', status, stderr, `(${command}) exited with status ${status} before it was ready`)
     }
-    const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/)
+    const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/s)
     if (failed) {
       await handle?.waitExit(2_000)
       const reason = errnoName(Number(failed[2])) ?? `errno ${failed[2]}`
       throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failed[3]}`, command)
     }
-    if (report.timedOut) {
-      try {
-        handle?.kill(9)
-      } catch {
-        // exited meanwhile
+    if (report.timedOut && handle) {
+      // SIGTERM first: the supervisor passes it on and cleans up; SIGKILL if it does not end.
+      for (const signo of [15, 9]) {
+        try {
+          handle.kill(signo)
+        } catch {
+          break // exited meanwhile
+        }
+        if (await handle.waitExit(2_000)) break
       }
     }
     await handle?.waitExit(2_000)

@@ -232,10 +232,15 @@ impl Log {
         Log::with_file(Some(path.clone()), open_log(path)?)
     }
 
-    /// Output that goes nowhere but passes through us, so its tail can be shown on failure.
-    fn discard() -> std::io::Result<Log> {
-        use std::os::fd::IntoRawFd;
-        Log::with_file(None, stdio::open_dev_null().map_err(std::io::Error::from)?.into_raw_fd())
+    /// Output that passes through us on its way to our own stderr (where it would have gone
+    /// anyway), so that its tail can be shown if the command fails to start.
+    fn pass_through_stderr() -> std::io::Result<Log> {
+        // SAFETY: F_DUPFD_CLOEXEC on our own fd 2 returns a new descriptor or -1.
+        let file = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+        if file < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Log::with_file(None, file)
     }
 
     fn with_file(path: Option<PathBuf>, file: RawFd) -> std::io::Result<Log> {
@@ -317,7 +322,84 @@ fn bind_ready_socket() -> std::io::Result<(std::os::unix::net::UnixDatagram, OsS
         (UnixDatagram::bind(&path)?, path.into_os_string())
     };
     socket.0.set_nonblocking(true)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads one c_int from a live local.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.0.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PASSCRED,
+                &on as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(socket)
+}
+
+/// Receives one datagram; on Linux also the sender's pid (SO_PASSCRED). `None` when nothing is
+/// waiting.
+fn recv_with_sender(socket: &std::os::unix::net::UnixDatagram, buf: &mut [u8]) -> Option<(usize, Option<i32>)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        // Room for one SCM_CREDENTIALS message, aligned as cmsghdr requires.
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is plain data; every pointer in it refers to a live local buffer.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `msg` describes valid buffers; the socket is non-blocking.
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return None;
+        }
+        let mut sender = None;
+        // SAFETY: the CMSG_* macros walk the control buffer the kernel filled in, within
+        // msg_controllen; SCM_CREDENTIALS data is a `ucred`.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS {
+                    let cred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::ucred);
+                    sender = Some(cred.pid);
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Some((n as usize, sender))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        socket.recv(buf).ok().map(|n| (n, None))
+    }
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants (walks the parents in /proc).
+fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+    for _ in 0..64 {
+        if pid == ancestor {
+            return true;
+        }
+        if pid <= 1 {
+            return false;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Some(parent) = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<i32>().ok()) else {
+            return false;
+        };
+        pid = parent;
+    }
+    false
 }
 
 /// `s` as a JSON string literal.
@@ -329,8 +411,15 @@ fn json_string(s: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+            c if c.is_ascii() && (c as u32) >= 0x20 && c != '\u{7f}' => out.push(c),
+            c => {
+                // Everything else as \uXXXX (surrogate pairs beyond the BMP): the line stays
+                // ASCII, so no reader can split it at a U+2028 or mid-character.
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{:04x}", unit));
+                }
+            }
         }
     }
     out.push('"');
@@ -365,9 +454,6 @@ impl Supervisor {
             let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET").collect();
             vars.push(("NOTIFY_SOCKET".into(), name.clone()));
             cmd.env_list(vars);
-        } else if self.cfg.notify {
-            // We do the notifying; the command must not talk to systemd as if it were the service.
-            cmd.env_list(std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET"));
         }
         cmd.parent_death_signal(libc::SIGKILL);
         cmd
@@ -430,7 +516,7 @@ impl Supervisor {
 
     /// The command said `READY=1`: tell the launcher (and systemd).
     fn command_ready(&mut self) {
-        if !self.awaiting_ready {
+        if !self.awaiting_ready || self.stopping {
             return;
         }
         self.awaiting_ready = false;
@@ -449,8 +535,16 @@ impl Supervisor {
         let mut ready = false;
         if let Some((socket, _)) = &self.ready_socket {
             let mut buf = [0u8; 4096];
-            while let Ok(n) = socket.recv(&mut buf) {
-                ready |= String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1");
+            while let Some((n, sender)) = recv_with_sender(socket, &mut buf) {
+                let from_command = match (sender, self.child) {
+                    (Some(sender), Some(child)) => descends_from(sender, child),
+                    // Without sender credentials (not Linux) the socket's privacy must do.
+                    (None, _) => cfg!(not(target_os = "linux")),
+                    _ => false,
+                };
+                if from_command {
+                    ready |= String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1");
+                }
             }
         }
         if ready {
@@ -471,14 +565,18 @@ impl Supervisor {
     fn after_exit(&mut self, status: i32) -> Duration {
         let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
         let failed = code != 0;
-        if self.stopping {
-            self.finish(0);
-        }
         if self.awaiting_ready {
+            if self.stopping {
+                self.report(&format!("NOTREADY {code} {}\n", json_string("stopped before it was ready")));
+                self.finish(0);
+            }
             // Exited before it was ready: the launcher reports it, with the command's own words.
             let tail = String::from_utf8_lossy(&self.tail).into_owned();
             self.report(&format!("NOTREADY {code} {}\n", json_string(&tail)));
             self.finish(if failed { code } else { 1 });
+        }
+        if self.stopping {
+            self.finish(0);
         }
         let again = match self.cfg.restart {
             Restart::Never => false,
@@ -550,7 +648,8 @@ impl Supervisor {
                     self.reap(&mut restart_at);
                     continue;
                 }
-                if sig == libc::SIGHUP && (self.stdout.is_some() || self.stderr.is_some()) {
+                let has_files = self.stdout.iter().chain(self.stderr.iter()).any(|l| l.path.is_some());
+                if sig == libc::SIGHUP && has_files {
                     if let Some(l) = self.stdout.as_mut() {
                         l.reopen();
                     }
@@ -636,10 +735,12 @@ fn main() {
     let wait_ready = cfg.wait_ready;
     let mut startup_error = log_error;
     let mut ready_socket = None;
-    if wait_ready && startup_error.is_none() {
+    // Under systemd the command gets a private NOTIFY_SOCKET too: a program that speaks the
+    // protocol (daemonize() does) then stays in place under us instead of forking away.
+    if (wait_ready || cfg.notify) && startup_error.is_none() {
         // Watch the command's stderr even without a log file, to show it if it fails to start.
-        if cfg.stderr.is_none() {
-            match Log::discard() {
+        if wait_ready && cfg.stderr.is_none() {
+            match Log::pass_through_stderr() {
                 Ok(log) => stderr = Some(log),
                 Err(e) => startup_error = Some(format!("FAIL setup {} cannot make a pipe: {e}\n", e.raw_os_error().unwrap_or(5))),
             }
