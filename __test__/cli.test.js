@@ -354,6 +354,13 @@ test('a real logrotate run with a postrotate that signals HUP: no line lost, new
   t.false(h.isRunning(s.commandPid))
 })
 
+/** Sends SIGTERM to a foreground child and resolves with its exit code. */
+function terminate(child) {
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  child.kill('SIGTERM')
+  return exited
+}
+
 /** A stand-in for systemd's notification socket; `received` collects the messages, one a line. */
 async function notifyListener(t, dir) {
   const socket = path.join(dir, 'notify.sock')
@@ -400,9 +407,7 @@ test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and no
   t.is(Number(h.procStatus(supervisor).PPid), fg.pid, 'not detached: the supervisor is the CLI\'s child')
   // READY=1 means the command has exec'd; wait for it to install its handlers too.
   await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
-  const exited = new Promise((resolve) => fg.on('exit', resolve))
-  fg.kill('SIGTERM')
-  t.is(await exited, 0)
+  t.is(await terminate(fg), 0)
   t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${supervisor}`, 'STOPPING=1'])
   t.is(lines(log).at(-1), 'SIGTERM')
   t.false(fs.existsSync(pidFile))
@@ -443,9 +448,7 @@ test('daemonkit run: one Ctrl-C (SIGINT to the foreground process group) reaches
   await h.waitFor(() => lines(events).includes('SIGINT'), { what: 'SIGINT' })
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.is(lines(events).filter((l) => l === 'SIGINT').length, 1)
-  const exited = new Promise((resolve) => fg.on('exit', resolve))
-  fg.kill('SIGTERM')
-  t.is(await exited, 0)
+  t.is(await terminate(fg), 0)
   t.false(fs.existsSync(pidFile))
 })
 
@@ -525,9 +528,7 @@ test('under systemd, a Node command that daemonizes itself stays under the super
   h.cleanupPid(t, pid, dir)
   t.is(Number(h.procStatus(pid).PPid), supervisor, 'the app did not fork away from its supervisor')
   t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${supervisor}`])
-  const exited = new Promise((resolve) => fg.on('exit', resolve))
-  fg.kill('SIGTERM')
-  t.is(await exited, 0)
+  t.is(await terminate(fg), 0)
   t.false(h.isRunning(pid))
 })
 
