@@ -86,7 +86,7 @@ test('a command that closes all its descriptors, or leaves children behind, does
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'closer.pid')
   const closer = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport os; os.closerange(0, 4096)')])
-  await new Promise((r) => setTimeout(r, 300))
+  await h.settle(() => Object.keys(h.procFds(closer.commandPid)).length === 0)
   t.true(h.isRunning(closer.commandPid))
   t.deepEqual(Object.keys(h.procFds(closer.commandPid)), [], 'the command closed everything')
   t.true(h.isLocked(pidFile))
@@ -190,7 +190,7 @@ test('exec failures reject with the errno and the path, supervised or not, and l
       t.false(fs.existsSync(pidFile))
     }
   }
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await h.settle(() => h.processesMentioning(dir).length === 0)
   t.deepEqual(h.processesMentioning(dir), [], 'no supervisor or failed process is left')
   const r = await cli(['start', '-p', pidFile, '--', '/nonexistent/program'])
   t.is(r.code, 1)
@@ -480,7 +480,7 @@ test('--wait-ready: start returns once the program says READY=1, or fails with i
   t.regex(r.stderr, /exited with status 4 before it was ready/)
   t.regex(r.stderr, /bad config \(frotz\)/)
   t.false(fs.existsSync(bad))
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await h.settle(() => h.processesMentioning(dir).length === 0)
   t.deepEqual(h.processesMentioning(dir), [])
   const err = await t.throwsAsync(daemonkit.spawnDaemon(process.execPath, ['-e', 'process.exit(5)'], { pidFile: bad, waitReady: true }))
   t.like(err, { code: 'EDAEMONNOTREADY', reason: 'exited', exitCode: 5 })

@@ -96,6 +96,16 @@ async function waitFor(predicate, { timeout = 10_000, interval = 20, what = 'con
   }
 }
 
+/**
+ * Waits until `predicate` holds or `timeout` passes, without failing: the caller asserts afterwards.
+ * For "nothing is left" checks, where a process that is on its way out may need a moment on a
+ * loaded machine.
+ */
+async function settle(predicate, { timeout = 5_000, interval = 20 } = {}) {
+  const deadline = Date.now() + timeout
+  while (!(await predicate()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, interval))
+}
+
 /** Whether someone holds a lock on `file`, asked of util-linux flock(1) (which would create a missing file). */
 function isLocked(file) {
   if (!fs.existsSync(file)) return false
@@ -143,6 +153,6 @@ function processesMentioning(needle) {
 }
 
 module.exports = {
-  DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, isLocked, readPid,
+  DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, isLocked, readPid,
   cleanupPid, processesMentioning,
 }
