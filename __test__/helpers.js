@@ -14,6 +14,24 @@ function tempDir(t) {
   return dir
 }
 
+/**
+ * A copy of the built package (package.json, dist/, binding/) and of `fixture` inside `dir`, for
+ * tests that run the fixture as another user, who may not be able to reach the checkout itself
+ * (a clone under a 0700 directory). Returns the copied fixture's path.
+ */
+function readableCopy(dir, fixture) {
+  const root = path.join(dir, 'pkg')
+  for (const entry of ['package.json', 'dist', 'binding']) {
+    fs.cpSync(path.join(__dirname, '..', entry), path.join(root, entry), { recursive: true })
+  }
+  const copy = path.join(root, '__test__', 'fixtures', path.basename(fixture))
+  fs.mkdirSync(path.dirname(copy), { recursive: true })
+  fs.copyFileSync(fixture, copy)
+  fs.chmodSync(dir, 0o755)
+  if (spawnSync('chmod', ['-R', 'a+rX', root]).status !== 0) throw new Error(`chmod -R a+rX ${root} failed`)
+  return copy
+}
+
 /** Runs a command to completion; resolves with { code, signal, stdout, stderr }. */
 function run(command, args, { cwd, env, timeout = 30_000, stdio } = {}) {
   return new Promise((resolve, reject) => {
@@ -154,5 +172,5 @@ function processesMentioning(needle) {
 
 module.exports = {
   DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, isLocked, readPid,
-  cleanupPid, processesMentioning,
+  cleanupPid, processesMentioning, readableCopy,
 }

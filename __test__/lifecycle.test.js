@@ -262,11 +262,11 @@ test('without pidfds (ENOSYS) stop falls back to kill after checking the lock; o
 
 test('permission problems are reported as such, never as "not running"', async (t) => {
   const dir = h.tempDir(t)
-  fs.chmodSync(dir, 0o755)
+  const service = h.readableCopy(dir, SERVICE)
   const spec = { pidFile: path.join(dir, 's.pid') }
   const pid = await startService(t, dir, spec)
   const asNobody = (action, s) =>
-    h.run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, SERVICE, action, JSON.stringify(s)])
+    h.run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, service, action, JSON.stringify(s)])
   let r = await asNobody('status', spec)
   t.is(r.code, 0, r.stderr)
   t.is(r.stdout, `running (pid ${pid})\n`)
