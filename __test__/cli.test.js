@@ -65,8 +65,11 @@ test('start: the supervisor holds the lock; status reports both pids; the comman
   t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), '/')
   // Python opens and closes a few files while it starts; wait until it sleeps.
   const files = () => Object.values(h.procFds(s.commandPid)).filter((x) => x.startsWith('/'))
-  await h.waitFor(() => files().length === 3, { what: 'the command to settle' })
-  t.deepEqual(files(), ['/dev/null', '/dev/null', '/dev/null'])
+  const settled = await h.waitFor(() => {
+    const open = files()
+    return open.length === 3 && open
+  }, { what: 'the command to settle' })
+  t.deepEqual(settled, ['/dev/null', '/dev/null', '/dev/null'])
   const status = await cli(['status', '-p', pidFile])
   t.is(status.code, 0)
   t.is(status.stdout, `running (pid ${s.pid}, command pid ${s.commandPid})\n`)
@@ -86,7 +89,7 @@ test('a command that closes all its descriptors, or leaves children behind, does
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'closer.pid')
   const closer = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport os; os.closerange(0, 4096)')])
-  await h.settle(() => Object.keys(h.procFds(closer.commandPid)).length === 0)
+  await h.waitFor(() => Object.keys(h.procFds(closer.commandPid)).length === 0, { what: 'the command to close its descriptors' })
   t.true(h.isRunning(closer.commandPid))
   t.deepEqual(Object.keys(h.procFds(closer.commandPid)), [], 'the command closed everything')
   t.true(h.isLocked(pidFile))
@@ -262,8 +265,8 @@ test('chroot: the command runs inside the new root, in cwd relative to it; the l
   const jail = path.join(dir, 'jail')
   fs.mkdirSync(path.join(jail, 'data'), { recursive: true })
   // A static binary, since the jail has no C library.
-  const cc = spawnSync('gcc', ['-static', '-O1', '-o', path.join(jail, 'whereami'), path.join(h.FIXTURES, 'whereami.c')], { encoding: 'utf8' })
-  t.is(cc.status, 0, cc.stderr)
+  const cc = await h.run('gcc', ['-static', '-O1', '-o', path.join(jail, 'whereami'), path.join(h.FIXTURES, 'whereami.c')])
+  t.is(cc.code, 0, cc.stderr)
   const log = path.join(dir, 'jail.log')
   const s = await start(t, dir, ['-p', path.join(dir, 'j.pid'), '-l', log, '--chroot', jail, '-C', '/data', '--', '/whereami'])
   await h.waitFor(() => !h.isRunning(s.pid), { what: 'the supervisor to end with its command' })
@@ -298,8 +301,8 @@ test('Debian start-stop-daemon: --status 0 while running, 3 after; --stop stops 
   const s = await start(t, dir, ['-p', pidFile, '--', 'python3', SIGNALS, log])
   await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
   t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', pidFile]).status, 0)
-  const stop = spawnSync('start-stop-daemon', ['--stop', '--pidfile', pidFile, '--retry', 'TERM/10/KILL/5'], { encoding: 'utf8' })
-  t.is(stop.status, 0, stop.stderr)
+  const stop = await h.run('start-stop-daemon', ['--stop', '--pidfile', pidFile, '--retry', 'TERM/10/KILL/5'])
+  t.is(stop.code, 0, stop.stderr)
   t.false(h.isRunning(s.pid))
   t.is(lines(log).at(-1), 'SIGTERM', 'the command got TERM, not KILL')
   t.false(fs.existsSync(pidFile))
@@ -312,7 +315,7 @@ test('Debian start-stop-daemon: --status 0 while running, 3 after; --stop stops 
   const pid = h.readPid(nodePid)
   h.cleanupPid(t, pid, dir)
   t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', nodePid]).status, 0)
-  t.is(spawnSync('start-stop-daemon', ['--stop', '--pidfile', nodePid, '--retry', 'TERM/10']).status, 0)
+  t.is((await h.run('start-stop-daemon', ['--stop', '--pidfile', nodePid, '--retry', 'TERM/10'])).code, 0)
   t.false(fs.existsSync(nodePid), 'SIGTERM made the daemon remove its pidfile')
   t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', nodePid]).status, 3)
 })
@@ -340,8 +343,8 @@ test('a real logrotate run with a postrotate that signals HUP: no line lost, new
   await h.waitFor(() => fs.existsSync(log) && fs.statSync(log).size > 200, { what: 'some lines' })
   const conf = path.join(dir, 'logrotate.conf')
   fs.writeFileSync(conf, `${log} {\n  rotate 3\n  nocompress\n  missingok\n  postrotate\n    ${process.execPath} ${CLI} signal HUP -p ${pidFile}\n  endscript\n}\n`)
-  const rotate = spawnSync('logrotate', ['-f', '-s', path.join(dir, 'state'), conf], { encoding: 'utf8' })
-  t.is(rotate.status, 0, rotate.stderr)
+  const rotate = await h.run('logrotate', ['-f', '-s', path.join(dir, 'state'), conf])
+  t.is(rotate.code, 0, rotate.stderr)
   await h.waitFor(() => fs.existsSync(log) && fs.statSync(log).size > 200, { what: 'lines in the new file' })
   t.true(h.isRunning(s.commandPid), 'SIGHUP reopened the logs and did not reach (and kill) the writer')
   await cli(['stop', '-p', pidFile])
@@ -387,6 +390,8 @@ test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 
   const exited = new Promise((resolve) => service.on('exit', (code, sig) => resolve({ code, sig })))
   service.kill('SIGTERM')
   t.deepEqual(await exited, { code: null, sig: 'SIGTERM' })
+  // The listener may write its last line a moment after the service is gone.
+  await h.waitFor(() => lines(received).includes('STOPPING=1'), { what: 'STOPPING=1' })
   t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${service.pid}`, 'STOPPING=1'])
   t.false(fs.existsSync(pidFile))
 })
@@ -408,6 +413,7 @@ test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and no
   // READY=1 means the command has exec'd; wait for it to install its handlers too.
   await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
   t.is(await terminate(fg), 0)
+  await h.waitFor(() => lines(received).includes('STOPPING=1'), { what: 'STOPPING=1' })
   t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${supervisor}`, 'STOPPING=1'])
   t.is(lines(log).at(-1), 'SIGTERM')
   t.false(fs.existsSync(pidFile))
@@ -489,26 +495,40 @@ test('--wait-ready: start returns once the program says READY=1, or fails with i
 test('--wait-ready: only the command (or its descendants) can say READY=1; its stderr tail survives any character', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'fake.pid')
-  const pending = cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '6000', '--', ...sleeper(dir)])
+  let settled = false
+  const pending = cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '120000', '--', ...sleeper(dir)]).finally(() => (settled = true))
   const supervisor = await h.waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() && h.readPid(pidFile), { what: 'the supervisor' })
   h.cleanupPid(t, supervisor, dir)
   const command = await h.waitFor(() => Number(fs.readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8').trim()), { what: 'the command' })
   h.cleanupPid(t, command, dir)
   const socket = await h.waitFor(() => fs.readFileSync(`/proc/${command}/environ`, 'utf8').split('\0').find((v) => v.startsWith('NOTIFY_SOCKET=')), { what: 'its NOTIFY_SOCKET' })
   // Another local process, not descended from the command, pretends the command is ready.
-  // (The generous timeout leaves room for a loaded machine to get here first.)
   const send = 'import socket, sys\nname = sys.argv[1]\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b"READY=1", "\\0" + name[1:] if name.startswith("@") else name)'
   const forged = spawnSync('python3', ['-c', send, socket.slice('NOTIFY_SOCKET='.length)], { encoding: 'utf8' })
   t.is(forged.status, 0, forged.stderr)
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  t.false(settled, 'a forged READY=1 is ignored: start is still waiting')
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
   const r = await pending
-  t.is(r.code, 1, 'a forged READY=1 is ignored: start times out')
-  t.regex(r.stderr, /did not report within 6000 ms/)
-  await h.waitFor(() => !h.isRunning(command), { what: 'the command to be stopped' })
+  t.is(r.code, 1)
+  t.regex(r.stderr, /stopped before it was ready/)
+  t.false(h.isRunning(command))
   t.false(fs.existsSync(pidFile))
 
   const odd = 'line\u2028separated \u00e9\ud83d\ude00 "quoted" \\ end'
   const err = await t.throwsAsync(daemonkit.spawnDaemon(process.execPath, ['-e', `process.stderr.write(${JSON.stringify(odd)}); process.exit(6)`, dir], { waitReady: true }))
   t.like(err, { code: 'EDAEMONNOTREADY', exitCode: 6, daemonStderr: odd })
+})
+
+test('--wait-ready: a command that never says READY=1 is killed after --ready-timeout, with the supervisor', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'never.pid')
+  const r = await cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '1500', '--', ...sleeper(dir)])
+  t.is(r.code, 1)
+  t.regex(r.stderr, /did not report within 1500 ms and was killed/)
+  await h.settle(() => h.processesMentioning(dir).length === 0)
+  t.deepEqual(h.processesMentioning(dir), [], 'neither the supervisor nor the command is left')
+  t.false(fs.existsSync(pidFile))
 })
 
 test('under systemd, a Node command that daemonizes itself stays under the supervisor', async (t) => {
@@ -524,7 +544,8 @@ test('under systemd, a Node command that daemonizes itself stays under the super
   await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
   const supervisor = h.readPid(pidFile)
   h.cleanupPid(t, supervisor, dir)
-  const { pid } = JSON.parse(fs.readFileSync(report, 'utf8'))
+  // READY=1 goes out as daemonize() resolves; the fixture writes its report just after.
+  const { pid } = await h.waitFor(() => JSON.parse(fs.readFileSync(report, 'utf8')), { what: 'the report' })
   h.cleanupPid(t, pid, dir)
   t.is(Number(h.procStatus(pid).PPid), supervisor, 'the app did not fork away from its supervisor')
   t.deepEqual(lines(received), ['listening', `READY=1|MAINPID=${supervisor}`])

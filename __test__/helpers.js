@@ -104,12 +104,20 @@ function isRunning(pid) {
   return st !== undefined && st.state !== 'Z' && st.state !== 'X'
 }
 
-async function waitFor(predicate, { timeout = 10_000, interval = 20, what = 'condition' } = {}) {
+async function waitFor(predicate, { timeout = 30_000, interval = 20, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout
+  let lastError
   for (;;) {
-    const value = await predicate()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    try {
+      const value = await predicate()
+      if (value) return value
+    } catch (err) {
+      // Not there yet (a file still to be written, a /proc entry that went away meanwhile).
+      lastError = err
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${lastError ? ` (last error: ${lastError.message})` : ''}`)
+    }
     await new Promise((r) => setTimeout(r, interval))
   }
 }

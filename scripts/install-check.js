@@ -195,7 +195,7 @@ server.listen(0, '127.0.0.1', () => {
     'manage.cjs': `const { status, stop } = require('daemonkit')
 
 const [action, pidFile] = process.argv.slice(2)
-const result = action === 'stop' ? stop(pidFile, { timeout: 5000 }) : status(pidFile)
+const result = action === 'stop' ? stop(pidFile, { timeout: 30000 }) : status(pidFile)
 result.then(
   (r) => console.log(JSON.stringify(r)),
   (e) => {
