@@ -170,6 +170,13 @@ function findings(r, tools) {
         `${f1(L.ssd.ready.median)} ms: the CLI is itself a Node program (one more Node start-up and require) and starts a supervisor.`,
     )
   }
+  if (L['daemonkit-cli-ready'] && L['ssd-notify'] && L['daemonkit-cli-ready'].ready.median > L['ssd-notify'].ready.median) {
+    notAhead.push(
+      `**The CLI with readiness against start-stop-daemon --notify-await:** \`daemonkit start --wait-ready\` ` +
+        `${f1(L['daemonkit-cli-ready'].ready.median)} ms vs ${f1(L['ssd-notify'].ready.median)} ms: both wait for READY=1 from the app, ` +
+        'but the CLI is a Node program and the app loads daemonkit to send it (Node cannot send a datagram to a unix socket by itself).',
+    )
+  }
   const blk = r.blocking.results
   for (const s of blk) {
     for (const [n, t] of Object.entries(s.tools)) {
@@ -207,7 +214,9 @@ function findings(r, tools) {
     notAhead.push(
       '**Readiness of the CLI:** `daemonkit start -- PROGRAM` returns 0 once PROGRAM has exec\'d, so an app that fails during its start-up ' +
         'is not reported (the supervisor then exits and removes its pidfile, so nothing is left). start-stop-daemon without ' +
-        '--notify-await does the same; a program that uses daemonize() itself (or start-stop-daemon --notify-await) gets a real readiness check.',
+        '--notify-await does the same. With `--wait-ready` the CLI waits for READY=1 from the app' +
+        (cc['daemonkit-cli-ready'] ? ` and a failing app is reported (exit ${cc['daemonkit-cli-ready'].crash.status} after ${fms(cc['daemonkit-cli-ready'].crash.elapsed)} ms here, with the app's message)` : '') +
+        '; a program that uses daemonize() itself gets a real readiness check either way.',
     )
   }
   const teardownDk = S['daemonkit-fn'].teardown.median

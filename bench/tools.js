@@ -44,6 +44,13 @@ function launchers({ floor, versions }) {
       cmd: (dir) => [NODE, CLI, 'start', '-p', pidPath(dir), '--', NODE, fixture('app-plain.js'), dir],
     },
     {
+      name: 'daemonkit-cli-ready',
+      label: 'daemonkit start --wait-ready (CLI, supervised)',
+      ready: "waits for the app's READY=1 on the supervisor's private NOTIFY_SOCKET (daemonize() in the app sends it after its start-up code, staying in place)",
+      supervised: true,
+      cmd: (dir) => [NODE, CLI, 'start', '--wait-ready', '-p', pidPath(dir), '--', NODE, fixture('daemonkit.js'), dir, '--no-pidfile'],
+    },
+    {
       name: 'spawn',
       label: 'spawn({ detached }) + IPC ready',
       ready: "waits for the child's 'ready' IPC message (sent after its start-up code), exits 1 if the child exits first",
