@@ -56,9 +56,17 @@ export class ReadinessError extends DaemonkitError {
   /** What the daemon wrote to stderr before it failed (its last 8 KiB). */
   readonly daemonStderr: string
 
-  constructor(pid: number, reason: NotReadyReason, exitCode: number | undefined, daemonStderr: string, detail: string) {
+  /** `subject` names what failed in the message; by default the daemon and its pid. */
+  constructor(
+    pid: number,
+    reason: NotReadyReason,
+    exitCode: number | undefined,
+    daemonStderr: string,
+    detail: string,
+    subject = `daemon (pid ${pid})`,
+  ) {
     const tail = daemonStderr.trim()
-    super('EDAEMONNOTREADY', `daemon (pid ${pid}) ${detail}${tail ? `:\n${tail}` : ''}`)
+    super('EDAEMONNOTREADY', `${subject} ${detail}${tail ? `:\n${tail}` : ''}`)
     this.pid = pid
     this.reason = reason
     this.exitCode = exitCode

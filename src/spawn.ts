@@ -288,7 +288,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       await handle?.waitExit(2_000)
       const status = Number(notReady[1])
       const stderr = JSON.parse(notReady[2]) as string
-      throw new ReadinessError(pid, 'exited', status, stderr, `(${command}) exited with status ${status} before it was ready`)
+      throw new ReadinessError(pid, 'exited', status, stderr, `exited with status ${status} before it was ready`, `${command} (supervisor pid ${pid})`)
     }
     const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/s)
     if (failed) {
@@ -309,8 +309,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     }
     await handle?.waitExit(2_000)
     throw report.timedOut
-      ? new ReadinessError(pid, 'timeout', undefined, '', `(the supervisor) did not report within ${o.base.readyTimeout} ms and was killed`)
-      : new ReadinessError(pid, 'exited', undefined, report.line ?? '', '(the supervisor) exited without reporting')
+      ? new ReadinessError(pid, 'timeout', undefined, '', `did not report within ${o.base.readyTimeout} ms and was killed`, `the supervisor (pid ${pid}) of ${command}`)
+      : new ReadinessError(pid, 'exited', undefined, report.line ?? '', 'exited without reporting', `the supervisor (pid ${pid}) of ${command}`)
   } catch (err) {
     if (reportRead !== undefined) fs.closeSync(reportRead)
     if (lockFd !== undefined) {
