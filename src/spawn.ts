@@ -107,11 +107,13 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (raw.chroot !== undefined && (typeof raw.chroot !== 'string' || raw.chroot === '')) fail('chroot', 'must be a directory path')
   const baseInput: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(raw)) if (!SPAWN_KEYS.includes(k)) baseInput[k] = v
-  // With chroot the cwd lives inside the new root and is checked there, by the kernel.
-  const cwdInsideRoot = chroot !== undefined && typeof raw.cwd === 'string' ? raw.cwd : undefined
-  if (cwdInsideRoot !== undefined) delete baseInput.cwd
+  // The command's cwd is checked by the kernel, in the daemon, like the executable: a missing
+  // directory is a launch failure with its errno (ENOENT, EACCES…), not an invalid option. With
+  // chroot it lives inside the new root.
+  const cwd = typeof raw.cwd === 'string' && raw.cwd !== '' && !raw.cwd.includes('\0') ? raw.cwd : undefined
+  if (cwd !== undefined) delete baseInput.cwd
   const base = normalizeOptions(baseInput)
-  if (cwdInsideRoot !== undefined) base.cwd = path.posix.resolve('/', cwdInsideRoot)
+  if (cwd !== undefined) base.cwd = chroot !== undefined ? path.posix.resolve('/', cwd) : path.resolve(cwd)
   const restart = raw.restart === undefined ? 'never' : raw.restart
   if (restart !== 'never' && restart !== 'on-failure' && restart !== 'always') fail('restart', "must be 'never', 'on-failure' or 'always'")
   const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true : raw.supervise
@@ -153,10 +155,15 @@ function openOutput(target: OutputTarget): number | undefined {
   return target === 'ignore' ? undefined : fs.openSync(target, 'a', 0o640)
 }
 
-function launchError(err: unknown, command: string): LaunchError {
+/** A launch failure's words, naming the directory when the daemon could not enter it. */
+function failureText(message: string, cwd: string): string {
+  return message.replace(/^chdir failed/, `chdir to ${cwd} failed`)
+}
+
+function launchError(err: unknown, command: string, cwd: string): LaunchError {
   const e = err as { code?: unknown; message?: unknown }
   const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'
-  return new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${String(e.message)}`, command, { cause: err })
+  return new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failureText(String(e.message), cwd)}`, command, { cause: err })
 }
 
 /**
@@ -243,7 +250,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       })
       return { pid, commandPid: pid }
     } catch (err) {
-      throw launchError(err, command)
+      throw launchError(err, command, o.base.cwd)
     } finally {
       for (const fd of new Set([stdout, stderr])) if (fd !== undefined) fs.closeSync(fd)
     }
@@ -294,7 +301,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     if (failed) {
       await handle?.waitExit(2_000)
       const reason = errnoName(Number(failed[2])) ?? `errno ${failed[2]}`
-      throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failed[3]}`, command)
+      throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failureText(failed[3], o.base.cwd)}`, command)
     }
     if (report.timedOut && handle) {
       // SIGTERM first: the supervisor passes it on and cleans up; SIGKILL if it does not end.
