@@ -3,6 +3,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
+const test = require('ava')
 
 const FIXTURES = path.join(__dirname, 'fixtures')
 const DAEMON = path.join(FIXTURES, 'daemon.js')
@@ -31,6 +32,12 @@ function readableCopy(dir, fixture) {
   if (spawnSync('chmod', ['-R', 'a+rX', root]).status !== 0) throw new Error(`chmod -R a+rX ${root} failed`)
   return copy
 }
+
+/**
+ * `test` when running as root, else `test.skip`: privilege drops, chroot, chown and running
+ * fixtures as `nobody` need root (.ci/run and the GitHub workflow run the suite as root).
+ */
+const rootTest = process.getuid && process.getuid() === 0 ? test : test.skip
 
 /** Runs a command to completion; resolves with { code, signal, stdout, stderr }. */
 function run(command, args, { cwd, env, timeout = 30_000, stdio } = {}) {
@@ -180,5 +187,5 @@ function processesMentioning(needle) {
 
 module.exports = {
   DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, isLocked, readPid,
-  cleanupPid, processesMentioning, readableCopy,
+  cleanupPid, processesMentioning, readableCopy, rootTest,
 }

@@ -260,7 +260,7 @@ test('without pidfds (ENOSYS) stop falls back to kill after checking the lock; o
   t.true(h.isRunning(pidB), 'never "not running" for a daemon that could not be opened')
 })
 
-test('permission problems are reported as such, never as "not running"', async (t) => {
+h.rootTest('permission problems are reported as such, never as "not running"', async (t) => {
   const dir = h.tempDir(t)
   const service = h.readableCopy(dir, SERVICE)
   const spec = { pidFile: path.join(dir, 's.pid') }
