@@ -44,6 +44,25 @@ test('--help documents every option; --version prints the package version', asyn
   t.true(flags.length >= 20)
   for (const flag of [...flags, '--json', '--no-supervise', '--help', '--version']) t.true(help.stdout.includes(flag), `${flag} missing from --help`)
   for (const command of ['start', 'run', 'stop', 'restart', 'status', 'signal']) t.regex(help.stdout, new RegExp(`^  ${command} `, 'm'))
+
+  // Every option of spawnDaemon() and stop(), read from the published types, has a flag.
+  const flagOf = {
+    pidFile: '--pidfile', cwd: '--cwd', umask: '--umask', stdout: '--stdout', stderr: '--stderr', env: '--env',
+    readyTimeout: '--ready-timeout', user: '--user', group: '--group', chroot: '--chroot', supervise: '--no-supervise',
+    restart: '--restart', restartDelay: '--restart-delay', restartDelayMax: '--restart-delay-max',
+    restartBurst: '--restart-burst', restartWindow: '--restart-window', notify: '--notify', forwardHup: '--forward-hup',
+    waitReady: '--wait-ready', signal: '--signal', timeout: '--timeout', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
+  }
+  const dts = (file) => fs.readFileSync(path.join(__dirname, '..', 'dist', file), 'utf8')
+  const members = (text, name) => {
+    const body = text.slice(text.indexOf(`export interface ${name}`)).split('\n}')[0]
+    const picked = [...(body.split('{')[0].match(/'[A-Za-z]+'/g) ?? [])].map((k) => k.slice(1, -1))
+    return [...picked, ...[...body.matchAll(/^ {4}([A-Za-z]+)\?:/gm)].map((m) => m[1])]
+  }
+  const apiOptions = [...members(dts('spawn.d.ts'), 'SpawnDaemonOptions'), ...members(dts('manage.d.ts'), 'StopOptions')]
+  t.true(apiOptions.length >= 20, apiOptions.join(' '))
+  t.deepEqual(apiOptions.filter((o) => !(o in flagOf)), [], 'API options without a flag')
+  for (const o of apiOptions) t.true(help.stdout.includes(flagOf[o]), `${flagOf[o]} (${o}) missing from --help`)
   const version = await cli(['--version'])
   t.is(version.stdout, `daemonkit ${require('../package.json').version}\n`)
   const bad = await cli(['start', '--bogus'])
@@ -83,6 +102,44 @@ test('start: the supervisor holds the lock; status reports both pids; the comman
   await h.waitFor(() => !h.isRunning(s.commandPid), { what: 'the command to end' })
   t.false(fs.existsSync(pidFile))
   t.is((await cli(['status', '-p', pidFile])).code, 3)
+})
+
+test('restart, status and stop with --json; stop escalates to SIGKILL after --timeout; bad flag values are usage errors', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'r.pid')
+  const first = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir)])
+  const restarted = await cli(['restart', '--json', '-p', pidFile, '--', ...sleeper(dir)])
+  t.is(restarted.code, 0, restarted.stderr)
+  const second = JSON.parse(restarted.stdout)
+  h.cleanupPid(t, second.pid, dir)
+  h.cleanupPid(t, second.commandPid, dir)
+  t.like(second, { started: true })
+  t.not(second.pid, first.pid)
+  t.false(h.isRunning(first.pid))
+  t.false(h.isRunning(first.commandPid))
+  let r = await cli(['status', '--json', '-p', pidFile])
+  t.is(r.code, 0)
+  t.deepEqual(JSON.parse(r.stdout), { state: 'running', pid: second.pid, commandPid: second.commandPid })
+  r = await cli(['stop', '--json', '-p', pidFile])
+  t.is(r.code, 0)
+  t.like(JSON.parse(r.stdout), { stopped: true, pid: second.pid, signal: 'SIGTERM', forced: false })
+  r = await cli(['status', '--json', '-p', pidFile])
+  t.is(r.code, 3)
+  t.deepEqual(JSON.parse(r.stdout), { state: 'stopped' })
+  r = await cli(['stop', '--json', '-p', pidFile])
+  t.deepEqual(JSON.parse(r.stdout), { stopped: false, reason: 'not-running' })
+
+  // A command that ignores SIGTERM (the supervisor passes it on and waits for it): SIGKILL
+  // after --timeout ends the supervisor, and the command with it (parent-death signal).
+  const stubborn = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)')])
+  const ignoresTerm = () => (BigInt(`0x${h.procStatus(stubborn.commandPid).SigIgn}`) >> 14n) & 1n
+  await h.waitFor(() => ignoresTerm() === 1n, { what: 'the command to ignore SIGTERM' })
+  r = await cli(['stop', '--json', '-p', pidFile, '-t', '300', '--kill-timeout', '20000'])
+  t.is(r.code, 0, r.stderr)
+  t.like(JSON.parse(r.stdout), { stopped: true, pid: stubborn.pid, signal: 'SIGKILL', forced: true })
+  await h.waitFor(() => !h.isRunning(stubborn.commandPid), { what: 'the command to die with its supervisor' })
+  t.is((await cli(['stop', '-p', pidFile, '--kill-timeout', 'soon'])).code, 2)
+  t.is((await cli(['start', '-p', pidFile, '--notify', 'maybe', '--', 'true'])).code, 2)
 })
 
 test('a command that closes all its descriptors, or leaves children behind, does not confuse running/stopped', async (t) => {

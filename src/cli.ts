@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import { LSB } from './daemon'
 import { AlreadyRunningError, DaemonkitError } from './errors'
 import { lockPidfile } from './launch'
-import { removeStalePidfile, signal, status, stop, type SignalName } from './manage'
+import { removeStalePidfile, signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { shouldDetach } from './options'
 import { normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
 import { supervisorPath } from './supervisor'
@@ -52,9 +52,12 @@ Options:
                             (systemd's protocol; Node programs using daemonize() do it
                             themselves); if it exits first, start prints its stderr, exits 1
       --ready-timeout MS    how long start waits for PROGRAM (default 30000)
+      --notify auto|yes|no  tell systemd READY=1 and STOPPING=1 over $NOTIFY_SOCKET
+                            (auto, the default: when it is set)
   -t, --timeout MS          stop: wait this long before SIGKILL (default 10000)
   -s, --signal SIG          stop: the first signal (default SIGTERM)
       --kill-signal SIG     stop: the escalation signal (default SIGKILL)
+      --kill-timeout MS     stop: wait this long after it (default 5000)
       --json                print one JSON object instead of a line of text
   -h, --help                show this help
   -V, --version             show the version
@@ -85,6 +88,7 @@ interface Parsed {
   timeout?: number
   stopSignal?: SignalName
   killSignal?: SignalName
+  killTimeout?: number
 }
 
 const VALUE_FLAGS: Record<string, string> = {
@@ -94,7 +98,8 @@ const VALUE_FLAGS: Record<string, string> = {
   '--chroot': 'chroot', '-r': 'restart', '--restart': 'restart', '--restart-delay': 'restartDelay',
   '--restart-delay-max': 'restartDelayMax', '--restart-burst': 'restartBurst', '--restart-window': 'restartWindow',
   '--detach': 'detach', '--ready-timeout': 'readyTimeout', '-t': 'timeout', '--timeout': 'timeout',
-  '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal',
+  '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal', '--kill-timeout': 'killTimeout',
+  '--notify': 'notify',
 }
 
 function integer(flag: string, value: string): number {
@@ -185,6 +190,11 @@ export function parse(argv: string[]): Parsed {
       case 'timeout': out.timeout = integer(flag, value); break
       case 'signal': out.stopSignal = signalName(flag, value); break
       case 'killSignal': out.killSignal = signalName(flag, value); break
+      case 'killTimeout': out.killTimeout = integer(flag, value); break
+      case 'notify':
+        if (!['auto', 'yes', 'no'].includes(value)) throw new UsageError('--notify needs auto, yes or no')
+        if (value !== 'auto') out.opts.notify = value === 'yes'
+        break
     }
   }
   if (Object.keys(env).length > 0) out.opts.env = env
@@ -207,6 +217,10 @@ function needPidfile(p: Parsed): string {
   return p.opts.pidFile
 }
 
+function stopOptions(p: Parsed): StopOptions {
+  return { timeout: p.timeout, signal: p.stopSignal, killSignal: p.killSignal, killTimeout: p.killTimeout }
+}
+
 function needProgram(p: Parsed): string {
   if (!p.program) throw new UsageError(`${p.command} needs a program: daemonkit ${p.command} [options] -- PROGRAM [ARGS...]`)
   return p.program
@@ -216,9 +230,9 @@ function needProgram(p: Parsed): string {
  * `run`: the supervisor in the foreground, as a child of this process, holding the pidfile.
  * It gets a process group of its own, so a terminal's Ctrl-C reaches it once, through us.
  */
-async function runForeground(p: Parsed, notify: boolean): Promise<number> {
+async function runForeground(p: Parsed): Promise<number> {
   const program = needProgram(p)
-  const o = normalizeSpawnOptions({ ...p.opts, supervise: true, notify })
+  const o = normalizeSpawnOptions({ ...p.opts, supervise: true })
   const supervisor = supervisorPath()
   const flags = supervisorFlags(o)
   const stdio: Array<'inherit' | 'ignore' | number> = ['ignore', 'inherit', 'inherit']
@@ -251,7 +265,7 @@ async function runForeground(p: Parsed, notify: boolean): Promise<number> {
 
 async function startCommand(p: Parsed): Promise<number> {
   const program = needProgram(p)
-  if (!shouldDetach(p.detach)) return runForeground(p, Boolean(process.env.NOTIFY_SOCKET))
+  if (!shouldDetach(p.detach)) return runForeground(p)
   try {
     const r = await spawnDaemon(program, p.args, p.opts)
     print(p.json, { started: true, ...r }, r.pid === r.commandPid ? `started (pid ${r.pid})` : `started (pid ${r.pid}, command pid ${r.commandPid})`)
@@ -287,15 +301,15 @@ async function main(argv: string[]): Promise<number> {
       case 'start':
         return await startCommand(p)
       case 'run':
-        return await runForeground(p, Boolean(process.env.NOTIFY_SOCKET))
+        return await runForeground(p)
       case 'restart': {
         const file = needPidfile(p)
         needProgram(p)
-        await stop(file, { timeout: p.timeout, signal: p.stopSignal, killSignal: p.killSignal })
+        await stop(file, stopOptions(p))
         return await startCommand(p)
       }
       case 'stop': {
-        const r = await stop(needPidfile(p), { timeout: p.timeout, signal: p.stopSignal, killSignal: p.killSignal })
+        const r = await stop(needPidfile(p), stopOptions(p))
         print(p.json, r, r.stopped ? `stopped (pid ${r.pid}${r.forced ? `, forced with ${r.signal}` : ''})` : 'not running')
         return LSB.ok
       }
