@@ -93,15 +93,17 @@ test('stdio: stdout and stderr go to log files, appended, created 0640', async (
   t.is(result.stdout, '', 'nothing of the daemon reaches the launcher\'s stdout')
 })
 
-test('descriptors the launcher inherited (file, pipe, terminal) are not in the daemon', async (t) => {
+test('descriptors the launcher inherited (file, socket, pipe, terminal) are not in the daemon', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   const leakedFile = path.join(dir, 'leaked.txt')
   const fileFd = fs.openSync(leakedFile, 'w')
   t.teardown(() => fs.closeSync(fileFd))
-  // The launcher gets an inherited file at fd 3 and a socket pair end at fd 4, under a pseudo-terminal.
+  // The launcher gets an inherited file at fd 3, a socket pair end at fd 4 and a shell pipeline's
+  // pipe at fd 5, under a pseudo-terminal.
   const launcherFds = path.join(dir, 'launcher-fds.json')
-  const cmd = `${process.execPath} ${h.DAEMON} '${JSON.stringify({ options: { pidFile }, launcherFds })}'`
+  const launcher = `${process.execPath} ${h.DAEMON} '${JSON.stringify({ options: { pidFile }, launcherFds })}'`
+  const cmd = `cat /dev/null | { exec 5<&0 0<&1; exec ${launcher}; }`
   const child = spawn('script', ['-qec', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe', fileFd, 'pipe'] })
   const code = await new Promise((resolve) => child.on('close', resolve))
   t.is(code, 0)
@@ -111,13 +113,35 @@ test('descriptors the launcher inherited (file, pipe, terminal) are not in the d
   const inherited = JSON.parse(fs.readFileSync(launcherFds, 'utf8'))
   t.is(inherited['3'], leakedFile, 'the launcher did inherit the file')
   t.regex(inherited['4'], /^socket:/, 'the launcher did inherit the socket')
+  t.regex(inherited['5'], /^pipe:/, 'the launcher did inherit the pipe')
   t.regex(inherited['0'], /^\/dev\/pts\//, 'the launcher did run on a terminal')
   const targets = Object.values(h.procFds(pid))
-  for (const fd of ['0', '3', '4']) t.false(targets.includes(inherited[fd]), `the launcher's fd ${fd} (${inherited[fd]}) reached the daemon`)
+  for (const fd of ['0', '3', '4', '5']) t.false(targets.includes(inherited[fd]), `the launcher's fd ${fd} (${inherited[fd]}) reached the daemon`)
   t.false(targets.some((target) => /^\/dev\/(pts\/|tty|ptmx)/.test(target)), 'a terminal reached the daemon')
   // Every file-backed descriptor is one the daemon should have.
   const files = targets.filter((target) => target.startsWith('/'))
   t.deepEqual([...new Set(files)].sort(), ['/dev/null', pidFile].sort())
+})
+
+test('without close_range (ENOSYS, injected by strace) the fallback still closes every inherited descriptor', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const leaked = path.join(dir, 'leaked.txt')
+  const trace = path.join(dir, 'trace')
+  // A lower fd limit keeps the fallback's close() loop short; seccomp-bpf stops strace only at
+  // close_range, not at each of those close() calls.
+  const script = 'ulimit -n 4096; exec 7>"$1"; exec strace -f -qq --seccomp-bpf -o "$2" -e trace=close_range -e inject=close_range:error=ENOSYS "$3" "$4" "$5"'
+  const tracer = spawn('sh', ['-c', script, 'sh', leaked, trace, process.execPath, h.DAEMON, JSON.stringify({ options: { pidFile } })], { stdio: 'ignore' })
+  t.teardown(() => tracer.kill('SIGKILL'))
+  const pid = await h.waitFor(() => h.isLocked(pidFile) && h.readPid(pidFile), { what: 'the daemon' })
+  h.cleanupPid(t, pid, dir)
+  const targets = Object.values(h.procFds(pid))
+  t.false(targets.includes(leaked), 'the launcher\'s fd 7 reached the daemon')
+  t.deepEqual([...new Set(targets.filter((target) => target.startsWith('/')))].sort(), ['/dev/null', pidFile].sort())
+  const lines = fs.readFileSync(trace, 'utf8').split('\n')
+  t.true(lines.some((l) => /close_range\(.*= -1 ENOSYS .*\(INJECTED\)/.test(l)), 'close_range was refused')
+  process.kill(pid, 'SIGTERM')
+  await new Promise((resolve) => tracer.on('exit', resolve))
 })
 
 test('signals blocked or ignored in the launcher do not reach the daemon', async (t) => {
@@ -219,6 +243,22 @@ test('an exit before ready reports the exit code and the daemon\'s own message',
   t.not(r.code, 0)
   t.regex(r.stderr, /exited with code 7 before it was ready/)
   t.regex(r.stderr, /cannot bind port 80/)
+  t.false(fs.existsSync(pidFile))
+})
+
+test('the launcher can catch the ReadinessError: code, pid, reason, exitCode and the daemon\'s stderr', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const caught = path.join(dir, 'caught.json')
+  const r = await h.launch({ options: { pidFile }, fail: 'exit', code: 3, message: 'bad config (xyzzy)', caught })
+  t.is(r.code, 0, 'the rejection was handled: the launcher exits normally')
+  t.is(r.stdout, 'the app carries on\n')
+  const err = JSON.parse(fs.readFileSync(caught, 'utf8'))
+  t.like(err, { isReadinessError: true, name: 'ReadinessError', code: 'EDAEMONNOTREADY', reason: 'exited', exitCode: 3 })
+  t.is(err.daemonStderr.trim(), 'bad config (xyzzy)')
+  t.regex(err.message, new RegExp(`^daemon \\(pid ${err.pid}\\) exited with code 3 before it was ready:\\nbad config \\(xyzzy\\)$`))
+  t.true(err.pid > 1)
+  t.false(h.isRunning(err.pid))
   t.false(fs.existsSync(pidFile))
 })
 
