@@ -30,7 +30,7 @@ test('cli: start, status, start again, reload, stop, status, stop again, reload 
   const pid = await startService(t, dir, spec)
   t.true(h.isRunning(pid))
   t.true(h.isLocked(spec.pidFile))
-  t.deepEqual(events(spec.events), [`ready ${pid}`], 'run() completed before start returned')
+  t.deepEqual(events(spec.events), [`ready ${pid} ${spec.pidFile}`], 'run() completed before start returned; ctx has the pid and the pidfile')
 
   let r = await service('status', spec)
   t.is(r.code, 0)
