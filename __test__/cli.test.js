@@ -483,7 +483,8 @@ test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and no
   await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
   const supervisor = h.readPid(pidFile)
   h.cleanupPid(t, supervisor, dir)
-  t.is(Number(h.procStatus(supervisor).PPid), fg.pid, 'not detached: the supervisor is the CLI\'s child')
+  t.is(supervisor, fg.pid, 'not detached: the CLI became the supervisor (execve), no Node process stays beside it')
+  t.is(fs.readlinkSync(`/proc/${fg.pid}/exe`), fs.realpathSync(path.join(__dirname, '..', 'binding', 'daemonkit-supervise')))
   // READY=1 means the command has exec'd; wait for it to install its handlers too.
   await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
   t.is(await terminate(fg), 0)
@@ -508,12 +509,15 @@ test('SIGHUP with log files stays with the supervisor unless --forward-hup', asy
   }
 })
 
-test('daemonkit run: one Ctrl-C (SIGINT to the foreground process group) reaches the command once', async (t) => {
+test('daemonkit run: the CLI becomes the supervisor; one Ctrl-C (SIGINT to the foreground process group) reaches the command once', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'run.pid')
   const events = path.join(dir, 'signals.log')
-  // Its own process group, as a terminal's foreground job would be.
-  const fg = spawn(process.execPath, [CLI, 'run', '-p', pidFile, '--', 'python3', SIGNALS, events], { stdio: 'ignore', detached: true })
+  const inherited = path.join(dir, 'inherited.txt')
+  const inheritedFd = fs.openSync(inherited, 'w')
+  t.teardown(() => fs.closeSync(inheritedFd))
+  // Its own process group, as a terminal's foreground job would be; a file at fd 3.
+  const fg = spawn(process.execPath, [CLI, 'run', '-p', pidFile, '--', 'python3', SIGNALS, events], { stdio: ['ignore', 'ignore', 'ignore', inheritedFd], detached: true })
   t.teardown(() => {
     try {
       process.kill(-fg.pid, 'SIGKILL')
@@ -524,6 +528,13 @@ test('daemonkit run: one Ctrl-C (SIGINT to the foreground process group) reaches
   await h.waitFor(() => lines(events).length > 0 && fs.existsSync(pidFile), { what: 'the command to start' })
   const supervisor = h.readPid(pidFile)
   h.cleanupPid(t, supervisor, dir)
+  t.is(supervisor, fg.pid, 'no Node process stays: the CLI exec\'d the supervisor')
+  t.is(fs.readlinkSync(`/proc/${fg.pid}/exe`), fs.realpathSync(path.join(__dirname, '..', 'binding', 'daemonkit-supervise')))
+  const files = Object.values(h.procFds(supervisor)).filter((target) => target.startsWith('/'))
+  t.false(files.includes(inherited), 'a descriptor the CLI inherited did not reach the supervisor')
+  t.true(files.includes(pidFile), 'the supervisor holds the pidfile')
+  const command = Number(fs.readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8').trim())
+  t.is(h.procStat(command).pgrp, command, 'the command has a process group of its own')
   process.kill(-fg.pid, 'SIGINT')
   await h.waitFor(() => lines(events).includes('SIGINT'), { what: 'SIGINT' })
   await new Promise((resolve) => setTimeout(resolve, 200))

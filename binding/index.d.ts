@@ -45,6 +45,13 @@ export declare function acquirePidfile(path: string): Acquired
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
 
+/**
+ * Replaces this process with `program` (`execve`): `args` is the whole argv, `env` the whole
+ * environment as `NAME=value`. Descriptors 0-2 and `keep_fds` are inherited, no other. Only
+ * returns by throwing, with the errno, the process otherwise unchanged.
+ */
+export declare function execReplacing(program: string, args: Array<string>, environment: Array<string>, keepFds: Array<number>): void
+
 /** Launches a daemon (double fork + execve); returns once it has exec'd. */
 export declare function launch(spec: LaunchSpec): LaunchResult
 

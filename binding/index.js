@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.Process = nativeBinding.Process
 module.exports.acquirePidfile = nativeBinding.acquirePidfile
 module.exports.dup2 = nativeBinding.dup2
+module.exports.execReplacing = nativeBinding.execReplacing
 module.exports.launch = nativeBinding.launch
 module.exports.openProcess = nativeBinding.openProcess
 module.exports.pipe = nativeBinding.pipe

@@ -1,13 +1,12 @@
 #!/usr/bin/env node
-import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { LSB } from './daemon'
-import { AlreadyRunningError, DaemonkitError } from './errors'
+import { AlreadyRunningError, DaemonkitError, LaunchError } from './errors'
 import { lockPidfile } from './launch'
-import { removeStalePidfile, signal, status, stop, type SignalName, type StopOptions } from './manage'
+import { signal, status, stop, type SignalName, type StopOptions } from './manage'
+import { native } from './native'
 import { shouldDetach } from './options'
 import { normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
 import { supervisorPath } from './supervisor'
@@ -19,8 +18,9 @@ Run any program as a correct Unix daemon: double fork, new session, no terminal,
 
 Commands:
   start   [options] -- PROGRAM [ARGS...]  start PROGRAM as a daemon; returns once it runs
-  run     [options] -- PROGRAM [ARGS...]  run PROGRAM under the supervisor in the foreground
-                                          (for systemd, containers and other supervisors)
+  run     [options] -- PROGRAM [ARGS...]  run PROGRAM under the supervisor in the foreground, for
+                                          systemd, containers and other supervisors (this
+                                          process becomes the supervisor: execve, same pid)
   stop    -p FILE [-t MS] [-s SIG]        stop the daemon: SIG, wait, SIGKILL after MS
   restart [options] -- PROGRAM [ARGS...]  stop it if it runs, then start it
   status  -p FILE                         0 running, 1 dead (stale pidfile), 3 not running, 4 unknown
@@ -227,40 +227,34 @@ function needProgram(p: Parsed): string {
 }
 
 /**
- * `run`: the supervisor in the foreground, as a child of this process, holding the pidfile.
- * It gets a process group of its own, so a terminal's Ctrl-C reaches it once, through us.
+ * `run` (and `start` under systemd): this process becomes the supervisor by `execve`, holding
+ * the pidfile's lock, so no Node process stays alive beside the command and the pid that
+ * systemd or a container runtime watches is the supervisor's. The supervisor puts the command
+ * in a process group of its own, so a terminal's Ctrl-C reaches the command once, forwarded.
+ * Returns only if the exec failed.
  */
-async function runForeground(p: Parsed): Promise<number> {
+function runForeground(p: Parsed): number {
   const program = needProgram(p)
   const o = normalizeSpawnOptions({ ...p.opts, supervise: true })
   const supervisor = supervisorPath()
-  const flags = supervisorFlags(o)
-  const stdio: Array<'inherit' | 'ignore' | number> = ['ignore', 'inherit', 'inherit']
+  const flags = [...supervisorFlags(o), '--process-group']
   const pidFile = o.base.pidFile
-  let lockFd: number | undefined
-  if (pidFile !== undefined) {
-    lockFd = lockPidfile(pidFile)
-    stdio.push(lockFd)
-    flags.push('--lock-fd', '3', '--pidfile', pidFile)
+  const lockFd = pidFile === undefined ? undefined : lockPidfile(pidFile)
+  if (lockFd !== undefined) flags.push('--lock-fd', String(lockFd), '--pidfile', pidFile as string)
+  const env = Object.entries({ ...process.env, ...o.base.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]))
+  const n = native()
+  try {
+    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, lockFd === undefined ? [] : [lockFd])
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown }
+    if (lockFd !== undefined) {
+      n.removePidfile(pidFile as string, lockFd)
+      fs.closeSync(lockFd)
+    }
+    const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'
+    throw new LaunchError(reason, `cannot run the supervisor: ${String(e.message)}`, supervisor, { cause: err })
   }
-  const child = spawn(supervisor, [...flags, '--', program, ...p.args], {
-    stdio,
-    detached: true,
-    env: { ...process.env, ...o.base.env },
-  })
-  if (lockFd !== undefined) fs.closeSync(lockFd) // the supervisor holds it now
-  const forward = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const
-  for (const sig of forward) process.on(sig, () => child.kill(sig))
-  const code = await new Promise<number>((resolve) => {
-    child.on('error', (err) => {
-      process.stderr.write(`daemonkit: ${err.message}\n`)
-      resolve(LSB.deadOrFailed)
-    })
-    child.on('exit', (status, sig) => resolve(status ?? 128 + (sig ? os.constants.signals[sig] : 0)))
-  })
-  // A supervisor that could not even start leaves its pidfile behind: nobody locks it now.
-  if (pidFile !== undefined) removeStalePidfile(pidFile)
-  return code
+  return LSB.deadOrFailed // not reached: execReplacing returns only by throwing
 }
 
 async function startCommand(p: Parsed): Promise<number> {
@@ -301,7 +295,7 @@ async function main(argv: string[]): Promise<number> {
       case 'start':
         return await startCommand(p)
       case 'run':
-        return await runForeground(p)
+        return runForeground(p)
       case 'restart': {
         const file = needPidfile(p)
         needProgram(p)

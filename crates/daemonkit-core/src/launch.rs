@@ -68,6 +68,8 @@ pub enum Stage {
     Privileges = 9,
     /// Setting the parent-death signal.
     ParentDeathSignal = 10,
+    /// Moving into a process group of its own (`setpgid`).
+    ProcessGroup = 11,
 }
 
 impl Stage {
@@ -83,6 +85,7 @@ impl Stage {
             8 => Stage::Chroot,
             9 => Stage::Privileges,
             10 => Stage::ParentDeathSignal,
+            11 => Stage::ProcessGroup,
             _ => return None,
         })
     }
@@ -100,6 +103,7 @@ impl Stage {
             Stage::Chroot => "chroot",
             Stage::Privileges => "dropping privileges",
             Stage::ParentDeathSignal => "setting the parent-death signal",
+            Stage::ProcessGroup => "setpgid",
         }
     }
 }
@@ -164,6 +168,7 @@ pub struct Command {
     chroot: Option<Vec<u8>>,
     credentials: Option<Credentials>,
     parent_death_signal: Option<c_int>,
+    new_process_group: bool,
 }
 
 /// The user and groups a launched program runs as.
@@ -195,6 +200,7 @@ impl Command {
             chroot: None,
             credentials: None,
             parent_death_signal: None,
+            new_process_group: false,
         }
     }
 
@@ -298,6 +304,13 @@ impl Command {
     /// (Linux `PR_SET_PDEATHSIG`; ignored elsewhere). Only meaningful with [`Command::spawn`].
     pub fn parent_death_signal(&mut self, signal: c_int) -> &mut Command {
         self.parent_death_signal = Some(signal);
+        self
+    }
+
+    /// Puts the program in a process group of its own (`setpgid(0, 0)`), so that signals a
+    /// terminal sends to the caller's group (Ctrl-C) do not reach it directly. Off by default.
+    pub fn process_group(&mut self, own: bool) -> &mut Command {
+        self.new_process_group = own;
         self
     }
 
@@ -420,6 +433,7 @@ struct Plan {
     group_count: usize,
     parent_death_signal: c_int,
     parent_pid: libc::pid_t,
+    new_process_group: bool,
     report_fd: RawFd,
     /// Set by the daemon process when a step failed, so that the intermediate process (which
     /// shares memory with it on Linux) reaps it instead of leaving a zombie to init.
@@ -438,6 +452,7 @@ struct Prepared {
     root_ptr: *const c_char,
     credentials: Option<Credentials>,
     parent_death_signal: Option<c_int>,
+    new_process_group: bool,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
     sources: Vec<RawFd>,
@@ -493,6 +508,7 @@ impl Prepared {
             _root: root,
             credentials: cmd.credentials.clone(),
             parent_death_signal: cmd.parent_death_signal,
+            new_process_group: cmd.new_process_group,
             argv,
             envp,
             sources,
@@ -525,6 +541,7 @@ impl Prepared {
             parent_death_signal: self.parent_death_signal.unwrap_or(0),
             // SAFETY: getpid has no preconditions.
             parent_pid: unsafe { libc::getpid() },
+            new_process_group: self.new_process_group,
             report_fd: report_write.as_raw_fd(),
             daemon_failed: false,
             #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -806,6 +823,9 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
         fail_daemon(plan, report_fd, Stage::CloseDescriptors);
     }
 
+    if plan.new_process_group && libc::setpgid(0, 0) < 0 {
+        fail_daemon(plan, report_fd, Stage::ProcessGroup);
+    }
     if !plan.root.is_null() && (libc::chroot(plan.root) < 0 || libc::chdir(c"/".as_ptr()) < 0) {
         fail_daemon(plan, report_fd, Stage::Chroot);
     }

@@ -3,6 +3,7 @@
 //! `daemonkit-core` holds everything that must happen at the system-call level when a program
 //! becomes a daemon, as small safe wrappers, one module per concern:
 //!
+//! - [`exec`]: replacing the calling process with another program, keeping chosen descriptors.
 //! - [`launch`]: double fork (a `vfork`-style `clone` on Linux) + `setsid` + `execve`, with
 //!   signal, stdio and file-descriptor hygiene done between fork and exec using only
 //!   async-signal-safe calls on data prepared beforehand.
@@ -18,6 +19,7 @@
 #![cfg(unix)]
 #![deny(missing_docs)]
 
+pub mod exec;
 pub mod launch;
 pub mod notify;
 pub mod pidfile;

@@ -191,6 +191,18 @@ pub fn set_cloexec(env: Env, fd: i32, on: bool) -> Result<()> {
     stdio::set_cloexec(fd, on).map_err(|e| errno_error(&env, e, "fcntl"))
 }
 
+/// Replaces this process with `program` (`execve`): `args` is the whole argv, `env` the whole
+/// environment as `NAME=value`. Descriptors 0-2 and `keep_fds` are inherited, no other. Only
+/// returns by throwing, with the errno, the process otherwise unchanged.
+#[napi]
+pub fn exec_replacing(env: Env, program: String, args: Vec<String>, environment: Vec<String>, keep_fds: Vec<i32>) -> Result<()> {
+    use std::ffi::OsStr;
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let environment: Vec<&OsStr> = environment.iter().map(OsStr::new).collect();
+    let errno = daemonkit_core::exec::exec_replacing(OsStr::new(&program), &args, &environment, &keep_fds);
+    Err(errno_error(&env, errno, &format!("exec {program}")))
+}
+
 /// A handle on one process that cannot be confused with a later process of the same pid.
 #[napi]
 pub struct Process {

@@ -56,6 +56,9 @@ struct Config {
     umask: Option<libc::mode_t>,
     notify: bool,
     forward_hup: bool,
+    /// Start the command in a process group of its own (in the foreground of a terminal, so
+    /// that Ctrl-C reaches it once, forwarded, instead of twice).
+    process_group: bool,
     wait_ready: bool,
 }
 
@@ -63,6 +66,7 @@ fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
      \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
+     \x20      [--process-group]\n\
      \x20      -- PROGRAM [ARGS...]"
 }
 
@@ -87,6 +91,7 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
         umask: None,
         notify: false,
         forward_hup: false,
+        process_group: false,
         wait_ready: false,
     };
     let mut user: Option<String> = None;
@@ -99,6 +104,10 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
         }
         if flag == "--notify" {
             cfg.notify = true;
+            continue;
+        }
+        if flag == "--process-group" {
+            cfg.process_group = true;
             continue;
         }
         if flag == "--forward-hup" {
@@ -456,6 +465,7 @@ impl Supervisor {
             cmd.env_list(vars);
         }
         cmd.parent_death_signal(libc::SIGKILL);
+        cmd.process_group(self.cfg.process_group);
         cmd
     }
 

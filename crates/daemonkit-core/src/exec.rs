@@ -1,0 +1,87 @@
+//! Replacing the calling process with another program (`execve`), for a launcher that hands
+//! over to a native program instead of staying alive as its parent.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
+
+use nix::errno::Errno;
+
+use crate::stdio;
+
+/// Replaces the calling process with `program`: `args` is the whole argv (`argv[0]` included)
+/// and `env` the whole environment, as `NAME=value` entries.
+///
+/// Descriptors 0, 1, 2 and those in `keep` are inherited by the program, even if they were
+/// close-on-exec (Node.js marks its standard streams so); every other descriptor is marked
+/// close-on-exec first, since the caller may itself have inherited some without the flag.
+/// Returns only if `execve` failed, with its errno; the flags of 0, 1, 2 and `keep` are then
+/// as they were (the others stay marked, which only affects later `exec`s).
+///
+/// `execve` from a multi-threaded process is sound: the kernel ends the other threads.
+pub fn exec_replacing(program: &OsStr, args: &[&OsStr], env: &[&OsStr], keep: &[RawFd]) -> Errno {
+    let cstrings = |list: &[&OsStr]| list.iter().map(|s| CString::new(s.as_bytes())).collect::<Result<Vec<_>, _>>();
+    let (Ok(program), Ok(args), Ok(env)) = (CString::new(program.as_bytes()), cstrings(args), cstrings(env)) else {
+        return Errno::EINVAL;
+    };
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(ptr::null());
+
+    let inherited: Vec<RawFd> = [0, 1, 2].iter().chain(keep).copied().collect();
+    // The flags to put back if the exec fails; a closed standard descriptor is left alone.
+    let before: Vec<(RawFd, bool)> = inherited.iter().filter_map(|&fd| Some((fd, is_cloexec(fd)?))).collect();
+    for &fd in keep {
+        if is_cloexec(fd).is_none() {
+            return Errno::EBADF;
+        }
+    }
+    mark_all_cloexec();
+    for &(fd, _) in &before {
+        if let Err(errno) = stdio::set_cloexec(fd, false) {
+            restore(&before);
+            return errno;
+        }
+    }
+    // SAFETY: `program`, `argv` and `envp` are NUL-terminated strings and NULL-terminated
+    // arrays that live until the call returns (it only returns on failure).
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let errno = Errno::last();
+    restore(&before);
+    errno
+}
+
+/// Whether `fd` is close-on-exec; `None` if it is not open.
+fn is_cloexec(fd: RawFd) -> Option<bool> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an invalid descriptor yields -1.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    (flags >= 0).then_some(flags & libc::FD_CLOEXEC != 0)
+}
+
+fn restore(before: &[(RawFd, bool)]) {
+    for &(fd, cloexec) in before {
+        let _ = stdio::set_cloexec(fd, cloexec);
+    }
+}
+
+/// Marks every descriptor from 3 up close-on-exec.
+fn mark_all_cloexec() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags (Linux 5.11+).
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+        if rc == 0 {
+            return;
+        }
+    }
+    // Older kernels and macOS: the open descriptors, listed first (listing opens one more).
+    let open: Vec<RawFd> = match std::fs::read_dir("/dev/fd") {
+        Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => return,
+    };
+    for fd in open.into_iter().filter(|&fd| fd > 2) {
+        let _ = stdio::set_cloexec(fd, true); // EBADF for the listing's own, already closed
+    }
+}

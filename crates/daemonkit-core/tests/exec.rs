@@ -1,0 +1,80 @@
+//! Integration tests of `daemonkit_core::exec` and of `Command::spawn` with a process group of
+//! its own: real processes, inspected through `/proc` and through what they print.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::time::Duration;
+
+use common::{read_stat, serial, Exit, Reaped, TempDir};
+use daemonkit_core::exec::exec_replacing;
+use daemonkit_core::launch::Command;
+use daemonkit_core::Errno;
+
+const HELPER_OUT: &str = "DAEMONKIT_EXEC_HELPER_OUT";
+
+#[test]
+fn spawn_with_a_process_group_of_its_own() {
+    let _s = serial();
+    // SAFETY: getpgrp has no preconditions.
+    let ours = unsafe { libc::getpgrp() };
+    for own in [false, true] {
+        let pid = Command::new("/bin/sleep").arg("30").process_group(own).spawn().expect("spawn").pid;
+        let mut child = Reaped::adopt(pid);
+        let stat = read_stat(pid).expect("the child runs");
+        assert_eq!(stat.pgrp, if own { pid } else { ours }, "process_group({own})");
+        // SAFETY: `pid` is our unreaped child, so the number cannot have been recycled.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(child.wait_timeout(Duration::from_secs(10)), Exit::Signal(libc::SIGKILL));
+    }
+}
+
+/// Runs in a child copy of this test binary (see below): opens one descriptor close-on-exec
+/// (to keep) and one without the flag (to lose), fails one exec, then replaces itself with a
+/// shell keeping only the first.
+fn exec_helper(out: &str) -> ! {
+    let open = |flags| {
+        // SAFETY: a plain open(2) of a constant path.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | flags) };
+        assert!(fd > 2);
+        fd
+    };
+    let (kept, other) = (open(libc::O_CLOEXEC), open(0));
+    let sh = OsStr::new("/bin/sh");
+    let env = [OsStr::new("PATH=/usr/bin:/bin")];
+    let script = format!("ls /proc/$$/fd > {out}.fds; echo {kept} {other} > {out}.numbers");
+    let args = [sh, OsStr::new("-c"), OsStr::new(&script)];
+
+    let failed = exec_replacing(OsStr::new("/nonexistent/program"), &args, &env, &[kept]);
+    // SAFETY: F_GETFD on a descriptor this function opened.
+    let flags = unsafe { libc::fcntl(kept, libc::F_GETFD) };
+    fs::write(format!("{out}.failure"), format!("{failed:?} {}", flags & libc::FD_CLOEXEC)).unwrap();
+
+    let errno = exec_replacing(sh, &args, &env, &[kept]);
+    panic!("exec /bin/sh: {errno}");
+}
+
+#[test]
+fn exec_replacing_keeps_only_the_chosen_descriptors_and_survives_a_failed_exec() {
+    if let Ok(out) = std::env::var(HELPER_OUT) {
+        exec_helper(&out);
+    }
+    let _s = serial();
+    let dir = TempDir::new("exec");
+    let out = dir.join("out");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "exec_replacing_keeps_only_the_chosen_descriptors_and_survives_a_failed_exec", "--test-threads=1", "--nocapture"])
+        .env(HELPER_OUT, &out)
+        .status()
+        .expect("run the helper");
+    assert!(status.success(), "helper: {status}");
+
+    let failure = fs::read_to_string(dir.join("out.failure")).unwrap();
+    assert_eq!(failure, format!("{:?} {}", Errno::ENOENT, libc::FD_CLOEXEC), "the failed exec put close-on-exec back");
+    let numbers = fs::read_to_string(dir.join("out.numbers")).unwrap();
+    let (kept, other) = numbers.trim().split_once(' ').unwrap();
+    let fds: Vec<String> = fs::read_to_string(dir.join("out.fds")).unwrap().split_whitespace().map(String::from).collect();
+    assert!(fds.iter().any(|f| f == kept), "fd {kept} was kept: {fds:?}");
+    assert!(!fds.iter().any(|f| f == other), "fd {other} was closed at exec: {fds:?}");
+}
