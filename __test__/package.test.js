@@ -74,6 +74,10 @@ test('npm pack: the root package is JavaScript and types only, the platform pack
     t.is(mode & 0o111, 0o111, 'the supervisor is packed executable')
   }
 
+  // Budgets well above today's sizes (about 46 KiB and 470 KiB packed), to catch a stray file
+  // or an unstripped binary rather than a few lines of code.
+  t.true(root.size < 100 * 1024, `root package ${kib(root.size)} packed, budget 100 KiB`)
+  t.true(platform.size < 2 * 1024 * 1024, `platform package ${kib(platform.size)} packed, budget 2 MiB`)
   t.log(`${root.filename}: ${kib(root.size)} packed, ${kib(root.unpackedSize)} unpacked, ${root.entryCount} files`)
   t.log(
     `${platform.filename}: ${kib(platform.size)} packed, ${kib(platform.unpackedSize)} unpacked, ${platform.entryCount} files` +
