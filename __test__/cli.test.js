@@ -138,6 +138,17 @@ test('restart, status and stop with --json; stop escalates to SIGKILL after --ti
   t.is(r.code, 0, r.stderr)
   t.like(JSON.parse(r.stdout), { stopped: true, pid: stubborn.pid, signal: 'SIGKILL', forced: true })
   await h.waitFor(() => !h.isRunning(stubborn.commandPid), { what: 'the command to die with its supervisor' })
+
+  // An escalation signal that does not end it (USR2, passed on and ignored): stop gives up after
+  // --timeout plus --kill-timeout (1000 ms here, the default would make it 5300).
+  const deaf = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport signal\nfor s in (signal.SIGTERM, signal.SIGUSR2): signal.signal(s, signal.SIG_IGN)')])
+  const ignores = (bit) => (BigInt(`0x${h.procStatus(deaf.commandPid).SigIgn}`) >> BigInt(bit - 1)) & 1n
+  await h.waitFor(() => ignores(15) === 1n && ignores(12) === 1n, { what: 'the command to ignore TERM and USR2' })
+  r = await cli(['stop', '-p', pidFile, '-t', '300', '--kill-signal', 'USR2', '--kill-timeout', '700'])
+  t.is(r.code, 1)
+  const waited = Number(/still running after (\d+) ms/.exec(r.stderr)?.[1])
+  t.true(waited >= 1000 && waited < 5300, `gave up after ${waited} ms: ${r.stderr}`)
+  t.true(h.isRunning(deaf.pid))
   t.is((await cli(['stop', '-p', pidFile, '--kill-timeout', 'soon'])).code, 2)
   t.is((await cli(['start', '-p', pidFile, '--notify', 'maybe', '--', 'true'])).code, 2)
 })
@@ -164,20 +175,20 @@ test('a command that closes all its descriptors, or leaves children behind, does
   t.false(fs.existsSync(leaver))
 })
 
-test('the supervisor forwards TERM, INT, HUP, USR1 and USR2 to the command', async (t) => {
+test('the supervisor forwards TERM, INT, QUIT, HUP, USR1 and USR2 to the command', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 's.pid')
   const log = path.join(dir, 'signals.log')
   const s = await start(t, dir, ['-p', pidFile, '--', 'python3', SIGNALS, log])
   await h.waitFor(() => lines(log).length > 0, { what: 'the command to start' })
-  for (const sig of ['HUP', 'USR1', 'USR2', 'INT']) {
+  for (const sig of ['HUP', 'USR1', 'USR2', 'INT', 'QUIT']) {
     const r = await cli(['signal', sig, '-p', pidFile])
     t.is(r.stdout, `sent SIG${sig} to pid ${s.pid}\n`)
     await h.waitFor(() => lines(log).includes(`SIG${sig}`), { what: `SIG${sig} to arrive` })
   }
   t.true(h.isRunning(s.commandPid))
   await cli(['stop', '-p', pidFile])
-  t.deepEqual(lines(log), [`ready ${s.commandPid}`, 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGTERM'])
+  t.deepEqual(lines(log), [`ready ${s.commandPid}`, 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT', 'SIGTERM'])
   t.is((await cli(['signal', 'HUP', '-p', pidFile])).code, 7)
 })
 
@@ -257,6 +268,23 @@ test('exec failures reject with the errno and the path, supervised or not, and l
   const r = await cli(['start', '-p', pidFile, '--', '/nonexistent/program'])
   t.is(r.code, 1)
   t.regex(r.stderr, /cannot start \/nonexistent\/program: exec failed: No such file or directory/)
+
+  // A missing cwd is found before the log files are created.
+  const log = path.join(dir, 'never.log')
+  for (const supervise of [false, true]) {
+    const err = await t.throwsAsync(daemonkit.spawnDaemon('/bin/true', [], { cwd: path.join(dir, 'typo'), stdout: log, supervise, ...(supervise ? { pidFile } : {}) }))
+    t.like(err, { code: 'EDAEMONLAUNCH', reason: 'ENOENT' })
+  }
+  const run = await cli(['run', '-p', pidFile, '-l', log, '-C', path.join(dir, 'typo'), '--', '/bin/true'])
+  t.is(run.code, 1)
+  t.regex(run.stderr, /chdir to .*typo failed: No such file or directory/)
+  t.false(fs.existsSync(log), 'no log file was created')
+  t.false(fs.existsSync(pidFile))
+  // Arguments the supervisor refuses after the CLI handed it the pidfile: it removes the file.
+  const badUser = await cli(['run', '-p', pidFile, '-u', 'no-such-user-here', '--', '/bin/true'])
+  t.not(badUser.code, 0)
+  t.regex(badUser.stderr, /no-such-user-here/)
+  t.false(fs.existsSync(pidFile), 'no pidfile is left behind')
 })
 
 test('spawnDaemon without supervisor: the command itself is the daemon', async (t) => {

@@ -8,7 +8,7 @@ import { lockPidfile } from './launch'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
-import { normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
+import { checkCwd, normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
 import { supervisorPath } from './supervisor'
 
 const HELP = `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
@@ -62,9 +62,9 @@ Options:
   -h, --help                show this help
   -V, --version             show the version
 
-The supervisor forwards SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 to PROGRAM. SIGHUP reopens the log
-files; without log files (or with --forward-hup) it is forwarded too. With systemd (Type=notify, NotifyAccess=all) it sends READY=1 and
-STOPPING=1. Exit codes follow LSB init scripts: 0 success, 1 failure, 2 usage, 3 not running
+The supervisor forwards SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGUSR2 to PROGRAM. SIGHUP
+reopens the log files; without log files (or with --forward-hup) it is forwarded too. With
+systemd (Type=notify) it sends READY=1 and STOPPING=1. Exit codes follow LSB init scripts: 0 success, 1 failure, 2 usage, 3 not running
 (status), 4 insufficient privilege or unknown, 7 not running (signal).
 
 Examples:
@@ -236,6 +236,7 @@ function needProgram(p: Parsed): string {
 function runForeground(p: Parsed): number {
   const program = needProgram(p)
   const o = normalizeSpawnOptions({ ...p.opts, supervise: true })
+  checkCwd(o, program)
   const supervisor = supervisorPath()
   const flags = [...supervisorFlags(o), '--process-group']
   const pidFile = o.base.pidFile
@@ -248,7 +249,11 @@ function runForeground(p: Parsed): number {
   } catch (err) {
     const e = err as { code?: unknown; message?: unknown }
     if (lockFd !== undefined) {
-      n.removePidfile(pidFile as string, lockFd)
+      try {
+        n.removePidfile(pidFile as string, lockFd)
+      } catch {
+        // Nobody holds its lock once we close it: it reads as "not running".
+      }
       fs.closeSync(lockFd)
     }
     const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'

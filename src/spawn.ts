@@ -155,6 +155,31 @@ function openOutput(target: OutputTarget): number | undefined {
   return target === 'ignore' ? undefined : fs.openSync(target, 'a', 0o640)
 }
 
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'No such file or directory (2)',
+  ENOTDIR: 'Not a directory (20)',
+  EACCES: 'Permission denied (13)',
+  ELOOP: 'Too many levels of symbolic links (40)',
+}
+
+/**
+ * Checks, before anything is opened or created, that the command's cwd is a directory the
+ * launcher can see, so a typo does not leave empty log files behind. The kernel checks again
+ * in the daemon (after a user drop, or inside a chroot, which is not checked here).
+ */
+export function checkCwd(o: NormalizedSpawnOptions, command: string): void {
+  if (o.chroot !== undefined) return
+  let code: string | undefined
+  try {
+    if (!fs.statSync(o.base.cwd).isDirectory()) code = 'ENOTDIR'
+  } catch (err) {
+    code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN'
+  }
+  if (code !== undefined) {
+    throw new LaunchError(code, `spawnDaemon: cannot start ${command}: chdir to ${o.base.cwd} failed: ${ERRNO_TEXT[code] ?? code}`, command)
+  }
+}
+
 /** A launch failure's words, naming the directory when the daemon could not enter it. */
 function failureText(message: string, cwd: string): string {
   return message.replace(/^chdir failed/, `chdir to ${cwd} failed`)
@@ -229,6 +254,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   }
   const o = normalizeSpawnOptions(options)
   const n = native()
+  checkCwd(o, command)
   const env = envList(o.base, command)
 
   if (!o.supervise) {

@@ -16,6 +16,8 @@ use crate::stdio;
 /// Descriptors 0, 1, 2 and those in `keep` are inherited by the program, even if they were
 /// close-on-exec (Node.js marks its standard streams so); every other descriptor is marked
 /// close-on-exec first, since the caller may itself have inherited some without the flag.
+/// Descriptors 0, 1 and 2 are made blocking: a Node.js process that has written to a pipe
+/// has set `O_NONBLOCK` on it, which most programs do not expect (they would get `EAGAIN`).
 /// Returns only if `execve` failed, with its errno; the flags of 0, 1, 2 and `keep` are then
 /// as they were (the others stay marked, which only affects later `exec`s).
 ///
@@ -38,19 +40,34 @@ pub fn exec_replacing(program: &OsStr, args: &[&OsStr], env: &[&OsStr], keep: &[
             return Errno::EBADF;
         }
     }
+    // SAFETY (both closures): F_GETFL / F_SETFL only read and change a descriptor's status
+    // flags; on a descriptor that is not open they fail with EBADF.
+    let status = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    let set_status = |fd: RawFd, flags: libc::c_int| unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    let nonblocking: Vec<(RawFd, libc::c_int)> =
+        (0..=2).map(|fd| (fd, status(fd))).filter(|&(_, flags)| flags >= 0 && flags & libc::O_NONBLOCK != 0).collect();
+    let undo = |errno: Errno| {
+        restore(&before);
+        for &(fd, flags) in &nonblocking {
+            set_status(fd, flags);
+        }
+        errno
+    };
     mark_all_cloexec();
     for &(fd, _) in &before {
         if let Err(errno) = stdio::set_cloexec(fd, false) {
-            restore(&before);
-            return errno;
+            return undo(errno);
+        }
+    }
+    for &(fd, flags) in &nonblocking {
+        if set_status(fd, flags & !libc::O_NONBLOCK) < 0 {
+            return undo(Errno::last());
         }
     }
     // SAFETY: `program`, `argv` and `envp` are NUL-terminated strings and NULL-terminated
     // arrays that live until the call returns (it only returns on failure).
     unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    let errno = Errno::last();
-    restore(&before);
-    errno
+    undo(Errno::last())
 }
 
 /// Whether `fd` is close-on-exec; `None` if it is not open.

@@ -10,7 +10,7 @@
 //!   command has said `READY=1` on the `$NOTIFY_SOCKET` it is given (the systemd protocol, which
 //!   a Node program using daemonkit speaks by itself), or `NOTREADY <status> <stderr as JSON>`
 //!   if it exits first;
-//! - forwards SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 to the command, and SIGHUP too unless it
+//! - forwards SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGUSR2 to the command, and SIGHUP too unless it
 //!   writes log files: then SIGHUP reopens them (so `logrotate` works without `copytruncate`)
 //!   and reaches the command only with `--forward-hup`, since most programs die of it;
 //! - optionally restarts the command when it dies, with exponential backoff and a burst limit;
@@ -21,14 +21,14 @@
 
 use std::ffi::OsString;
 use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use daemonkit_core::launch::{Command, Credentials, LaunchError, Stdio};
 use daemonkit_core::{notify, pidfile, privileges, stdio};
 
-const FORWARDED: [libc::c_int; 5] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+const FORWARDED: [libc::c_int; 6] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Restart {
@@ -670,7 +670,8 @@ impl Supervisor {
                         continue;
                     }
                 }
-                if sig == libc::SIGTERM || sig == libc::SIGINT {
+                let ends = sig == libc::SIGTERM || sig == libc::SIGINT || sig == libc::SIGQUIT;
+                if ends {
                     self.stopping = true;
                     if self.cfg.notify {
                         let _ = notify::notify("STOPPING=1");
@@ -682,6 +683,12 @@ impl Supervisor {
                 if let Some(pid) = self.child {
                     // SAFETY: `pid` is our own unreaped child, so it cannot have been recycled.
                     unsafe { libc::kill(pid, sig) };
+                    // A stopped command (SIGSTOP, or SIGTTOU in a terminal's background group)
+                    // would only act on the signal once continued.
+                    if ends {
+                        // SAFETY: as above.
+                        unsafe { libc::kill(pid, libc::SIGCONT) };
+                    }
                 }
             }
         }
@@ -705,6 +712,17 @@ impl Supervisor {
     }
 }
 
+/// With arguments we cannot use, nothing else will clean up a pidfile already handed over to
+/// us (`--lock-fd N --pidfile PATH`): remove it while its lock is still ours.
+fn remove_handed_over_pidfile() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let fd = value("--lock-fd").and_then(|v| v.to_str()?.parse::<RawFd>().ok());
+    if let (Some(fd), Some(path)) = (fd, value("--pidfile")) {
+        let _ = pidfile::remove_if_same(Path::new(path), fd);
+    }
+}
+
 fn main() {
     let cfg = match parse_args(std::env::args_os().collect()) {
         Ok(cfg) => cfg,
@@ -715,6 +733,7 @@ fn main() {
                 write_all(fd, line.as_bytes());
             }
             eprintln!("daemonkit-supervise: {msg}\n{}", usage());
+            remove_handed_over_pidfile();
             std::process::exit(2);
         }
     };
@@ -734,6 +753,14 @@ fn main() {
     set_nonblocking(signal_read);
     set_nonblocking(signal_write);
     install_handlers(signal_write);
+    // A process that exec'd us (`daemonkit run`) may have had signals blocked; we must see the
+    // ones we forward. The command's own mask is reset at its launch.
+    // SAFETY: an empty, initialised set; sigprocmask only changes this thread's mask.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
 
     let open = |p: &Option<PathBuf>| p.as_ref().map(Log::open).transpose();
     let logs = open(&cfg.stdout).and_then(|out| {
