@@ -70,7 +70,21 @@ fn usage() -> &'static str {
      \x20      -- PROGRAM [ARGS...]"
 }
 
-fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
+/// What is wrong with the arguments; `usage`: whether it is a matter of syntax (then the usage
+/// text helps), rather than a name that does not resolve.
+struct ArgsError {
+    message: String,
+    usage: bool,
+}
+
+fn parse_args(argv: Vec<OsString>) -> Result<Config, ArgsError> {
+    let (mut cfg, user, group) = parse_options(argv).map_err(|message| ArgsError { message, usage: true })?;
+    cfg.credentials = privileges::resolve(user.as_deref(), group.as_deref()).map_err(|e| ArgsError { message: e.to_string(), usage: false })?;
+    Ok(cfg)
+}
+
+/// The options as given; `--user` and `--group` still as names.
+fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<String>), String> {
     let mut it = argv.into_iter().skip(1);
     let mut cfg = Config {
         program: OsString::new(),
@@ -152,8 +166,7 @@ fn parse_args(argv: Vec<OsString>) -> Result<Config, String> {
     }
     cfg.program = it.next().ok_or("missing PROGRAM after --")?;
     cfg.args = it.collect();
-    cfg.credentials = privileges::resolve(user.as_deref(), group.as_deref()).map_err(|e| e.to_string())?;
-    Ok(cfg)
+    Ok((cfg, user, group))
 }
 
 /// The write end of the self-pipe the signal handler writes signal numbers to.
@@ -726,13 +739,17 @@ fn remove_handed_over_pidfile() {
 fn main() {
     let cfg = match parse_args(std::env::args_os().collect()) {
         Ok(cfg) => cfg,
-        Err(msg) => {
+        Err(ArgsError { message: msg, usage: show_usage }) => {
             let ready = std::env::args().skip_while(|a| a != "--ready-fd").nth(1).and_then(|v| v.parse::<RawFd>().ok());
             let line = format!("FAIL config 22 {msg}\n");
             if let Some(fd) = ready {
                 write_all(fd, line.as_bytes());
             }
-            eprintln!("daemonkit-supervise: {msg}\n{}", usage());
+            if show_usage {
+                eprintln!("daemonkit-supervise: {msg}\n{}", usage());
+            } else {
+                eprintln!("daemonkit-supervise: {msg}");
+            }
             remove_handed_over_pidfile();
             std::process::exit(2);
         }
