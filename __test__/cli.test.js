@@ -562,13 +562,24 @@ test('daemonkit run: the CLI becomes the supervisor; one Ctrl-C (SIGINT to the f
   t.false(files.includes(inherited), 'a descriptor the CLI inherited did not reach the supervisor')
   t.true(files.includes(pidFile), 'the supervisor holds the pidfile')
   const command = Number(fs.readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8').trim())
-  t.is(h.procStat(command).pgrp, command, 'the command has a process group of its own')
+  const commandStat = h.procStat(command)
+  t.is(commandStat.session, command, 'the command has a session of its own')
+  t.is(commandStat.ttyNr, 0, 'and no controlling terminal')
   process.kill(-fg.pid, 'SIGINT')
   await h.waitFor(() => lines(events).includes('SIGINT'), { what: 'SIGINT' })
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.is(lines(events).filter((l) => l === 'SIGINT').length, 1)
   t.is(await terminate(fg), 0)
   t.false(fs.existsSync(pidFile))
+})
+
+test('daemonkit run in a terminal: job control (stty tostop) cannot stop the command, which has no controlling terminal', async (t) => {
+  const dir = h.tempDir(t)
+  const script = `stty tostop; ${process.execPath} ${CLI} run -- /bin/sh -c 'echo "written by $$"; exit 0' ${dir}`
+  // In a background group of the terminal the echo would stop the command (SIGTTOU) for good.
+  const r = await h.run('script', ['-qfec', script, '/dev/null'], { timeout: 20_000 })
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stdout, /written by \d+/)
 })
 
 test('daemonkit run with a program that cannot start says why and leaves no pidfile', async (t) => {

@@ -229,16 +229,17 @@ function needProgram(p: Parsed): string {
 /**
  * `run` (and `start` under systemd): this process becomes the supervisor by `execve`, holding
  * the pidfile's lock, so no Node process stays alive beside the command and the pid that
- * systemd or a container runtime watches is the supervisor's. The supervisor puts the command
- * in a process group of its own, so a terminal's Ctrl-C reaches the command once, forwarded.
+ * systemd or a container runtime watches is the supervisor's. The supervisor starts the command
+ * in a session of its own, so a terminal's Ctrl-C reaches the command once, forwarded, and the
+ * terminal's job control cannot stop it.
  * Returns only if the exec failed.
  */
 function runForeground(p: Parsed): number {
   const program = needProgram(p)
   const o = normalizeSpawnOptions({ ...p.opts, supervise: true })
-  checkCwd(o, program)
+  checkCwd(o, program, '') // main() prefixes 'daemonkit run: '
   const supervisor = supervisorPath()
-  const flags = [...supervisorFlags(o), '--process-group']
+  const flags = [...supervisorFlags(o), '--new-session']
   const pidFile = o.base.pidFile
   const lockFd = pidFile === undefined ? undefined : lockPidfile(pidFile)
   if (lockFd !== undefined) flags.push('--lock-fd', String(lockFd), '--pidfile', pidFile as string)

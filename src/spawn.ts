@@ -156,10 +156,10 @@ function openOutput(target: OutputTarget): number | undefined {
 }
 
 const ERRNO_TEXT: Record<string, string> = {
-  ENOENT: 'No such file or directory (2)',
-  ENOTDIR: 'Not a directory (20)',
-  EACCES: 'Permission denied (13)',
-  ELOOP: 'Too many levels of symbolic links (40)',
+  ENOENT: 'No such file or directory',
+  ENOTDIR: 'Not a directory',
+  EACCES: 'Permission denied',
+  ELOOP: 'Too many levels of symbolic links',
 }
 
 /**
@@ -167,7 +167,7 @@ const ERRNO_TEXT: Record<string, string> = {
  * launcher can see, so a typo does not leave empty log files behind. The kernel checks again
  * in the daemon (after a user drop, or inside a chroot, which is not checked here).
  */
-export function checkCwd(o: NormalizedSpawnOptions, command: string): void {
+export function checkCwd(o: NormalizedSpawnOptions, command: string, caller = 'spawnDaemon'): void {
   if (o.chroot !== undefined) return
   let code: string | undefined
   try {
@@ -176,7 +176,10 @@ export function checkCwd(o: NormalizedSpawnOptions, command: string): void {
     code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN'
   }
   if (code !== undefined) {
-    throw new LaunchError(code, `spawnDaemon: cannot start ${command}: chdir to ${o.base.cwd} failed: ${ERRNO_TEXT[code] ?? code}`, command)
+    // The same words as the kernel's failure in the daemon: "<strerror> (<errno>)".
+    const number = (os.constants.errno as Record<string, number | undefined>)[code]
+    const text = `${ERRNO_TEXT[code] ?? code}${number === undefined ? '' : ` (${number})`}`
+    throw new LaunchError(code, `${caller ? `${caller}: ` : ''}cannot start ${command}: chdir to ${o.base.cwd} failed: ${text}`, command)
   }
 }
 

@@ -68,8 +68,8 @@ pub enum Stage {
     Privileges = 9,
     /// Setting the parent-death signal.
     ParentDeathSignal = 10,
-    /// Moving into a process group of its own (`setpgid`).
-    ProcessGroup = 11,
+    /// Starting a session of its own (`setsid`), for [`Command::new_session`].
+    NewSession = 11,
 }
 
 impl Stage {
@@ -85,7 +85,7 @@ impl Stage {
             8 => Stage::Chroot,
             9 => Stage::Privileges,
             10 => Stage::ParentDeathSignal,
-            11 => Stage::ProcessGroup,
+            11 => Stage::NewSession,
             _ => return None,
         })
     }
@@ -103,7 +103,7 @@ impl Stage {
             Stage::Chroot => "chroot",
             Stage::Privileges => "dropping privileges",
             Stage::ParentDeathSignal => "setting the parent-death signal",
-            Stage::ProcessGroup => "setpgid",
+            Stage::NewSession => "setsid in the program",
         }
     }
 }
@@ -168,7 +168,7 @@ pub struct Command {
     chroot: Option<Vec<u8>>,
     credentials: Option<Credentials>,
     parent_death_signal: Option<c_int>,
-    new_process_group: bool,
+    new_session: bool,
 }
 
 /// The user and groups a launched program runs as.
@@ -200,7 +200,7 @@ impl Command {
             chroot: None,
             credentials: None,
             parent_death_signal: None,
-            new_process_group: false,
+            new_session: false,
         }
     }
 
@@ -307,10 +307,14 @@ impl Command {
         self
     }
 
-    /// Puts the program in a process group of its own (`setpgid(0, 0)`), so that signals a
-    /// terminal sends to the caller's group (Ctrl-C) do not reach it directly. Off by default.
-    pub fn process_group(&mut self, own: bool) -> &mut Command {
-        self.new_process_group = own;
+    /// With [`Command::spawn`], starts the program in a session of its own (`setsid`): it has
+    /// no controlling terminal, so neither the signals a terminal sends to the caller's
+    /// foreground group (Ctrl-C) nor its job control (a stop by `SIGTTOU`) reach it. The
+    /// program then leads its session; it should open terminals with `O_NOCTTY`. Off by
+    /// default; [`Command::launch`] does not need it (its daemon is already in a session of its
+    /// own, and must not lead it).
+    pub fn new_session(&mut self, own: bool) -> &mut Command {
+        self.new_session = own;
         self
     }
 
@@ -433,7 +437,7 @@ struct Plan {
     group_count: usize,
     parent_death_signal: c_int,
     parent_pid: libc::pid_t,
-    new_process_group: bool,
+    new_session: bool,
     report_fd: RawFd,
     /// Set by the daemon process when a step failed, so that the intermediate process (which
     /// shares memory with it on Linux) reaps it instead of leaving a zombie to init.
@@ -452,7 +456,7 @@ struct Prepared {
     root_ptr: *const c_char,
     credentials: Option<Credentials>,
     parent_death_signal: Option<c_int>,
-    new_process_group: bool,
+    new_session: bool,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
     sources: Vec<RawFd>,
@@ -508,7 +512,7 @@ impl Prepared {
             _root: root,
             credentials: cmd.credentials.clone(),
             parent_death_signal: cmd.parent_death_signal,
-            new_process_group: cmd.new_process_group,
+            new_session: cmd.new_session,
             argv,
             envp,
             sources,
@@ -541,7 +545,7 @@ impl Prepared {
             parent_death_signal: self.parent_death_signal.unwrap_or(0),
             // SAFETY: getpid has no preconditions.
             parent_pid: unsafe { libc::getpid() },
-            new_process_group: self.new_process_group,
+            new_session: self.new_session,
             report_fd: report_write.as_raw_fd(),
             daemon_failed: false,
             #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -823,8 +827,8 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
         fail_daemon(plan, report_fd, Stage::CloseDescriptors);
     }
 
-    if plan.new_process_group && libc::setpgid(0, 0) < 0 {
-        fail_daemon(plan, report_fd, Stage::ProcessGroup);
+    if plan.new_session && libc::setsid() < 0 {
+        fail_daemon(plan, report_fd, Stage::NewSession);
     }
     if !plan.root.is_null() && (libc::chroot(plan.root) < 0 || libc::chdir(c"/".as_ptr()) < 0) {
         fail_daemon(plan, report_fd, Stage::Chroot);

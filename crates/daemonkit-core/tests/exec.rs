@@ -1,5 +1,5 @@
-//! Integration tests of `daemonkit_core::exec` and of `Command::spawn` with a process group of
-//! its own: real processes, inspected through `/proc` and through what they print.
+//! Integration tests of `daemonkit_core::exec` and of `Command::spawn` with a session of its
+//! own: real processes, inspected through `/proc` and through what they print.
 
 mod common;
 
@@ -15,15 +15,18 @@ use daemonkit_core::Errno;
 const HELPER_OUT: &str = "DAEMONKIT_EXEC_HELPER_OUT";
 
 #[test]
-fn spawn_with_a_process_group_of_its_own() {
+fn spawn_in_a_session_of_its_own() {
     let _s = serial();
-    // SAFETY: getpgrp has no preconditions.
-    let ours = unsafe { libc::getpgrp() };
+    // SAFETY: getpgrp and getsid have no preconditions.
+    let (our_group, our_session) = unsafe { (libc::getpgrp(), libc::getsid(0)) };
     for own in [false, true] {
-        let pid = Command::new("/bin/sleep").arg("30").process_group(own).spawn().expect("spawn").pid;
+        let pid = Command::new("/bin/sleep").arg("30").new_session(own).spawn().expect("spawn").pid;
         let mut child = Reaped::adopt(pid);
         let stat = read_stat(pid).expect("the child runs");
-        assert_eq!(stat.pgrp, if own { pid } else { ours }, "process_group({own})");
+        assert_eq!((stat.session, stat.pgrp), if own { (pid, pid) } else { (our_session, our_group) }, "new_session({own})");
+        if own {
+            assert_eq!(stat.tty_nr, 0, "no controlling terminal");
+        }
         // SAFETY: `pid` is our unreaped child, so the number cannot have been recycled.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         assert_eq!(child.wait_timeout(Duration::from_secs(10)), Exit::Signal(libc::SIGKILL));

@@ -56,9 +56,10 @@ struct Config {
     umask: Option<libc::mode_t>,
     notify: bool,
     forward_hup: bool,
-    /// Start the command in a process group of its own (in the foreground of a terminal, so
-    /// that Ctrl-C reaches it once, forwarded, instead of twice).
-    process_group: bool,
+    /// Start the command in a session of its own (`daemonkit run` in a terminal: Ctrl-C then
+    /// reaches it once, forwarded, instead of twice, and the terminal's job control cannot
+    /// stop it).
+    new_session: bool,
     wait_ready: bool,
 }
 
@@ -66,7 +67,7 @@ fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
      \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
-     \x20      [--process-group]\n\
+     \x20      [--new-session]\n\
      \x20      -- PROGRAM [ARGS...]"
 }
 
@@ -105,7 +106,7 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         umask: None,
         notify: false,
         forward_hup: false,
-        process_group: false,
+        new_session: false,
         wait_ready: false,
     };
     let mut user: Option<String> = None;
@@ -120,8 +121,8 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
             cfg.notify = true;
             continue;
         }
-        if flag == "--process-group" {
-            cfg.process_group = true;
+        if flag == "--new-session" {
+            cfg.new_session = true;
             continue;
         }
         if flag == "--forward-hup" {
@@ -135,9 +136,10 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let text = || value.clone().into_string().map_err(|_| format!("{flag}: not UTF-8"));
         let number = |t: String| t.parse::<u64>().map_err(|_| format!("{flag}: not a number: {t}"));
+        let fd = |t: String| t.parse::<RawFd>().ok().filter(|&fd| fd >= 0).ok_or_else(|| format!("{flag}: not a descriptor: {t}"));
         match flag.as_str() {
-            "--ready-fd" => cfg.ready_fd = Some(number(text()?)? as RawFd),
-            "--lock-fd" => cfg.lock_fd = Some(number(text()?)? as RawFd),
+            "--ready-fd" => cfg.ready_fd = Some(fd(text()?)?),
+            "--lock-fd" => cfg.lock_fd = Some(fd(text()?)?),
             "--pidfile" => cfg.pidfile = Some(PathBuf::from(value)),
             "--stdout" => cfg.stdout = Some(PathBuf::from(value)),
             "--stderr" => cfg.stderr = Some(PathBuf::from(value)),
@@ -478,7 +480,7 @@ impl Supervisor {
             cmd.env_list(vars);
         }
         cmd.parent_death_signal(libc::SIGKILL);
-        cmd.process_group(self.cfg.process_group);
+        cmd.new_session(self.cfg.new_session);
         cmd
     }
 
@@ -683,7 +685,7 @@ impl Supervisor {
                         continue;
                     }
                 }
-                let ends = sig == libc::SIGTERM || sig == libc::SIGINT || sig == libc::SIGQUIT;
+                let ends = sig == libc::SIGTERM || sig == libc::SIGINT;
                 if ends {
                     self.stopping = true;
                     if self.cfg.notify {
@@ -696,8 +698,7 @@ impl Supervisor {
                 if let Some(pid) = self.child {
                     // SAFETY: `pid` is our own unreaped child, so it cannot have been recycled.
                     unsafe { libc::kill(pid, sig) };
-                    // A stopped command (SIGSTOP, or SIGTTOU in a terminal's background group)
-                    // would only act on the signal once continued.
+                    // A stopped command (SIGSTOP) would only act on the signal once continued.
                     if ends {
                         // SAFETY: as above.
                         unsafe { libc::kill(pid, libc::SIGCONT) };
@@ -730,7 +731,7 @@ impl Supervisor {
 fn remove_handed_over_pidfile() {
     let args: Vec<OsString> = std::env::args_os().collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let fd = value("--lock-fd").and_then(|v| v.to_str()?.parse::<RawFd>().ok());
+    let fd = value("--lock-fd").and_then(|v| v.to_str()?.parse::<RawFd>().ok()).filter(|&fd| fd >= 0);
     if let (Some(fd), Some(path)) = (fd, value("--pidfile")) {
         let _ = pidfile::remove_if_same(Path::new(path), fd);
     }
@@ -740,7 +741,7 @@ fn main() {
     let cfg = match parse_args(std::env::args_os().collect()) {
         Ok(cfg) => cfg,
         Err(ArgsError { message: msg, usage: show_usage }) => {
-            let ready = std::env::args().skip_while(|a| a != "--ready-fd").nth(1).and_then(|v| v.parse::<RawFd>().ok());
+            let ready = std::env::args_os().skip_while(|a| a != "--ready-fd").nth(1).and_then(|v| v.to_str()?.parse::<RawFd>().ok()).filter(|&fd| fd >= 0);
             let line = format!("FAIL config 22 {msg}\n");
             if let Some(fd) = ready {
                 write_all(fd, line.as_bytes());
