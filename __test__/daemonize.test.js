@@ -271,6 +271,29 @@ test('a rejection after adopting, before ready, fails the launch', async (t) => 
   t.false(fs.existsSync(pidFile))
 })
 
+h.rootTest('as PID 1 (a container\'s first process), detach: \'auto\' stays in place instead of ending the container', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const report = path.join(dir, 'r.json')
+  const spec = JSON.stringify({ options: { pidFile }, report })
+  // A new PID namespace makes the fixture PID 1; --kill-child ends it with unshare.
+  const container = spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', process.execPath, h.DAEMON, spec], { stdio: 'ignore' })
+  const exited = new Promise((resolve) => container.on('exit', resolve))
+  t.teardown(() => container.kill('SIGKILL'))
+  const seen = await h.waitFor(() => JSON.parse(fs.readFileSync(report, 'utf8')), { what: 'the report' })
+  t.like(seen, { pid: 1, handlePid: 1, handlePidFile: pidFile })
+  t.is(container.exitCode, null, 'the first process did not exit')
+  t.true(h.isLocked(pidFile))
+  // Seen from outside the namespace the pidfile names pid 1, which is never signalled.
+  t.like(await require('..').status(pidFile), { state: 'unknown' })
+  // What a container runtime's stop does: SIGTERM to the first process. The kernel ignores a
+  // PID 1's own default-action signals, so daemonize() must end it by itself.
+  const first = Number(fs.readFileSync(`/proc/${container.pid}/task/${container.pid}/children`, 'utf8').trim())
+  process.kill(first, 'SIGTERM')
+  t.is(await exited, 128 + 15, 'it ended as if killed by SIGTERM')
+  t.false(fs.existsSync(pidFile), 'and removed its pidfile')
+})
+
 test('a daemon that never says ready is killed after readyTimeout', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 
 import { UnsupportedPlatformError } from './errors'
 import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
@@ -34,6 +35,9 @@ function signalCleanup(signal: NodeJS.Signals): void {
     removeOwnPidfile()
     process.removeListener(signal, onSignal)
     process.kill(process.pid, signal) // die by the signal, as the default action would
+    // Still here only as PID 1 (a container's first process), which the kernel shields from
+    // its own signals' default action: end as if killed.
+    process.exit(128 + os.constants.signals[signal])
   }
   process.on(signal, onSignal)
 }

@@ -152,8 +152,12 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
   }
 }
 
-/** Whether `detach` means "fork into the background" in this process. */
+/**
+ * Whether `detach` means "fork into the background" in this process. `'auto'` stays in place
+ * under systemd (`$NOTIFY_SOCKET`) and as PID 1 (a container's first process: if it forked and
+ * exited, the container would end, killing the daemon with it).
+ */
 export function shouldDetach(detach: 'auto' | boolean): boolean {
   if (detach !== 'auto') return detach
-  return !process.env.NOTIFY_SOCKET
+  return !process.env.NOTIFY_SOCKET && process.pid !== 1
 }
