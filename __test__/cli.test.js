@@ -132,8 +132,7 @@ test('restart, status and stop with --json; stop escalates to SIGKILL after --ti
   // A command that ignores SIGTERM (the supervisor passes it on and waits for it): SIGKILL
   // after --timeout ends the supervisor, and the command with it (parent-death signal).
   const stubborn = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)')])
-  const ignoresTerm = () => (BigInt(`0x${h.procStatus(stubborn.commandPid).SigIgn}`) >> 14n) & 1n
-  await h.waitFor(() => ignoresTerm() === 1n, { what: 'the command to ignore SIGTERM' })
+  await h.waitFor(() => h.ignoresSignal(stubborn.commandPid, 15), { what: 'the command to ignore SIGTERM' })
   r = await cli(['stop', '--json', '-p', pidFile, '-t', '300', '--kill-timeout', '20000'])
   t.is(r.code, 0, r.stderr)
   t.like(JSON.parse(r.stdout), { stopped: true, pid: stubborn.pid, signal: 'SIGKILL', forced: true })
@@ -142,8 +141,7 @@ test('restart, status and stop with --json; stop escalates to SIGKILL after --ti
   // An escalation signal that does not end it (USR2, passed on and ignored): stop gives up after
   // --timeout plus --kill-timeout (1000 ms here, the default would make it 5300).
   const deaf = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport signal\nfor s in (signal.SIGTERM, signal.SIGUSR2): signal.signal(s, signal.SIG_IGN)')])
-  const ignores = (bit) => (BigInt(`0x${h.procStatus(deaf.commandPid).SigIgn}`) >> BigInt(bit - 1)) & 1n
-  await h.waitFor(() => ignores(15) === 1n && ignores(12) === 1n, { what: 'the command to ignore TERM and USR2' })
+  await h.waitFor(() => h.ignoresSignal(deaf.commandPid, 15) && h.ignoresSignal(deaf.commandPid, 12), { what: 'the command to ignore TERM and USR2' })
   r = await cli(['stop', '-p', pidFile, '-t', '300', '--kill-signal', 'USR2', '--kill-timeout', '700'])
   t.is(r.code, 1)
   const waited = Number(/still running after (\d+) ms/.exec(r.stderr)?.[1])
@@ -476,16 +474,19 @@ async function notifyListener(t, dir) {
   return { socket, received }
 }
 
-test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 then STOPPING=1', async (t) => {
-  const dir = h.tempDir(t)
+/** Runs `node ARGS...` as systemd would run a Type=notify service; resolves once READY=1 came. */
+async function startUnderSystemd(t, dir, args) {
   const { socket, received } = await notifyListener(t, dir)
-  const pidFile = path.join(dir, 'sd.pid')
-  const service = spawn(process.execPath, [h.DAEMON, JSON.stringify({ options: { pidFile } })], {
-    stdio: 'ignore',
-    env: { ...process.env, NOTIFY_SOCKET: socket },
-  })
+  const service = spawn(process.execPath, args, { stdio: 'ignore', env: { ...process.env, NOTIFY_SOCKET: socket } })
   t.teardown(() => service.kill('SIGKILL'))
   await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
+  return { service, received }
+}
+
+test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 then STOPPING=1', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'sd.pid')
+  const { service, received } = await startUnderSystemd(t, dir, [h.DAEMON, JSON.stringify({ options: { pidFile } })])
   t.is(h.readPid(pidFile), service.pid, 'no fork: the service process itself holds the pidfile')
   t.true(h.isLocked(pidFile))
   t.true(lines(received).includes(`READY=1|MAINPID=${service.pid}`))
@@ -500,15 +501,9 @@ test('systemd: with NOTIFY_SOCKET, daemonize() stays in place and sends READY=1 
 
 test('systemd: daemonkit start under NOTIFY_SOCKET runs in the foreground and notifies', async (t) => {
   const dir = h.tempDir(t)
-  const { socket, received } = await notifyListener(t, dir)
   const pidFile = path.join(dir, 'fg.pid')
   const log = path.join(dir, 'signals.log')
-  const fg = spawn(process.execPath, [CLI, 'start', '-p', pidFile, '--', 'python3', SIGNALS, log], {
-    stdio: 'ignore',
-    env: { ...process.env, NOTIFY_SOCKET: socket },
-  })
-  t.teardown(() => fg.kill('SIGKILL'))
-  await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
+  const { service: fg, received } = await startUnderSystemd(t, dir, [CLI, 'start', '-p', pidFile, '--', 'python3', SIGNALS, log])
   const supervisor = h.readPid(pidFile)
   h.cleanupPid(t, supervisor, dir)
   t.is(supervisor, fg.pid, 'not detached: the CLI became the supervisor (execve), no Node process stays beside it')
@@ -576,7 +571,17 @@ test('daemonkit run: the CLI becomes the supervisor; one Ctrl-C (SIGINT to the f
 test('daemonkit run in a terminal: job control (stty tostop) cannot stop the command, which has no controlling terminal', async (t) => {
   const dir = h.tempDir(t)
   const script = `stty tostop; ${process.execPath} ${CLI} run -- /bin/sh -c 'echo "written by $$"; exit 0' ${dir}`
-  // In a background group of the terminal the echo would stop the command (SIGTTOU) for good.
+  // In a background group of the terminal the echo would stop the command (SIGTTOU) for good;
+  // then the stopped supervisor and command (both name dir) are killed by pid afterwards.
+  t.teardown(() => {
+    for (const pid of h.processesMentioning(dir)) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone meanwhile
+      }
+    }
+  })
   const r = await h.run('script', ['-qfec', script, '/dev/null'], { timeout: 20_000 })
   t.is(r.code, 0, r.stderr)
   t.regex(r.stdout, /written by \d+/)
@@ -657,15 +662,10 @@ test('--wait-ready: a command that never says READY=1 is killed after --ready-ti
 
 test('under systemd, a Node command that daemonizes itself stays under the supervisor', async (t) => {
   const dir = h.tempDir(t)
-  const { socket, received } = await notifyListener(t, dir)
   const pidFile = path.join(dir, 'sdnode.pid')
   const report = path.join(dir, 'report.json')
-  const fg = spawn(process.execPath, [CLI, 'run', '-p', pidFile, '--wait-ready', '--', process.execPath, h.DAEMON, JSON.stringify({ options: {}, report })], {
-    stdio: 'ignore',
-    env: { ...process.env, NOTIFY_SOCKET: socket },
-  })
-  t.teardown(() => fg.kill('SIGKILL'))
-  await h.waitFor(() => lines(received).some((l) => l.startsWith('READY=1')), { what: 'READY=1' })
+  const args = [CLI, 'run', '-p', pidFile, '--wait-ready', '--', process.execPath, h.DAEMON, JSON.stringify({ options: {}, report })]
+  const { service: fg, received } = await startUnderSystemd(t, dir, args)
   const supervisor = h.readPid(pidFile)
   h.cleanupPid(t, supervisor, dir)
   // READY=1 goes out as daemonize() resolves; the fixture writes its report just after.

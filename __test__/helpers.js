@@ -134,9 +134,13 @@ async function waitFor(predicate, { timeout = 30_000, interval = 20, what = 'con
  * For "nothing is left" checks, where a process that is on its way out may need a moment on a
  * loaded machine.
  */
-async function settle(predicate, { timeout = 5_000, interval = 20 } = {}) {
-  const deadline = Date.now() + timeout
-  while (!(await predicate()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, interval))
+function settle(predicate, { timeout = 5_000 } = {}) {
+  return waitFor(predicate, { timeout }).catch(() => {})
+}
+
+/** Whether process `pid` ignores signal number `signo` (its SigIgn mask in /proc/PID/status). */
+function ignoresSignal(pid, signo) {
+  return ((BigInt(`0x${procStatus(pid).SigIgn}`) >> BigInt(signo - 1)) & 1n) === 1n
 }
 
 /** Whether someone holds a lock on `file`, asked of util-linux flock(1) (which would create a missing file). */
@@ -186,6 +190,6 @@ function processesMentioning(needle) {
 }
 
 module.exports = {
-  DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, isLocked, readPid,
+  DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, ignoresSignal, isLocked, readPid,
   cleanupPid, processesMentioning, readableCopy, rootTest,
 }

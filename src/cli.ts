@@ -8,7 +8,7 @@ import { lockPidfile } from './launch'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
-import { checkCwd, normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
+import { checkCwd, envList, normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
 import { supervisorPath } from './supervisor'
 
 const HELP = `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
@@ -243,7 +243,7 @@ function runForeground(p: Parsed): number {
   const pidFile = o.base.pidFile
   const lockFd = pidFile === undefined ? undefined : lockPidfile(pidFile)
   if (lockFd !== undefined) flags.push('--lock-fd', String(lockFd), '--pidfile', pidFile as string)
-  const env = Object.entries({ ...process.env, ...o.base.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]))
+  const env = envList(o.base, program)
   const n = native()
   try {
     n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, lockFd === undefined ? [] : [lockFd])

@@ -144,7 +144,8 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   }
 }
 
-function envList(base: NormalizedOptions, command: string): string[] {
+/** The environment for `command` as `NAME=value` entries: ours, the options', and Electron's switch. */
+export function envList(base: NormalizedOptions, command: string): string[] {
   const env: Record<string, string | undefined> = { ...process.env, ...base.env }
   // A Node script run with Electron's binary needs it to behave as Node.
   if (process.versions.electron && command === process.execPath) env.ELECTRON_RUN_AS_NODE = '1'

@@ -726,14 +726,22 @@ impl Supervisor {
     }
 }
 
+/// The raw value after `flag` on our command line, for the error path, where the arguments as a
+/// whole could not be parsed.
+fn raw_arg(flag: &str) -> Option<OsString> {
+    std::env::args_os().skip_while(|a| a != flag).nth(1)
+}
+
+/// The descriptor after `flag` on our command line, if it is one (error path, as [`raw_arg`]).
+fn raw_fd_arg(flag: &str) -> Option<RawFd> {
+    raw_arg(flag)?.to_str()?.parse::<RawFd>().ok().filter(|&fd| fd >= 0)
+}
+
 /// With arguments we cannot use, nothing else will clean up a pidfile already handed over to
 /// us (`--lock-fd N --pidfile PATH`): remove it while its lock is still ours.
 fn remove_handed_over_pidfile() {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let fd = value("--lock-fd").and_then(|v| v.to_str()?.parse::<RawFd>().ok()).filter(|&fd| fd >= 0);
-    if let (Some(fd), Some(path)) = (fd, value("--pidfile")) {
-        let _ = pidfile::remove_if_same(Path::new(path), fd);
+    if let (Some(fd), Some(path)) = (raw_fd_arg("--lock-fd"), raw_arg("--pidfile")) {
+        let _ = pidfile::remove_if_same(Path::new(&path), fd);
     }
 }
 
@@ -741,7 +749,7 @@ fn main() {
     let cfg = match parse_args(std::env::args_os().collect()) {
         Ok(cfg) => cfg,
         Err(ArgsError { message: msg, usage: show_usage }) => {
-            let ready = std::env::args_os().skip_while(|a| a != "--ready-fd").nth(1).and_then(|v| v.to_str()?.parse::<RawFd>().ok()).filter(|&fd| fd >= 0);
+            let ready = raw_fd_arg("--ready-fd");
             let line = format!("FAIL config 22 {msg}\n");
             if let Some(fd) = ready {
                 write_all(fd, line.as_bytes());
