@@ -25,6 +25,11 @@ export declare class Process {
    * main thread.
    */
   waitExit(timeoutMs: number): Promise<boolean>
+  /**
+   * Whether the process has exited, asked without waiting and without a thread (a launcher
+   * must not depend on being able to start one: `RLIMIT_NPROC` may forbid it).
+   */
+  hasExited(): boolean
   /** Releases the handle (its pidfd closes once no wait is using it). Idempotent. */
   close(): void
 }
@@ -52,6 +57,23 @@ export declare function dup2(from: number, to: number): void
  */
 export declare function execReplacing(program: string, args: Array<string>, environment: Array<string>, keepFds: Array<number>): void
 
+/** The access mode of `fd` (`F_GETFL`). */
+export declare function fdAccess(fd: number): FdAccess
+
+/** How a descriptor is open. */
+export interface FdAccess {
+  /** Open for reading. */
+  readable: boolean
+  /** Open for writing. */
+  writable: boolean
+}
+
+/**
+ * Checks that `fd`, inherited by this process, holds the exclusive lock on the regular file at
+ * `path`; returns `null` when it does, else why not.
+ */
+export declare function inheritedLockProblem(fd: number, path: string): string | null
+
 /** Launches a daemon (double fork + execve); returns once it has exec'd. */
 export declare function launch(spec: LaunchSpec): LaunchResult
 
@@ -67,6 +89,11 @@ export interface LaunchSpec {
   program: string
   /** The whole argv, `argv[0]` included. */
   args: Array<string>
+  /**
+   * The whole argv as raw bytes, used instead of `args` when given (arguments that are not
+   * valid UTF-8 pass unchanged).
+   */
+  argsBytes?: Array<Buffer>
   /** The whole environment, as `NAME=value` strings. */
   env: Array<string>
   /** Descriptor for stdin; `/dev/null` when absent. */
@@ -88,6 +115,12 @@ export interface LaunchSpec {
   /** Directory to `chroot` into before `execve`. */
   chroot?: string
 }
+
+/**
+ * Whether `$NOTIFY_SOCKET` names a datagram socket that can be connected to (nothing is sent):
+ * `null` when it can, or when the variable is not set; else why not.
+ */
+export declare function notifySocketProblem(): string | null
 
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process

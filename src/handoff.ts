@@ -20,6 +20,11 @@ export interface Handoff {
   lockFd: number | undefined
   /** The pidfile's absolute path, if there is one. */
   pidFile: string | undefined
+  /**
+   * The launcher's `readyTimeout` in ms. The daemon enforces it too (plus a grace period), so
+   * that it holds when the launcher is gone.
+   */
+  readyTimeout: number
 }
 
 /** The daemon's state, shared by every copy of this package loaded in the process. */
@@ -33,29 +38,104 @@ interface DaemonState {
   lock: { fd: number; path: string } | undefined
   /** Running in the foreground under a supervisor (systemd): readiness goes to `$NOTIFY_SOCKET`. */
   foreground: boolean
+  /** Set once a write to the relay found the launcher gone: fd 2 is the final target already. */
+  launcherGone: boolean
+  /** The daemon's own readiness deadline. */
+  deadline: NodeJS.Timeout | undefined
+  /** Puts back `process.stderr` as Node defines it (see `watchLauncher`). */
+  restoreStderr: (() => void) | undefined
 }
+
+/**
+ * How long after the launcher's `readyTimeout` the daemon ends by itself: the launcher, when it
+ * is still there, acts first and reports the timeout.
+ */
+const DEADLINE_GRACE_MS = 1_000
 
 const STATE_KEY = Symbol.for('daemonkit.state')
 
-/** `v1:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<pidfile, URI-encoded, or empty>` */
+/**
+ * `v2:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<readyTimeout ms>:<pidfile, URI-encoded, or empty>`
+ */
 export function formatHandoff(h: Handoff): string {
-  return ['v1', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', encodeURIComponent(h.pidFile ?? '')].join(':')
+  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', h.readyTimeout, encodeURIComponent(h.pidFile ?? '')].join(':')
 }
 
-function parseHandoff(raw: string): Handoff | undefined {
+/** Why a marker cannot be read, or the hand-off it describes. */
+function parseHandoff(raw: string): Handoff | string {
   const parts = raw.split(':')
-  if (parts.length !== 6 || parts[0] !== 'v1' || !/^[0-9a-f]{32}$/.test(parts[1])) return undefined
-  const fdOf = (s: string): number | undefined => (/^[0-9]+$/.test(s) ? Number(s) : undefined)
-  const readyFd = fdOf(parts[2])
-  const stderrFd = fdOf(parts[3])
-  if (readyFd === undefined || stderrFd === undefined) return undefined
-  return {
-    token: parts[1],
-    readyFd,
-    stderrFd,
-    lockFd: fdOf(parts[4]),
-    pidFile: parts[5] === '' ? undefined : decodeURIComponent(parts[5]),
+  if (parts.length !== 7 || parts[0] !== 'v2' || !/^[0-9a-f]{32}$/.test(parts[1])) return 'it is not in the format this version writes'
+  const numberOf = (s: string): number | undefined => (/^[0-9]{1,10}$/.test(s) ? Number(s) : undefined)
+  const readyFd = numberOf(parts[2])
+  const stderrFd = numberOf(parts[3])
+  const lockFd = parts[4] === '-' ? undefined : numberOf(parts[4])
+  const readyTimeout = numberOf(parts[5])
+  let pidFile: string | undefined
+  try {
+    pidFile = parts[6] === '' ? undefined : decodeURIComponent(parts[6])
+  } catch {
+    return 'its pidfile is not URI-encoded'
   }
+  if (readyFd === undefined || stderrFd === undefined || readyTimeout === undefined || (lockFd === undefined && parts[4] !== '-')) {
+    return 'it is not in the format this version writes'
+  }
+  return { token: parts[1], readyFd, stderrFd, lockFd, pidFile, readyTimeout }
+}
+
+/** The kind of file open at `fd` and how it is open, or undefined when `fd` is not open. */
+function describeFd(fd: number): { stat: fs.Stats; writable: boolean } | undefined {
+  try {
+    return { stat: fs.fstatSync(fd), writable: native().fdAccess(fd).writable }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Checks that the descriptors a marker names are what a launcher makes: the readiness pipe's
+ * write end at fd 3, an output open for writing at fd 4, the pidfile at fd 5 holding its
+ * exclusive lock through this very descriptor (same inode as the path, not a symlink), and a
+ * pipe on fd 2 (the relay), other than the readiness pipe. Returns why not, or undefined.
+ * A marker forged into the environment of a script run by hand fails here, so that its
+ * descriptors (a log file on stdout, say) are never written to.
+ */
+function handoffProblem(h: Handoff): string | undefined {
+  if (h.readyFd !== HANDOFF_FDS.ready || h.stderrFd !== HANDOFF_FDS.stderr) return 'its descriptor numbers are not the launcher\'s'
+  if ((h.lockFd === undefined) !== (h.pidFile === undefined)) return 'it names a pidfile without a lock descriptor, or the reverse'
+  if (h.lockFd !== undefined && h.lockFd !== HANDOFF_FDS.lock) return 'its descriptor numbers are not the launcher\'s'
+  const ready = describeFd(h.readyFd)
+  if (!ready || !ready.stat.isFIFO() || !ready.writable) return `descriptor ${h.readyFd} is not the write end of a pipe`
+  const relay = describeFd(2)
+  if (!relay || !relay.stat.isFIFO() || !relay.writable) return 'descriptor 2 is not the write end of a pipe'
+  if (relay.stat.ino === ready.stat.ino && relay.stat.dev === ready.stat.dev) return 'descriptors 2 and 3 are the same pipe'
+  const out = describeFd(h.stderrFd)
+  if (!out || out.stat.isDirectory() || !out.writable) return `descriptor ${h.stderrFd} is not open for writing`
+  if (h.lockFd !== undefined && h.pidFile !== undefined) {
+    const problem = native().inheritedLockProblem(h.lockFd, h.pidFile)
+    if (problem) return `descriptor ${h.lockFd} is not the locked pidfile ${h.pidFile}: ${problem}`
+  }
+  return undefined
+}
+
+/** Reads the marker; a marker that fails the checks is ignored, with a line on stderr. */
+function takeHandoff(raw: string): Handoff | undefined {
+  let problem: string | undefined
+  const parsed = parseHandoff(raw)
+  if (typeof parsed === 'string') problem = parsed
+  else {
+    try {
+      problem = handoffProblem(parsed)
+    } catch (err) {
+      problem = `its descriptors cannot be checked here (${(err as Error).message})`
+    }
+  }
+  if (problem === undefined) return parsed as Handoff
+  try {
+    fs.writeSync(2, `daemonkit: ignoring ${HANDOFF_VAR} in the environment, which no daemonkit launcher made for this process (${problem}); starting as a launcher\n`)
+  } catch {
+    // No stderr to tell.
+  }
+  return undefined
 }
 
 function state(): DaemonState {
@@ -66,15 +146,21 @@ function state(): DaemonState {
     const raw = process.env[HANDOFF_VAR]
     delete process.env[HANDOFF_VAR]
     s = {
-      handoff: raw === undefined ? undefined : parseHandoff(raw),
+      handoff: raw === undefined ? undefined : takeHandoff(raw),
       ready: false,
       adopted: false,
       removed: false,
       lock: undefined,
       foreground: false,
+      launcherGone: false,
+      deadline: undefined,
+      restoreStderr: undefined,
     }
     g[STATE_KEY] = s
-    if (s.handoff) installExitReport(s)
+    if (s.handoff) {
+      installExitReport(s)
+      watchLauncher(s, s.handoff)
+    }
   }
   return s
 }
@@ -88,12 +174,127 @@ function installExitReport(s: DaemonState): void {
       try {
         fs.writeSync(h.readyFd, `EXIT ${h.token} ${code}\n`)
       } catch {
-        // The launcher is gone; nothing to tell.
+        // The launcher is gone, so it cannot remove the pidfile: do it while the lock is ours.
+        if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
+          s.removed = true
+          try {
+            native().removePidfile(h.pidFile, h.lockFd)
+          } catch {
+            // A pidfile nobody locks reads as "not running" anyway.
+          }
+        }
       }
       return
     }
     removeOwnPidfile()
   })
+}
+
+function errnoOf(err: unknown): unknown {
+  return (err as { code?: unknown } | null)?.code
+}
+
+/** Writes all of `data` to `fd`, synchronously. */
+function writeAll(fd: number, data: Buffer): void {
+  for (let off = 0; off < data.length; ) {
+    try {
+      off += fs.writeSync(fd, data, off)
+    } catch (err) {
+      if (errnoOf(err) !== 'EAGAIN') throw err
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1) // fd 2 was made non-blocking
+    }
+  }
+}
+
+/** The relay's reader is gone: from now on fd 2 is the final stderr target. */
+function launcherGone(s: DaemonState, h: Handoff): void {
+  if (s.launcherGone || s.ready) return
+  s.launcherGone = true
+  native().dup2(h.stderrFd, 2)
+  try {
+    fs.writeSync(2, `daemonkit: daemon (pid ${process.pid}): its launching process is gone; stderr goes here from now on\n`)
+  } catch {
+    // Nowhere to say it.
+  }
+}
+
+/**
+ * Makes the daemon independent of its launcher until it is ready.
+ *
+ * - `process.stderr` writes to fd 2 synchronously until readiness, and a write that finds the
+ *   relay's reader gone (`EPIPE`: the launcher was killed, or its own stderr closed) switches
+ *   fd 2 to the final target and is written there, instead of destroying the stream and
+ *   throwing into the app.
+ * - The launcher's `readyTimeout` is enforced here too, a moment later: a daemon whose
+ *   launcher is gone does not wait for readiness forever.
+ */
+function watchLauncher(s: DaemonState, h: Handoff): void {
+  const { Writable } = require('node:stream') as typeof import('node:stream')
+  const original = Object.getOwnPropertyDescriptor(process, 'stderr')
+  const relay = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      try {
+        try {
+          writeAll(2, chunk)
+        } catch (err) {
+          if (errnoOf(err) !== 'EPIPE' || s.ready) throw err
+          launcherGone(s, h)
+          writeAll(2, chunk)
+        }
+        callback()
+      } catch (err) {
+        callback(err as Error)
+      }
+    },
+  })
+  Object.defineProperty(relay, 'fd', { value: 2, enumerable: true })
+  Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => relay })
+  const cons = console as unknown as { _stderr?: unknown }
+  try {
+    cons._stderr = relay // the global console may have bound process.stderr already
+  } catch {
+    // Not a console that has one.
+  }
+  s.restoreStderr = () => {
+    if (original) Object.defineProperty(process, 'stderr', original)
+  }
+
+  s.deadline = setTimeout(() => endNotReady(s, h), h.readyTimeout + DEADLINE_GRACE_MS)
+  s.deadline.unref()
+}
+
+/**
+ * The daemon's own readiness deadline passed: its launcher did not end it (it is gone). Tells
+ * a launcher that may still be there, says why in the final stderr target, removes the pidfile
+ * (the lock is still ours) and exits 1.
+ */
+function endNotReady(s: DaemonState, h: Handoff): void {
+  if (s.ready) return
+  try {
+    fs.writeSync(h.readyFd, `TIMEOUT ${h.token} ${process.pid}\n`)
+  } catch {
+    // The launcher is gone.
+  }
+  try {
+    s.launcherGone = true
+    native().dup2(h.stderrFd, 2)
+    fs.writeSync(
+      2,
+      `daemonkit: daemon (pid ${process.pid}) was not ready after ${h.readyTimeout} ms (readyTimeout) and its launcher ` +
+        'did not end it; ending, and removing its pidfile\n',
+    )
+  } catch {
+    // Nowhere to say it.
+  }
+  if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
+    s.removed = true
+    try {
+      native().removePidfile(h.pidFile, h.lockFd)
+    } catch {
+      // A pidfile nobody locks reads as "not running" anyway.
+    }
+  }
+  process.exit(1)
 }
 
 /** The hand-off of this process, if it was launched as a daemon and has not adopted it yet. */
@@ -153,11 +354,21 @@ export function reportReady(): void {
     return
   }
   const n = native()
+  if (s.deadline) clearTimeout(s.deadline)
   n.dup2(h.stderrFd, 2)
   fs.closeSync(h.stderrFd)
   s.ready = true
+  s.restoreStderr?.()
   try {
     fs.writeSync(h.readyFd, `READY ${h.token} ${process.pid}\n`)
+  } catch (err) {
+    if (errnoOf(err) !== 'EPIPE') throw err
+    // The launcher is gone (killed while it waited): nobody to tell, and the daemon runs on.
+    try {
+      fs.writeSync(2, `daemonkit: daemon (pid ${process.pid}) is ready; its launching process is gone, so nobody was told\n`)
+    } catch {
+      // Nowhere to say it.
+    }
   } finally {
     fs.closeSync(h.readyFd)
   }

@@ -43,6 +43,56 @@ function messageOf(err: unknown): string {
   return typeof message === 'string' ? message : String(err)
 }
 
+/**
+ * The raw bytes of this process's arguments after argv[0], from /proc/self/cmdline, when they
+ * are the ones `expected` (execArgv and argv after argv[0]) was decoded from; else undefined.
+ * Node decodes argv as UTF-8, replacing what is not valid UTF-8 with U+FFFD, so the strings
+ * alone cannot give back such an argument.
+ */
+function rawArgs(expected: readonly string[]): Buffer[] | undefined {
+  let cmdline: Buffer
+  try {
+    cmdline = fs.readFileSync('/proc/self/cmdline')
+  } catch {
+    return undefined
+  }
+  if (cmdline.length === 0 || cmdline[cmdline.length - 1] !== 0) return undefined
+  const parts: Buffer[] = []
+  for (let start = 0; start < cmdline.length; ) {
+    const end = cmdline.indexOf(0, start)
+    parts.push(cmdline.subarray(start, end))
+    start = end + 1
+  }
+  const raw = parts.slice(1)
+  if (raw.length !== expected.length) return undefined
+  // Node makes the script's path absolute (process.argv[1]); the daemon starts in our cwd.
+  const same = (bytes: Buffer, s: string): boolean => {
+    const text = bytes.toString('utf8')
+    return text === s || require('node:path').resolve(text) === s
+  }
+  return raw.every((bytes, i) => same(bytes, expected[i])) ? raw : undefined
+}
+
+/**
+ * The raw bytes of the command line `reexecArgs()` gives, when some argument is not valid UTF-8
+ * (Node shows it with U+FFFD); `undefined` when the strings are exact. Throws a `LaunchError`
+ * (`EARGVENCODING`) when the bytes cannot be recovered (no /proc, or `process.title` changed).
+ */
+export function reexecArgBytes(args: readonly string[]): Buffer[] | undefined {
+  const rest = args.slice(1)
+  if (!rest.some((a) => a.includes('\uFFFD'))) return undefined
+  const raw = rawArgs(rest)
+  if (!raw) {
+    throw new LaunchError(
+      'EARGVENCODING',
+      'daemonize: an argument of this process is not valid UTF-8, and its bytes cannot be recovered here ' +
+        '(Node replaced them with U+FFFD); the daemon would get different arguments. Pass it encoded as UTF-8',
+      process.argv[1],
+    )
+  }
+  return [Buffer.from(args[0]), ...raw]
+}
+
 /** The command line that runs this same script again: execArgv kept, `-e` code included. */
 export function reexecArgs(): string[] {
   const evalFlags = new Set(['-e', '--eval', '-p', '--print'])
@@ -98,9 +148,16 @@ function awaitReadiness(
   const readyPipe = new (net().Socket)({ fd: readyFd, readable: true, writable: false })
   const relay = new (net().Socket)({ fd: relayFd, readable: true, writable: false })
   let tail = ''
+  // Our own stderr may have no reader any more (`node app.js 2>&1 | head -2`): the relay then
+  // stops copying, and the wait goes on.
+  let relaying = true
+  const stopRelaying = (): void => {
+    relaying = false
+  }
+  process.stderr.on('error', stopRelaying)
   const relayClosed = new Promise<void>((resolve) => {
     relay.on('data', (chunk: Buffer) => {
-      process.stderr.write(chunk)
+      if (relaying && !process.stderr.destroyed) process.stderr.write(chunk)
       tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL)
     })
     relay.on('end', resolve)
@@ -124,6 +181,7 @@ function awaitReadiness(
         if (from !== token) continue
         if (word === 'READY') settle({ kind: 'ready' })
         else if (word === 'EXIT') exitCode = Number(value)
+        else if (word === 'TIMEOUT') settle({ kind: 'timeout' }) // the daemon's own deadline passed first
       }
     })
     const ended = (): void => settle({ kind: 'exited', exitCode })
@@ -138,6 +196,7 @@ function awaitReadiness(
     close: () => {
       readyPipe.destroy()
       relay.destroy()
+      process.stderr.removeListener('error', stopRelaying)
     },
   }
 }
@@ -158,9 +217,45 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined>
   })
 }
 
+/**
+ * Resolves whether `handle`'s process exited within `ms`. Asks every 10 ms on the main thread:
+ * waiting on a worker thread needs libuv's thread pool, and where `RLIMIT_NPROC` leaves no
+ * room for its threads libuv aborts the whole process.
+ */
+async function waitExit(handle: { hasExited(): boolean }, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    try {
+      if (handle.hasExited()) return true
+    } catch {
+      return true
+    }
+    if (Date.now() >= deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/**
+ * A hint for a daemon that never got ready under a small process limit: Node starts about ten
+ * threads, each counted against `ulimit -u`, and hangs when it cannot create them.
+ */
+function processLimitHint(): string {
+  let limits: string
+  try {
+    limits = fs.readFileSync('/proc/self/limits', 'utf8')
+  } catch {
+    return ''
+  }
+  const soft = /^Max processes\s+(\d+)/m.exec(limits)
+  if (!soft || Number(soft[1]) > 256) return ''
+  return ` (the process limit is ${soft[1]} (ulimit -u, RLIMIT_NPROC), counting every thread of this user; ` +
+    'a Node process needs about ten, and hangs at start when it cannot create them)'
+}
+
 /** The launcher's side of the hand-off: everything up to "ready" or a `ReadinessError`. */
 export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number }> {
   const args = reexecArgs()
+  const argsBytes = reexecArgBytes(args)
   const n = native()
   const lockFd = opts.pidFile === undefined ? undefined : lockPidfile(opts.pidFile)
   const toClose: number[] = []
@@ -188,6 +283,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       stderrFd: HANDOFF_FDS.stderr,
       lockFd: lockFd === undefined ? undefined : HANDOFF_FDS.lock,
       pidFile: opts.pidFile,
+      readyTimeout: opts.readyTimeout,
     })
     const env = { ...process.env, ...opts.env, [HANDOFF_VAR]: marker }
     const passFds = lockFd === undefined ? [readyWrite, finalStderrFd] : [readyWrite, finalStderrFd, lockFd]
@@ -195,6 +291,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       launched = n.launch({
         program: process.execPath,
         args,
+        argsBytes,
         env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
         stdout: stdoutFd,
         stderr: relayWrite,
@@ -232,20 +329,20 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
         // Exited meanwhile.
       }
     }
-    if (handle && !(await handle.waitExit(FAILURE_GRACE_MS))) {
+    if (handle && !(await waitExit(handle, FAILURE_GRACE_MS))) {
       try {
         handle.kill(9)
       } catch {
         // Exited meanwhile.
       }
-      await handle.waitExit(FAILURE_GRACE_MS)
+      await waitExit(handle, FAILURE_GRACE_MS)
     }
     await withTimeout(watch.relayClosed, FAILURE_GRACE_MS)
     watch.close()
     handle?.close()
     const stderr = watch.stderrTail()
     if (outcome.kind === 'timeout') {
-      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed`)
+      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`)
     }
     const how = outcome.exitCode === undefined ? 'exited (killed by a signal?)' : `exited with code ${outcome.exitCode}`
     throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`)

@@ -152,12 +152,43 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
   }
 }
 
+/** `$NOTIFY_SOCKET` values already judged in this process: value -> reachable. */
+const notifyChecked = new Map<string, boolean>()
+
+/**
+ * Whether `$NOTIFY_SOCKET` names a socket that listens, checked with a datagram `connect()`
+ * (nothing is sent). When it does not (a stale value, a typo, an abstract name nobody bound),
+ * this process is not a systemd service after all: that is said once on stderr.
+ */
+function notifySocketReachable(value: string): boolean {
+  const known = notifyChecked.get(value)
+  if (known !== undefined) return known
+  let problem: string | null
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    problem = (require('./native') as typeof import('./native')).native().notifySocketProblem()
+  } catch (err) {
+    problem = (err as Error).message
+  }
+  const reachable = problem === null
+  notifyChecked.set(value, reachable)
+  if (!reachable) {
+    process.stderr.write(
+      `daemonkit: NOTIFY_SOCKET=${JSON.stringify(value)} is set but no socket listens there (${problem}), ` +
+        'so this is not a systemd service: detaching as usual\n',
+    )
+  }
+  return reachable
+}
+
 /**
  * Whether `detach` means "fork into the background" in this process. `'auto'` stays in place
- * under systemd (`$NOTIFY_SOCKET`) and as PID 1 (a container's first process: if it forked and
- * exited, the container would end, killing the daemon with it).
+ * under systemd (`$NOTIFY_SOCKET` naming a socket that listens) and as PID 1 (a container's
+ * first process: if it forked and exited, the container would end, killing the daemon with it).
  */
 export function shouldDetach(detach: 'auto' | boolean): boolean {
   if (detach !== 'auto') return detach
-  return !process.env.NOTIFY_SOCKET && process.pid !== 1
+  if (process.pid === 1) return false
+  const socket = process.env.NOTIFY_SOCKET
+  return !socket || !notifySocketReachable(socket)
 }

@@ -44,3 +44,27 @@ pub fn notify(state: &str) -> io::Result<bool> {
         None => Ok(false),
     }
 }
+
+/// Checks that a datagram socket is listening at `path` (`@name`: Linux's abstract namespace)
+/// by connecting an unbound datagram socket to it. Nothing is sent.
+pub fn reachable(path: &OsStr) -> io::Result<()> {
+    let socket = UnixDatagram::unbound()?;
+    let bytes = path.as_bytes();
+    if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            #[cfg(target_os = "linux")]
+            use std::os::linux::net::SocketAddrExt;
+            #[cfg(target_os = "android")]
+            use std::os::android::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)?;
+            return socket.connect_addr(&addr);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = abstract_name;
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "abstract sockets are Linux-only"));
+        }
+    }
+    socket.connect(OsStr::from_bytes(bytes))
+}

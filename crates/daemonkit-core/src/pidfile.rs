@@ -431,3 +431,95 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe, Errno> {
         (false, Err(content)) => Probe::RunningUnknownPid { content },
     })
 }
+
+/// Why [`verify_inherited_lock`] does not accept a descriptor as the pidfile's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InheritedLockProblem {
+    /// The descriptor is not open.
+    NotOpen,
+    /// The descriptor is not a regular file (the kind is given).
+    NotRegular(&'static str),
+    /// The descriptor is not open for writing, as a launcher's pidfile descriptor is.
+    NotWritable,
+    /// The path is a symbolic link, or names nothing or another file than the descriptor.
+    OtherFile,
+    /// Nobody holds an exclusive lock on the file.
+    NotLocked,
+    /// An exclusive lock is held, but through another open file description than this one.
+    LockedByOther,
+    /// A system call failed.
+    Io(Errno),
+}
+
+impl fmt::Display for InheritedLockProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InheritedLockProblem::NotOpen => f.write_str("the descriptor is not open"),
+            InheritedLockProblem::NotRegular(kind) => write!(f, "the descriptor is {kind}, not a regular file"),
+            InheritedLockProblem::NotWritable => f.write_str("the descriptor is not open for writing"),
+            InheritedLockProblem::OtherFile => f.write_str("the path does not name the file open at the descriptor"),
+            InheritedLockProblem::NotLocked => f.write_str("nobody holds the file's exclusive lock"),
+            InheritedLockProblem::LockedByOther => f.write_str("the file's exclusive lock is held through another descriptor"),
+            InheritedLockProblem::Io(errno) => write!(f, "checking the lock failed: {}", errno.desc()),
+        }
+    }
+}
+
+impl std::error::Error for InheritedLockProblem {}
+
+/// Proves that `fd`, a descriptor this process inherited, holds the exclusive `flock` on the
+/// regular file at `path`.
+///
+/// Checked, in order: `fd` is an open regular file, open for writing; `path` is not a symbolic
+/// link and names the same device and inode; a fresh descriptor of `path` cannot take a shared
+/// lock (so someone holds it exclusively), while an exclusive lock through `fd` succeeds (so the
+/// holder is `fd`'s open file description: taking a lock one already holds is a no-op). The
+/// fresh descriptor is closed before returning, releasing nothing it did not take.
+///
+/// The lock through `fd` is left as it was when the proof holds; when nobody held it, the
+/// exclusive attempt is never made, so a failed proof takes no lock.
+pub fn verify_inherited_lock(fd: RawFd, path: impl AsRef<Path>) -> Result<(), InheritedLockProblem> {
+    let ours = match fstat(fd) {
+        Ok(st) => st,
+        Err(Errno::EBADF) => return Err(InheritedLockProblem::NotOpen),
+        Err(errno) => return Err(InheritedLockProblem::Io(errno)),
+    };
+    if let Some(kind) = kind_of(ours.st_mode) {
+        return Err(InheritedLockProblem::NotRegular(kind));
+    }
+    // SAFETY: F_GETFL takes no argument and only reads the descriptor's flags.
+    let flags = Errno::result(unsafe { libc::fcntl(fd, libc::F_GETFL) }).map_err(InheritedLockProblem::Io)?;
+    if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return Err(InheritedLockProblem::NotWritable);
+    }
+    let c = c_path(path.as_ref()).map_err(InheritedLockProblem::Io)?;
+    match lstat(&c) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {}
+        Ok(_) | Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Err(InheritedLockProblem::OtherFile),
+        Err(errno) => return Err(InheritedLockProblem::Io(errno)),
+    }
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: `c` is NUL-terminated; no O_CREAT, so no mode argument is read.
+    let raw = unsafe { libc::open(c.as_ptr(), flags) };
+    if raw < 0 {
+        return Err(match Errno::last() {
+            Errno::ELOOP | Errno::ENOENT => InheritedLockProblem::OtherFile,
+            errno => InheritedLockProblem::Io(errno),
+        });
+    }
+    // SAFETY: `raw` was just opened and is owned by nothing else.
+    let fresh = unsafe { OwnedFd::from_raw_fd(raw) };
+    let st = fstat(fresh.as_raw_fd()).map_err(InheritedLockProblem::Io)?;
+    if st.st_dev != ours.st_dev || st.st_ino != ours.st_ino {
+        return Err(InheritedLockProblem::OtherFile);
+    }
+    if try_flock(fresh.as_raw_fd(), false).map_err(InheritedLockProblem::Io)? {
+        // Shared lock granted: nobody holds it exclusively. Closing `fresh` releases it.
+        return Err(InheritedLockProblem::NotLocked);
+    }
+    drop(fresh);
+    if !try_flock(fd, true).map_err(InheritedLockProblem::Io)? {
+        return Err(InheritedLockProblem::LockedByOther);
+    }
+    Ok(())
+}

@@ -46,3 +46,15 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
     // SAFETY: close takes a plain integer; the caller gives up `fd`, which is not used again.
     Errno::result(unsafe { libc::close(fd) }).map(drop)
 }
+
+/// Whether `fd` is open for reading and for writing (its access mode, `F_GETFL`).
+pub fn access_mode(fd: RawFd) -> Result<(bool, bool), Errno> {
+    // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let flags = OFlag::from_bits_truncate(fcntl(borrowed, FcntlArg::F_GETFL)?);
+    Ok(match flags & OFlag::O_ACCMODE {
+        OFlag::O_RDONLY => (true, false),
+        OFlag::O_WRONLY => (false, true),
+        _ => (true, true),
+    })
+}

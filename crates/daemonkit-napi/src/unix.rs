@@ -104,6 +104,9 @@ pub struct LaunchSpec {
     pub program: String,
     /// The whole argv, `argv[0]` included.
     pub args: Vec<String>,
+    /// The whole argv as raw bytes, used instead of `args` when given (arguments that are not
+    /// valid UTF-8 pass unchanged).
+    pub args_bytes: Option<Vec<Buffer>>,
     /// The whole environment, as `NAME=value` strings.
     pub env: Vec<String>,
     /// Descriptor for stdin; `/dev/null` when absent.
@@ -140,8 +143,13 @@ fn stdio_of(fd: Option<i32>) -> Stdio {
 /// Launches a daemon (double fork + execve); returns once it has exec'd.
 #[napi]
 pub fn launch(env: Env, spec: LaunchSpec) -> Result<LaunchResult> {
+    use std::os::unix::ffi::OsStrExt;
     let mut cmd = Command::new(&spec.program);
-    if let Some((first, rest)) = spec.args.split_first() {
+    if let Some(raw) = &spec.args_bytes {
+        if let Some((first, rest)) = raw.split_first() {
+            cmd.arg0(std::ffi::OsStr::from_bytes(first)).args(rest.iter().map(|a| std::ffi::OsStr::from_bytes(a)));
+        }
+    } else if let Some((first, rest)) = spec.args.split_first() {
         cmd.arg0(first).args(rest);
     }
     cmd.env_list(spec.env.iter().map(|e| e.split_once('=').unwrap_or((e.as_str(), ""))))
@@ -252,6 +260,13 @@ impl Process {
         Ok(AsyncTask::new(WaitExit { handle, timeout: Duration::from_millis(timeout_ms.into()) }))
     }
 
+    /// Whether the process has exited, asked without waiting and without a thread (a launcher
+    /// must not depend on being able to start one: `RLIMIT_NPROC` may forbid it).
+    #[napi]
+    pub fn has_exited(&self, env: Env) -> Result<bool> {
+        self.handle(&env)?.wait_exit(Duration::ZERO).map_err(|e| errno_error(&env, e, &format!("waiting for process {}", self.pid)))
+    }
+
     /// Releases the handle (its pidfd closes once no wait is using it). Idempotent.
     #[napi]
     pub fn close(&self) {
@@ -282,4 +297,35 @@ impl Task for WaitExit {
 #[napi]
 pub fn sd_notify(env: Env, state: String) -> Result<bool> {
     notify::notify(&state).map_err(|e| coded(&env, "ENOTIFY", format!("sd_notify: {e}")))
+}
+
+/// How a descriptor is open.
+#[napi(object)]
+pub struct FdAccess {
+    /// Open for reading.
+    pub readable: bool,
+    /// Open for writing.
+    pub writable: bool,
+}
+
+/// The access mode of `fd` (`F_GETFL`).
+#[napi]
+pub fn fd_access(env: Env, fd: i32) -> Result<FdAccess> {
+    let (readable, writable) = stdio::access_mode(fd).map_err(|e| errno_error(&env, e, "fcntl"))?;
+    Ok(FdAccess { readable, writable })
+}
+
+/// Checks that `fd`, inherited by this process, holds the exclusive lock on the regular file at
+/// `path`; returns `null` when it does, else why not.
+#[napi]
+pub fn inherited_lock_problem(fd: i32, path: String) -> Option<String> {
+    pidfile::verify_inherited_lock(fd, &path).err().map(|p| p.to_string())
+}
+
+/// Whether `$NOTIFY_SOCKET` names a datagram socket that can be connected to (nothing is sent):
+/// `null` when it can, or when the variable is not set; else why not.
+#[napi]
+pub fn notify_socket_problem() -> Option<String> {
+    let path = notify::socket_path()?;
+    notify::reachable(&path).err().map(|e| e.to_string())
 }

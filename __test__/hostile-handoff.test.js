@@ -1,0 +1,230 @@
+'use strict'
+// A forged hand-off marker, a launcher that dies during the readiness wait, a process limit,
+// arguments that are not UTF-8, and a NOTIFY_SOCKET nobody listens on.
+const test = require('ava')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn, spawnSync } = require('node:child_process')
+const h = require('./helpers')
+
+const HANDOFF = path.join(h.FIXTURES, 'handoff.js')
+
+/** Registers teardown for the daemon whose pid the pidfile names (if any). */
+function cleanupFromPidfile(t, pidFile, dir) {
+  t.teardown(() => {
+    try {
+      const pid = h.readPid(pidFile)
+      if (pid > 1) return killIfMentions(pid, dir)
+    } catch {
+      // no pidfile: nothing started
+    }
+  })
+}
+
+async function killIfMentions(pid, dir) {
+  let cmdline = ''
+  try {
+    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    return
+  }
+  if (!cmdline.includes(dir) || !h.isRunning(pid)) return
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    return
+  }
+  await h.waitFor(() => !h.isRunning(pid), { what: `pid ${pid} to die` })
+}
+
+/** Spawns the hand-off fixture's launcher; returns the child and a promise of its exit. */
+function spawnLauncher(t, spec, { stdio = ['ignore', 'ignore', 'pipe'], env = process.env, cwd } = {}) {
+  const child = spawn(process.execPath, [HANDOFF, JSON.stringify(spec)], { stdio, env, cwd })
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  return { child, exited }
+}
+
+function read(file) {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+// ---------------------------------------------------------------- a forged DAEMONKIT_HANDOFF
+
+/** Runs the basic fixture daemon with a forged marker and fds 0-5 as given; stdout is `precious`. */
+function runForged(t, dir, marker, extraFds, options) {
+  const precious = path.join(dir, 'precious.log')
+  fs.writeFileSync(precious, 'precious line 1\nprecious line 2\n')
+  const out = fs.openSync(precious, 'a')
+  const args = [h.DAEMON, JSON.stringify({ options })]
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', out, 'pipe', ...extraFds],
+      env: { ...process.env, DAEMONKIT_HANDOFF: marker },
+    })
+    fs.closeSync(out)
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`timed out; stderr: ${stderr}`))
+    }, 30_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stderr, precious: fs.readFileSync(precious, 'utf8') })
+    })
+  })
+}
+
+test('a forged v1 marker (the old format) pointing at stdout is ignored: the file is untouched, the script launches as usual', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'app.pid')
+  cleanupFromPidfile(t, pidFile, dir)
+  const marker = `v1:${'0'.repeat(32)}:2:2:1:${encodeURIComponent(pidFile)}`
+  const r = await runForged(t, dir, marker, [], { pidFile })
+  t.is(r.precious, 'precious line 1\nprecious line 2\n', 'the file on stdout was neither truncated nor written')
+  t.is(r.code, 0, r.stderr)
+  const pid = h.readPid(pidFile)
+  t.true(h.isRunning(pid), 'a real daemon runs')
+  t.true(h.isLocked(pidFile))
+})
+
+test('a forged current-format marker is refused unless fds 3/4/5 are the launcher\'s pipe, output and locked pidfile', async (t) => {
+  const dir = h.tempDir(t)
+  const { formatHandoff } = require('../dist/handoff')
+  const pidFile = path.join(dir, 'app.pid')
+  cleanupFromPidfile(t, pidFile, dir)
+  const marker = (lockFd) => formatHandoff({ token: '0'.repeat(32), readyFd: 3, stderrFd: 4, lockFd, pidFile, readyTimeout: 30_000 })
+
+  // fd 3 and 4: a regular file; fd 5: the pidfile, open but not locked.
+  const other = path.join(dir, 'other.log')
+  fs.writeFileSync(other, 'other\n')
+  fs.writeFileSync(pidFile, '')
+  const a = fs.openSync(other, 'r+')
+  const b = fs.openSync(other, 'r+')
+  const p = fs.openSync(pidFile, 'r+')
+  t.teardown(() => [a, b, p].forEach((fd) => fs.closeSync(fd)))
+  const r1 = await runForged(t, dir, marker(5), [a, b, p], { pidFile })
+  t.regex(r1.stderr, /ignoring DAEMONKIT_HANDOFF/)
+  t.is(r1.code, 0, r1.stderr)
+  t.is(fs.readFileSync(other, 'utf8'), 'other\n', 'nothing written into the inherited descriptors')
+  t.is(r1.precious, 'precious line 1\nprecious line 2\n')
+  const first = h.readPid(pidFile)
+  t.true(h.isRunning(first))
+  t.true(h.isLocked(pidFile))
+
+  // Now the pidfile is locked by that daemon: a descriptor of it (a different open file
+  // description) is not proof either. fd 3 is a pipe's write end this time.
+  const [pr, pw] = require('../binding').pipe()
+  t.teardown(() => [pr, pw].forEach((fd) => fs.closeSync(fd)))
+  const r2 = await runForged(t, dir, marker(5), [pw, b, p], { pidFile })
+  t.regex(r2.stderr, /ignoring DAEMONKIT_HANDOFF/)
+  t.regex(r2.stderr, /already running/, 'it started as a launcher, which found the lock taken')
+  t.not(r2.code, 0)
+  t.is(h.readPid(pidFile), first, 'the running daemon\'s pidfile was not overwritten')
+  t.is(r2.precious, 'precious line 1\nprecious line 2\n')
+})
+
+test('the hand-off a real launcher makes is still adopted (pidfile, lock, readiness)', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const adopted = path.join(dir, 'adopted')
+  const { child, exited } = spawnLauncher(t, { options: { pidFile }, adopted })
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const r = await exited
+  t.is(r.code, 0, stderr)
+  t.notRegex(stderr, /ignoring/)
+  const pid = h.readPid(pidFile)
+  h.cleanupPid(t, pid, dir)
+  t.is(Number(await h.waitFor(() => read(adopted))), pid)
+  t.true(h.isLocked(pidFile))
+})
+
+// ---------------------------------------------------------------- the launcher dies early
+
+test('the launcher survives a closed stderr pipe while relaying, and exits 0 once the daemon is ready', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const goFile = path.join(dir, 'go')
+  const adopted = path.join(dir, 'adopted')
+  const afterReady = path.join(dir, 'after-ready')
+  const log = path.join(dir, 'err.log')
+  cleanupFromPidfile(t, pidFile, dir)
+  // What `node app.js 2>&1 | head -2` does: the reader goes away while the daemon still writes.
+  const { child, exited } = spawnLauncher(t, {
+    options: { pidFile, ready: 'manual', stderr: log }, adopted, goFile, afterReady, stderrLines: 200,
+  })
+  child.stderr.destroy()
+  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  fs.writeFileSync(goFile, '')
+  const r = await exited
+  t.is(r.code, 0, 'the launcher did not crash on EPIPE')
+  t.is(Number(await h.waitFor(() => read(afterReady), { what: 'ready() to return' })), pid)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.true(h.isRunning(pid), 'the daemon runs')
+  t.is(h.readPid(pidFile), pid)
+  t.true(h.isLocked(pidFile))
+})
+
+test('a launcher killed during the wait: the daemon survives its stderr writes and ready(), and says so in its log', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const goFile = path.join(dir, 'go')
+  const adopted = path.join(dir, 'adopted')
+  const afterReady = path.join(dir, 'after-ready')
+  const log = path.join(dir, 'err.log')
+  cleanupFromPidfile(t, pidFile, dir)
+  const { child, exited } = spawnLauncher(t, {
+    options: { pidFile, ready: 'manual', stderr: log }, adopted, goFile, afterReady, stderrLines: 20,
+  })
+  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  child.kill('SIGKILL')
+  t.is((await exited).signal, 'SIGKILL')
+  fs.writeFileSync(goFile, '')
+  t.is(Number(await h.waitFor(() => read(afterReady), { timeout: 15_000, what: 'ready() to return' })), pid)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.true(h.isRunning(pid), 'ready() did not throw EPIPE into the daemon')
+  t.is(h.readPid(pidFile), pid)
+  t.true(h.isLocked(pidFile))
+  const text = read(log)
+  t.regex(text, /after-go line 19 from/, 'stderr written after the launcher died lands in the stderr target')
+  t.regex(text, /launching process is gone/)
+})
+
+test('a launcher killed during the wait: a daemon that never gets ready ends by itself at readyTimeout, without a pidfile', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const adopted = path.join(dir, 'adopted')
+  const log = path.join(dir, 'err.log')
+  cleanupFromPidfile(t, pidFile, dir)
+  const { child, exited } = spawnLauncher(t, { options: { pidFile, ready: 'manual', readyTimeout: 2000, stderr: log }, adopted })
+  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  h.cleanupPid(t, pid, dir)
+  child.kill('SIGKILL')
+  await exited
+  await h.waitFor(() => !h.isRunning(pid), { timeout: 20_000, what: 'the daemon to end by itself' })
+  await h.settle(() => !fs.existsSync(pidFile))
+  t.false(fs.existsSync(pidFile), 'no pidfile left')
+  t.regex(read(log), /not ready after 2000 ms/)
+})
+
+test('with its launcher alive, a daemon that never gets ready is still reported as a timeout', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const { child, exited } = spawnLauncher(t, { options: { pidFile, ready: 'manual', readyTimeout: 1500 } })
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const r = await exited
+  t.not(r.code, 0)
+  t.regex(stderr, /was not ready after 1500 ms/)
+  t.false(fs.existsSync(pidFile))
+})
