@@ -228,3 +228,125 @@ test('with its launcher alive, a daemon that never gets ready is still reported 
   t.regex(stderr, /was not ready after 1500 ms/)
   t.false(fs.existsSync(pidFile))
 })
+
+// ---------------------------------------------------------------- a small process limit
+
+/** Threads (tasks) of user `uid` now: what RLIMIT_NPROC counts. */
+function tasksOf(uid) {
+  let n = 0
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (fs.statSync(`/proc/${entry}`).uid === uid) n += fs.readdirSync(`/proc/${entry}/task`).length
+    } catch {
+      // gone
+    }
+  }
+  return n
+}
+
+h.rootTest('under a process limit too small for the daemon\'s threads, the launcher fails cleanly: a message, no pidfile, no process', async (t) => {
+  if (spawnSync('setpriv', ['--version']).error || spawnSync('prlimit', ['--version']).error) {
+    t.log('setpriv or prlimit (util-linux) is missing: skipped')
+    t.pass()
+    return
+  }
+  const dir = h.tempDir(t)
+  const fixture = h.readableCopy(dir, h.DAEMON)
+  const run = path.join(dir, 'run')
+  fs.mkdirSync(run)
+  fs.chmodSync(run, 0o777)
+  const pidFile = path.join(run, 'd.pid')
+  const mark = path.join(run, 'mark')
+  // Room for the launcher (a Node process starts about seven threads) and the two launch
+  // stages, not for the daemon's own threads.
+  const limit = tasksOf(65534) + 11
+  const spec = JSON.stringify({ options: { pidFile, readyTimeout: 3000 }, mark })
+  const r = await h.run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'prlimit', `--nproc=${limit}`, '--',
+    process.execPath, fixture, spec], { cwd: run })
+  t.is(r.signal, null, `the launcher was not killed by a signal (${r.signal}); stderr: ${r.stderr}`)
+  t.not(r.code, 0)
+  // Usually the daemon starts and hangs for want of threads; when another process of the same
+  // user took the room meanwhile, the launch itself fails (EAGAIN). Both must end cleanly.
+  t.regex(r.stderr, /not ready after 3000 ms|fork failed/)
+  if (/not ready/.test(r.stderr)) t.regex(r.stderr, /ulimit -u/)
+  t.false(fs.existsSync(pidFile), 'no pidfile left')
+  const match = /daemon \(pid (\d+)\)/.exec(r.stderr)
+  if (match) {
+    await h.settle(() => !h.isRunning(Number(match[1])))
+    t.false(h.isRunning(Number(match[1])), 'no daemon left')
+  }
+})
+
+// ---------------------------------------------------------------- arguments that are not UTF-8
+
+test('an argument that is not valid UTF-8 reaches the daemon byte for byte', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const cmdline = path.join(dir, 'cmdline.json')
+  cleanupFromPidfile(t, pidFile, dir)
+  const spec = JSON.stringify({ options: { pidFile }, cmdline })
+  // A shell puts raw bytes into argv; Node's own spawn() could only pass UTF-8.
+  const r = await h.run('/bin/sh', ['-c', `exec "$0" "$1" "$2" "$(printf 'caf\\351 \\377\\376 ok')" --flag`, process.execPath, HANDOFF, spec])
+  t.is(r.code, 0, r.stderr)
+  const seen = JSON.parse(await h.waitFor(() => read(cmdline), { what: 'the daemon\'s report' }))
+  t.true(seen.isDaemon)
+  const args = Buffer.from(seen.hex, 'hex').toString('latin1').split('\0').slice(0, -1)
+  t.deepEqual(args.slice(-2).map((a) => Buffer.from(a, 'latin1').toString('hex')), [Buffer.from('caf\xe9 \xff\xfe ok', 'latin1').toString('hex'), Buffer.from('--flag').toString('hex')])
+})
+
+test('a UTF-8 argument (U+FFFD included) is passed exactly as before', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const cmdline = path.join(dir, 'cmdline.json')
+  cleanupFromPidfile(t, pidFile, dir)
+  const r = await h.run(process.execPath, [HANDOFF, JSON.stringify({ options: { pidFile }, cmdline }), 'héllo \uFFFD ✓'])
+  t.is(r.code, 0, r.stderr)
+  const seen = JSON.parse(await h.waitFor(() => read(cmdline), { what: 'the daemon\'s report' }))
+  t.is(seen.argv.at(-1), 'héllo \uFFFD ✓')
+})
+
+test('an argument that is not UTF-8 and whose bytes are lost (process.title changed) is refused before anything starts', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const script = path.join(dir, 'titled.js')
+  fs.writeFileSync(script, `process.title = 'renamed'\nrequire(${JSON.stringify(path.join(__dirname, '..'))}).daemonize(${JSON.stringify({ pidFile })}).catch((e) => { console.error(e.code, e.reason, e.message); process.exit(3) })\n`)
+  const r = await h.run('/bin/sh', ['-c', `exec "$0" "$1" "$(printf '\\377')"`, process.execPath, script])
+  t.is(r.code, 3, r.stderr)
+  t.regex(r.stderr, /EDAEMONLAUNCH EARGVENCODING .*not valid UTF-8/)
+  t.false(fs.existsSync(pidFile), 'nothing was opened')
+})
+
+// ---------------------------------------------------------------- a NOTIFY_SOCKET nobody listens on
+
+for (const [what, value] of [
+  ['a path that does not exist', '/nonexistent/daemonkit/notify.sock'],
+  ['an abstract name nobody bound', `@daemonkit-test-nobody-${process.pid}`],
+  ['garbage', 'not a socket at all'],
+]) {
+  test(`detach 'auto' with NOTIFY_SOCKET set to ${what}: says so and detaches`, async (t) => {
+    const dir = h.tempDir(t)
+    const pidFile = path.join(dir, 'd.pid')
+    cleanupFromPidfile(t, pidFile, dir)
+    const r = await h.launch({ options: { pidFile } }, { env: { ...process.env, NOTIFY_SOCKET: value }, timeout: 20_000 })
+    t.is(r.code, 0, r.stderr)
+    t.regex(r.stderr, /NOTIFY_SOCKET=.* no socket listens there .*detaching as usual/)
+    const pid = h.readPid(pidFile)
+    t.true(h.isRunning(pid))
+    t.not(h.procStat(pid).session, h.procStat(process.pid).session, 'detached into a session of its own')
+  })
+}
+
+test('daemonkit start with an unreachable NOTIFY_SOCKET detaches too', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  cleanupFromPidfile(t, pidFile, dir)
+  const cli = path.join(__dirname, '..', 'dist', 'cli.js')
+  const r = await h.run(process.execPath, [cli, 'start', '-p', pidFile, '--', 'sleep', '600'], {
+    env: { ...process.env, NOTIFY_SOCKET: path.join(dir, 'missing.sock') }, timeout: 20_000,
+  })
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stdout, /^started \(pid \d+/)
+  t.regex(r.stderr, /detaching as usual/)
+  t.true(h.isLocked(pidFile))
+})
