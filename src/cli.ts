@@ -47,7 +47,7 @@ Options:
       --no-supervise        start PROGRAM itself as the daemon, without the supervisor
                             (no pidfile, no restart, no log reopening)
       --detach auto|yes|no  start: auto (default) stays in the foreground, like run, under
-                            systemd ($NOTIFY_SOCKET set)
+                            systemd ($NOTIFY_SOCKET set to a listening socket)
       --wait-ready          start returns only once PROGRAM says READY=1 on $NOTIFY_SOCKET
                             (systemd's protocol; Node programs using daemonize() do it
                             themselves); if it exits first, start prints its stderr, exits 1

@@ -236,7 +236,7 @@ async function waitExit(handle: { hasExited(): boolean }, ms: number): Promise<b
 }
 
 /**
- * A hint for a daemon that never got ready under a small process limit: Node starts about ten
+ * A hint for a daemon that never got ready under a small process limit: Node starts about seven
  * threads, each counted against `ulimit -u`, and hangs when it cannot create them.
  */
 function processLimitHint(): string {
@@ -249,7 +249,7 @@ function processLimitHint(): string {
   const soft = /^Max processes\s+(\d+)/m.exec(limits)
   if (!soft || Number(soft[1]) > 256) return ''
   return ` (the process limit is ${soft[1]} (ulimit -u, RLIMIT_NPROC), counting every thread of this user; ` +
-    'a Node process needs about ten, and hangs at start when it cannot create them)'
+    'a Node process starts about seven, and hangs when it cannot create them)'
 }
 
 /** The launcher's side of the hand-off: everything up to "ready" or a `ReadinessError`. */

@@ -39,8 +39,8 @@ export interface DaemonizeOptions {
   onLaunched?: (info: { pid: number }) => void | Promise<void>
   /**
    * Whether to detach (fork into the background). `'auto'` (default): not when a supervisor
-   * already runs us as a service (`$NOTIFY_SOCKET` is set, as systemd does for
-   * `Type=notify`); then the process stays in place, takes the pidfile itself, sends `READY=1` / `STOPPING=1` to
+   * already runs us as a service (`$NOTIFY_SOCKET` names a socket that listens, as systemd
+   * sets it for `Type=notify`; a value nobody listens on is reported on stderr and ignored); then the process stays in place, takes the pidfile itself, sends `READY=1` / `STOPPING=1` to
    * systemd and redirects only the stdout / stderr given as files. `true` / `false` force it.
    */
   detach?: 'auto' | boolean
