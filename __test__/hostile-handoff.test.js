@@ -41,7 +41,7 @@ async function killIfMentions(pid, dir) {
 /** Spawns the hand-off fixture's launcher; returns the child and a promise of its exit. */
 function spawnLauncher(t, spec, { stdio = ['ignore', 'ignore', 'pipe'], env = process.env, cwd } = {}) {
   const child = spawn(process.execPath, [HANDOFF, JSON.stringify(spec)], { stdio, env, cwd })
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
