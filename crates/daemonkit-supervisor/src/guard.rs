@@ -1,0 +1,151 @@
+//! The guard: a small child of the supervisor that ends the command's process group (and its
+//! session, when the command leads one) if the supervisor dies without doing it itself, e.g.
+//! by `SIGKILL`.
+//!
+//! `PR_SET_PDEATHSIG` alone is not enough: it reaches only the command, not the processes the
+//! command started, and the kernel clears it when the command executes a set-user-ID,
+//! set-group-ID or file-capability program. The guard learns of the supervisor's death from
+//! end-of-file on a pipe whose only write end the supervisor holds, so no signal, mask or
+//! privilege change of the command's can hide it.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use daemonkit_core::{stdio, tree};
+
+/// The supervisor's side of the guard.
+pub struct Guard {
+    /// The guard's pid (a child of the supervisor, to be left out of its tree).
+    pub pid: i32,
+    /// The write end of the pipe the guard reads.
+    pipe: RawFd,
+}
+
+impl Guard {
+    /// Forks the guard. Must be called while the supervisor has a single thread.
+    pub fn start(grace: Duration, kill_wait: Duration) -> std::io::Result<Guard> {
+        use std::os::fd::IntoRawFd;
+        let (r, w) = stdio::pipe_cloexec().map_err(std::io::Error::from)?;
+        let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
+        // SAFETY: the supervisor is single-threaded, so the child is a complete copy in which
+        // ordinary Rust code (allocation included) is safe to run.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = stdio::close(r);
+            let _ = stdio::close(w);
+            return Err(e);
+        }
+        if pid == 0 {
+            run(r, grace, kill_wait)
+        }
+        let _ = stdio::close(r);
+        Ok(Guard { pid, pipe: w })
+    }
+
+    /// Tells the guard which process group to end should the supervisor die: the command's
+    /// (its pid), or 0 for none.
+    pub fn watch(&self, pgid: i32) {
+        let bytes = pgid.to_ne_bytes();
+        // A 4-byte write to a pipe is atomic; a guard that is gone cannot be helped.
+        // SAFETY: writes from a live 4-byte buffer.
+        unsafe { libc::write(self.pipe, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+    }
+}
+
+fn ignore(signal: libc::c_int) {
+    // SAFETY: SIG_IGN needs no handler code.
+    unsafe { libc::signal(signal, libc::SIG_IGN) };
+}
+
+/// The guard process: waits for the supervisor's end, then ends the last group it was told of.
+fn run(pipe: RawFd, grace: Duration, kill_wait: Duration) -> ! {
+    // Signals meant for the supervisor (a terminal's Ctrl-C or Ctrl-Z to its group, a
+    // `kill -- -PGID`) must not end or stop the guard; SIGKILL still can.
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGPIPE,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ] {
+        ignore(sig);
+    }
+    // SAFETY: resets our inherited handler for SIGCHLD (the guard has no children to watch)
+    // and unblocks everything; plain data arguments.
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        libc::prctl(libc::PR_SET_NAME, c"daemonkit-guard".as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+    // Hold nothing of the supervisor's: not the pidfile lock (its holder must be the daemon),
+    // not the launcher's report pipe, not a log or a terminal.
+    let pipe = keep_only(pipe);
+
+    let mut group = 0i32;
+    loop {
+        let mut buf = [0u8; 4];
+        // SAFETY: reads into a live 4-byte buffer.
+        let n = unsafe { libc::read(pipe, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n == 4 {
+            group = i32::from_ne_bytes(buf);
+            continue;
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break; // end-of-file: the supervisor is gone
+    }
+    if group > 1 {
+        tree::end_processes(
+            || tree::processes().into_iter().filter(|p| p.pgid == group || p.sid == group).collect(),
+            || {},
+            grace,
+            kill_wait,
+        );
+    }
+    // SAFETY: _exit skips the supervisor's exit-time work, which is not ours to do.
+    unsafe { libc::_exit(0) }
+}
+
+/// Points 0, 1 and 2 at `/dev/null`, moves `pipe` to 3 and closes every other descriptor.
+fn keep_only(pipe: RawFd) -> RawFd {
+    use std::os::fd::IntoRawFd;
+    if let Ok(null) = stdio::open_dev_null() {
+        let null = null.into_raw_fd();
+        for fd in 0..3 {
+            if fd != null {
+                let _ = stdio::dup_onto(null, fd);
+            }
+        }
+        if null > 2 {
+            let _ = stdio::close(null);
+        }
+    }
+    let target = 3;
+    if pipe != target {
+        let _ = stdio::dup_onto(pipe, target);
+        let _ = stdio::close(pipe);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: close_range takes plain integers and closes only this process's descriptors.
+    if unsafe { libc::syscall(libc::SYS_close_range, (target + 1) as libc::c_uint, libc::c_uint::MAX, 0) } == 0 {
+        return target;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
+    let max = if max <= 0 { 1024 } else { max.min(65536) as RawFd };
+    for fd in target + 1..max {
+        // SAFETY: closing descriptors this process may hold; EBADF for the others is harmless.
+        unsafe { libc::close(fd) };
+    }
+    target
+}
