@@ -166,11 +166,27 @@ test('a failed --wait-ready start leaves no process behind', async (t) => {
   t.false(fs.existsSync(pidFile))
 })
 
-test('kill -9 of the supervisor: the guard ends the command\'s process group', async (t) => {
+test('kill -9 of the supervisor, without a cgroup: the guard ends the command\'s process group', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'x.pid')
-  const s = await start(t, dir, ['-p', pidFile], treeScript(dir))
+  // As root the supervisor would make a cgroup; as nobody it cannot, and the guard has only
+  // the process group to go by.
+  let run = (args) => cli(args)
+  if (process.getuid() === 0) {
+    const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p))
+    if (!setpriv) return t.pass('skipped: setpriv (util-linux) is not installed')
+    h.readableCopy(dir, path.join(h.FIXTURES, 'basic.js'))
+    fs.chmodSync(dir, 0o1777)
+    const copy = path.join(dir, 'pkg', 'dist', 'cli.js')
+    run = (args) => h.run(setpriv, ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, copy, ...args])
+  }
+  const r = await run(['start', '--json', '-p', pidFile, '--', ...treeScript(dir)])
+  t.is(r.code, 0, r.stderr)
+  const s = JSON.parse(r.stdout)
+  h.cleanupPid(t, s.pid, dir)
+  h.cleanupPid(t, s.commandPid, dir)
   const pids = await recorded(t, dir, TREE)
+  t.notRegex(cgroupOf(s.commandPid), /\/daemonkit-\d+$/)
   const guard = guardOf(s.pid)
   t.truthy(guard, 'a guard runs beside the supervisor')
   t.false(Object.values(h.procFds(guard)).some((target) => target.endsWith('x.pid')), 'the guard does not hold the pidfile')
@@ -181,6 +197,50 @@ test('kill -9 of the supervisor: the guard ends the command\'s process group', a
   t.deepEqual(left(pick(pids, inGroup)), [], 'the command and its process group are ended')
   await h.settle(() => !h.isRunning(guard), { timeout: 15_000 })
   t.false(h.isRunning(guard), 'the guard exits once done')
+})
+
+/** The cgroup v2 path of `pid` ('0::' line of /proc/PID/cgroup). */
+function cgroupOf(pid) {
+  const line = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'))
+  return line?.slice(3)
+}
+
+/** The directory of cgroup v2 path `rel` (the cgroup2 mount from /proc/self/mountinfo). */
+function cgroupDir(rel) {
+  const mount = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' - ')[1]?.startsWith('cgroup2 '))
+  return mount && path.join(mount.split(' ')[4], rel)
+}
+
+test('kill -9 of the supervisor, with a cgroup of its own: even a child that called setsid is ended', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'x.pid')
+  const s = await start(t, dir, ['-p', pidFile], treeScript(dir))
+  const pids = await recorded(t, dir, TREE)
+  const cgroup = cgroupOf(s.commandPid)
+  if (!cgroup || !/\/daemonkit-\d+$/.test(cgroup)) {
+    process.kill(s.pid, 'SIGKILL')
+    return t.pass(`skipped: no cgroup v2 of its own could be made here (the command is in ${cgroup})`)
+  }
+  t.is(cgroup, `${cgroupOf(process.pid).replace(/\/$/, '')}/daemonkit-${s.pid}`)
+  t.is(cgroupOf(pids.setsid), cgroup, 'the setsid child is in the cgroup')
+  process.kill(s.pid, 'SIGKILL')
+  await h.settle(() => left(pids).length === 0, { timeout: 15_000 })
+  t.deepEqual(left(pids), [], 'every process of the tree is ended, the setsid child too')
+  await h.settle(() => !fs.existsSync(cgroupDir(cgroup)), { timeout: 15_000 })
+  t.false(fs.existsSync(cgroupDir(cgroup)), 'the guard removed the cgroup')
+})
+
+test('after a normal stop the cgroup is removed', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'x.pid')
+  const sleep = sleepCopy(dir)
+  const s = await start(t, dir, ['-p', pidFile], [sleep, '1040'])
+  const cgroup = cgroupOf(s.commandPid)
+  if (!cgroup || !/\/daemonkit-\d+$/.test(cgroup)) return t.pass(`skipped: no cgroup v2 of its own could be made here (the command is in ${cgroup})`)
+  t.true(fs.existsSync(cgroupDir(cgroup)))
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+  await h.settle(() => !fs.existsSync(cgroupDir(cgroup)), { timeout: 15_000 })
+  t.false(fs.existsSync(cgroupDir(cgroup)))
 })
 
 function pick(pids, names) {

@@ -167,3 +167,44 @@ pub fn end_processes(
         pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
+
+/// The calling process's directory in the cgroup v2 hierarchy (`/proc/self/cgroup` line `0::`,
+/// under the `cgroup2` mount found in `/proc/self/mountinfo`), if there is one.
+pub fn own_cgroup_dir() -> Option<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in mounts.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        if right.split_whitespace().next() != Some("cgroup2") {
+            continue;
+        }
+        let fields: Vec<&str> = left.split_whitespace().collect();
+        let (Some(root), Some(point)) = (fields.get(3), fields.get(4)) else { continue };
+        // Our path is given relative to the root of the hierarchy; the mount shows `root` of it.
+        let Some(rel) = path.strip_prefix(root.trim_end_matches('/')) else { continue };
+        let dir = std::path::Path::new(point).join(rel.trim_start_matches('/'));
+        if dir.join("cgroup.procs").exists() {
+            return Some(dir);
+        }
+    }
+    None
+}
+
+/// The pids in cgroup `dir` now (its `cgroup.procs`); empty if it cannot be read.
+pub fn cgroup_members(dir: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Moves the calling process into cgroup `dir`; its later children start there.
+pub fn enter_cgroup(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(dir.join("cgroup.procs"), b"0")
+}
+
+/// Kills every process in cgroup `dir` and its descendants at once (`cgroup.kill`, Linux 5.14
+/// and later).
+pub fn kill_cgroup(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(dir.join("cgroup.kill"), b"1")
+}

@@ -1,6 +1,7 @@
 //! The guard: a small child of the supervisor that ends the command's process group (and its
-//! session, when the command leads one) if the supervisor dies without doing it itself, e.g.
-//! by `SIGKILL`.
+//! session, when the command leads one), and every process of the supervisor's cgroup when it
+//! could make one, if the supervisor dies without doing it itself, e.g. by `SIGKILL`. It also
+//! removes that cgroup once it is empty.
 //!
 //! `PR_SET_PDEATHSIG` alone is not enough: it reaches only the command, not the processes the
 //! command started, and the kernel clears it when the command executes a set-user-ID,
@@ -9,7 +10,8 @@
 //! privilege change of the command's can hide it.
 
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use daemonkit_core::{stdio, tree};
 
@@ -22,8 +24,9 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Forks the guard. Must be called while the supervisor has a single thread.
-    pub fn start(grace: Duration, kill_wait: Duration) -> std::io::Result<Guard> {
+    /// Forks the guard, which ends what is left in `cgroup` (if given) too. Must be called
+    /// while the supervisor has a single thread, and before it enters `cgroup`.
+    pub fn start(grace: Duration, kill_wait: Duration, cgroup: Option<PathBuf>) -> std::io::Result<Guard> {
         use std::os::fd::IntoRawFd;
         let (r, w) = stdio::pipe_cloexec().map_err(std::io::Error::from)?;
         let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
@@ -37,7 +40,7 @@ impl Guard {
             return Err(e);
         }
         if pid == 0 {
-            run(r, grace, kill_wait)
+            run(r, grace, kill_wait, cgroup)
         }
         let _ = stdio::close(r);
         Ok(Guard { pid, pipe: w })
@@ -59,7 +62,7 @@ fn ignore(signal: libc::c_int) {
 }
 
 /// The guard process: waits for the supervisor's end, then ends the last group it was told of.
-fn run(pipe: RawFd, grace: Duration, kill_wait: Duration) -> ! {
+fn run(pipe: RawFd, grace: Duration, kill_wait: Duration, cgroup: Option<PathBuf>) -> ! {
     // Signals meant for the supervisor (a terminal's Ctrl-C or Ctrl-Z to its group, a
     // `kill -- -PGID`) must not end or stop the guard; SIGKILL still can.
     for sig in [
@@ -104,13 +107,28 @@ fn run(pipe: RawFd, grace: Duration, kill_wait: Duration) -> ! {
         }
         break; // end-of-file: the supervisor is gone
     }
-    if group > 1 {
+    let members = || cgroup.as_deref().map(tree::cgroup_members).unwrap_or_default();
+    if group > 1 || cgroup.is_some() {
         tree::end_processes(
-            || tree::processes().into_iter().filter(|p| p.pgid == group || p.sid == group).collect(),
+            || {
+                let members = members();
+                let ours = |p: &tree::ProcessInfo| (group > 1 && (p.pgid == group || p.sid == group)) || members.contains(&p.pid);
+                tree::processes().into_iter().filter(ours).collect()
+            },
             || {},
             grace,
             kill_wait,
         );
+    }
+    if let Some(dir) = &cgroup {
+        if !members().is_empty() {
+            let _ = tree::kill_cgroup(dir);
+        }
+        // Empty once its last process has exited (the supervisor itself, on a normal exit).
+        let deadline = Instant::now() + kill_wait;
+        while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     // SAFETY: _exit skips the supervisor's exit-time work, which is not ours to do.
     unsafe { libc::_exit(0) }

@@ -510,9 +510,16 @@ impl Supervisor {
                     self.log_line(&format!("cannot become a child subreaper: {e}"));
                 }
             }
-            match guard::Guard::start(TREE_GRACE, TREE_KILL_WAIT) {
+            let cgroup = self.make_cgroup();
+            match guard::Guard::start(TREE_GRACE, TREE_KILL_WAIT, cgroup.clone()) {
                 Ok(g) => self.guard = Some(g),
                 Err(e) => self.log_line(&format!("cannot start the guard process: {e}")),
+            }
+            // The guard stays outside; we enter it, so the command and all it starts are inside.
+            if let Some(dir) = cgroup {
+                if self.guard.is_none() || tree::enter_cgroup(&dir).is_err() {
+                    let _ = std::fs::remove_dir(&dir);
+                }
             }
         }
         let pid = self.command().spawn()?.pid;
@@ -549,6 +556,21 @@ impl Supervisor {
         if let Some(g) = &self.guard {
             g.watch(0);
         }
+    }
+
+    /// Where it can (root, or a delegated cgroup v2 subtree), makes a cgroup of our own below
+    /// ours, for the guard: the processes in it can be found and killed whatever session or
+    /// group they moved to, even once we are dead. Not under systemd (`--notify`), which
+    /// already ends the service's whole cgroup.
+    fn make_cgroup(&self) -> Option<PathBuf> {
+        if self.cfg.notify {
+            return None;
+        }
+        let parent = tree::own_cgroup_dir()?;
+        // SAFETY: getpid has no preconditions.
+        let dir = parent.join(format!("daemonkit-{}", unsafe { libc::getpid() }));
+        std::fs::create_dir(&dir).ok()?;
+        Some(dir)
     }
 
     /// Reaps whatever children of ours have exited, without waiting.
