@@ -166,6 +166,19 @@ test('a failed --wait-ready start leaves no process behind', async (t) => {
   t.false(fs.existsSync(pidFile))
 })
 
+test('a --wait-ready start that times out leaves no process behind', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'x.pid')
+  const sleep = sleepCopy(dir)
+  const r = await cli(['start', '--wait-ready', '--ready-timeout', '1000', '-p', pidFile, '--', '/bin/sh', '-c', `${sleep} 1018 & echo $! > "${dir}/bg.pid"; wait`])
+  t.is(r.code, 1)
+  t.regex(r.stderr, /did not report within 1000 ms|before it was ready/)
+  const bg = h.readPid(path.join(dir, 'bg.pid'))
+  h.cleanupPid(t, bg, dir)
+  t.false(h.isRunning(bg), 'when start returns, the background child is gone')
+  t.false(h.isLocked(pidFile))
+})
+
 test('kill -9 of the supervisor, without a cgroup: the guard ends the command\'s process group', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'x.pid')
