@@ -83,12 +83,12 @@ async function start(t, dir, args, command) {
   return s
 }
 
-/** The guard beside supervisor `pid`: its child named daemonkit-guard. */
-function guardOf(pid) {
+/** The guard of the supervisor whose command line mentions `dir` (a fork of it, named daemonkit-guard). */
+function guardOf(dir) {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
-      if (h.procStat(entry)?.ppid === pid && fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'daemonkit-guard') return Number(entry)
+      if (fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'daemonkit-guard' && fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) return Number(entry)
     } catch {
       // gone
     }
@@ -200,8 +200,10 @@ test('kill -9 of the supervisor, without a cgroup: the guard ends the command\'s
   h.cleanupPid(t, s.commandPid, dir)
   const pids = await recorded(t, dir, TREE)
   t.notRegex(cgroupOf(s.commandPid), /\/daemonkit-\d+$/)
-  const guard = guardOf(s.pid)
+  const guard = guardOf(dir)
   t.truthy(guard, 'a guard runs beside the supervisor')
+  t.not(h.procStat(guard).ppid, s.pid, 'forked twice: not a child of the supervisor')
+  t.deepEqual(fs.readFileSync(`/proc/${s.pid}/task/${s.pid}/children`, 'utf8').trim().split(' ').map(Number).sort(), [s.commandPid, pids.orphan].sort(), 'its children: the command and the adopted orphan')
   t.false(Object.values(h.procFds(guard)).some((target) => target.endsWith('x.pid')), 'the guard does not hold the pidfile')
   process.kill(s.pid, 'SIGKILL')
   // The orphan stayed in the command's group; the setsid child left it (see the next test).

@@ -17,7 +17,9 @@ use daemonkit_core::{stdio, tree};
 
 /// The supervisor's side of the guard.
 pub struct Guard {
-    /// The guard's pid (a child of the supervisor, to be left out of its tree).
+    /// The guard's pid. It is not the supervisor's child (it is forked twice, so that the
+    /// supervisor's only child is the command), except when the supervisor is PID 1 of a PID
+    /// namespace and adopts it; it is always left out of the supervisor's tree.
     pub pid: i32,
     /// The write end of the pipe the guard reads.
     pipe: RawFd,
@@ -25,24 +27,60 @@ pub struct Guard {
 
 impl Guard {
     /// Forks the guard, which ends what is left in `cgroup` (if given) too. Must be called
-    /// while the supervisor has a single thread, and before it enters `cgroup`.
+    /// while the supervisor has a single thread, before it becomes a child subreaper (which
+    /// would adopt the guard) and before it enters `cgroup`.
     pub fn start(grace: Duration, kill_wait: Duration, cgroup: Option<PathBuf>) -> std::io::Result<Guard> {
         use std::os::fd::IntoRawFd;
         let (r, w) = stdio::pipe_cloexec().map_err(std::io::Error::from)?;
         let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
+        let (pid_r, pid_w) = match stdio::pipe_cloexec() {
+            Ok((a, b)) => (a.into_raw_fd(), b.into_raw_fd()),
+            Err(e) => {
+                let _ = stdio::close(r);
+                let _ = stdio::close(w);
+                return Err(e.into());
+            }
+        };
         // SAFETY: the supervisor is single-threaded, so the child is a complete copy in which
         // ordinary Rust code (allocation included) is safe to run.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            let e = std::io::Error::last_os_error();
-            let _ = stdio::close(r);
-            let _ = stdio::close(w);
-            return Err(e);
-        }
-        if pid == 0 {
-            run(r, grace, kill_wait, cgroup)
+        let middle = unsafe { libc::fork() };
+        if middle == 0 {
+            // SAFETY: as above; the middle process only forks, reports and exits.
+            let guard = unsafe { libc::fork() };
+            if guard == 0 {
+                let _ = stdio::close(pid_r);
+                let _ = stdio::close(pid_w);
+                run(r, grace, kill_wait, cgroup)
+            }
+            let bytes = guard.to_ne_bytes();
+            // SAFETY: writes from a live 4-byte buffer, then leaves without the supervisor's
+            // exit-time work.
+            unsafe {
+                libc::write(pid_w, bytes.as_ptr() as *const libc::c_void, bytes.len());
+                libc::_exit(0)
+            }
         }
         let _ = stdio::close(r);
+        let _ = stdio::close(pid_w);
+        let mut bytes = [0u8; 4];
+        let got = if middle > 0 {
+            // SAFETY: reads into a live 4-byte buffer; then reaps our own child.
+            unsafe {
+                let n = libc::read(pid_r, bytes.as_mut_ptr() as *mut libc::c_void, bytes.len());
+                let mut status = 0;
+                while libc::waitpid(middle, &mut status, 0) < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {}
+                n
+            }
+        } else {
+            -1
+        };
+        let error = std::io::Error::last_os_error();
+        let _ = stdio::close(pid_r);
+        let pid = i32::from_ne_bytes(bytes);
+        if middle < 0 || got != 4 || pid <= 0 {
+            let _ = stdio::close(w);
+            return Err(if middle < 0 { error } else { std::io::Error::other("the guard could not be forked") });
+        }
         Ok(Guard { pid, pipe: w })
     }
 

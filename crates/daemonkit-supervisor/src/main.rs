@@ -505,15 +505,16 @@ impl Supervisor {
     fn spawn(&mut self) -> Result<i32, LaunchError> {
         if !self.guard_started {
             self.guard_started = true;
-            if let Err(e) = tree::set_child_subreaper() {
-                if e != daemonkit_core::Errno::ENOSYS {
-                    self.log_line(&format!("cannot become a child subreaper: {e}"));
-                }
-            }
             let cgroup = self.make_cgroup();
             match guard::Guard::start(TREE_GRACE, TREE_KILL_WAIT, cgroup.clone()) {
                 Ok(g) => self.guard = Some(g),
                 Err(e) => self.log_line(&format!("cannot start the guard process: {e}")),
+            }
+            // Only now: as a subreaper we would have adopted the guard.
+            if let Err(e) = tree::set_child_subreaper() {
+                if e != daemonkit_core::Errno::ENOSYS {
+                    self.log_line(&format!("cannot become a child subreaper: {e}"));
+                }
             }
             // The guard stays outside; we enter it, so the command and all it starts are inside.
             if let Some(dir) = cgroup {
