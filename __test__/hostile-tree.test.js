@@ -111,15 +111,18 @@ test('stop ends the whole tree: background, setsid, orphaned and foreground chil
   t.false(h.isLocked(pidFile))
 })
 
-test('run + SIGINT ends the whole tree', async (t) => {
+test('run + SIGINT to its process group (a terminal\'s Ctrl-C) ends the whole tree', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'x.pid')
-  const child = spawn(process.execPath, [CLI, 'run', '-p', pidFile, '--', ...treeScript(dir)], { stdio: 'ignore' })
+  // Its own process group, as a terminal's foreground job would be.
+  const child = spawn(process.execPath, [CLI, 'run', '-p', pidFile, '--', ...treeScript(dir)], { stdio: 'ignore', detached: true })
   t.teardown(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'))
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
   const pids = await recorded(t, dir, TREE)
   t.is(h.readPid(pidFile), child.pid, 'run became the supervisor')
-  child.kill('SIGINT')
+  const guard = guardOf(dir)
+  t.is(h.procStat(guard).pgrp, child.pid, 'the guard is in the foreground group too')
+  process.kill(-child.pid, 'SIGINT')
   const how = await exited
   t.is(how.code, 0)
   t.deepEqual(left(pids), [], 'when the supervisor has exited, nothing of the tree runs')
