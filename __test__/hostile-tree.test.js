@@ -102,6 +102,7 @@ test('stop ends the whole tree: background, setsid, orphaned and foreground chil
   const s = await start(t, dir, ['-p', pidFile], treeScript(dir))
   const pids = await recorded(t, dir, TREE)
   t.is(h.procStat(pids.setsid).session, pids.setsid, 'the setsid child leads a session of its own')
+  await h.settle(() => h.procStat(pids.orphan).ppid === s.pid) // its parent shell exits right after writing orphan.pid
   t.is(h.procStat(pids.orphan).ppid, s.pid, 'the orphan is re-parented to the supervisor (child subreaper)')
   t.is(h.procStat(s.commandPid).pgrp, s.commandPid, 'the command leads a process group of its own')
 
@@ -206,6 +207,7 @@ test('kill -9 of the supervisor, without a cgroup: the guard ends the command\'s
   const guard = guardOf(dir)
   t.truthy(guard, 'a guard runs beside the supervisor')
   t.not(h.procStat(guard).ppid, s.pid, 'forked twice: not a child of the supervisor')
+  await h.settle(() => h.procStat(pids.orphan).ppid === s.pid)
   t.deepEqual(fs.readFileSync(`/proc/${s.pid}/task/${s.pid}/children`, 'utf8').trim().split(' ').map(Number).sort(), [s.commandPid, pids.orphan].sort(), 'its children: the command and the adopted orphan')
   t.false(Object.values(h.procFds(guard)).some((target) => target.endsWith('x.pid')), 'the guard does not hold the pidfile')
   process.kill(s.pid, 'SIGKILL')
