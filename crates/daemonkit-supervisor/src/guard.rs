@@ -41,9 +41,25 @@ impl Guard {
                 return Err(e.into());
             }
         };
+        // The children inherit our handlers, which write to our signal pipe: no signal may be
+        // delivered to them until the guard has replaced the handlers (the middle process
+        // never unblocks).
+        // SAFETY: sigset_t is plain data, filled in by sigfillset / pthread_sigmask.
+        let old_mask = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            old
+        };
         // SAFETY: the supervisor is single-threaded, so the child is a complete copy in which
         // ordinary Rust code (allocation included) is safe to run.
         let middle = unsafe { libc::fork() };
+        let fork_error = std::io::Error::last_os_error();
+        if middle != 0 {
+            // SAFETY: restores the mask saved above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+        }
         if middle == 0 {
             // SAFETY: as above; the middle process only forks, reports and exits.
             let guard = unsafe { libc::fork() };
@@ -74,12 +90,11 @@ impl Guard {
         } else {
             -1
         };
-        let error = std::io::Error::last_os_error();
         let _ = stdio::close(pid_r);
         let pid = i32::from_ne_bytes(bytes);
         if middle < 0 || got != 4 || pid <= 0 {
             let _ = stdio::close(w);
-            return Err(if middle < 0 { error } else { std::io::Error::other("the guard could not be forked") });
+            return Err(if middle < 0 { fork_error } else { std::io::Error::other("the guard could not be forked") });
         }
         Ok(Guard { pid, pipe: w })
     }
@@ -118,7 +133,8 @@ fn run(pipe: RawFd, grace: Duration, kill_wait: Duration, cgroup: Option<PathBuf
         ignore(sig);
     }
     // SAFETY: resets our inherited handler for SIGCHLD (the guard has no children to watch)
-    // and unblocks everything; plain data arguments.
+    // and unblocks everything (blocked by `Guard::start` across the fork); plain data
+    // arguments.
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
         let mut empty: libc::sigset_t = std::mem::zeroed();
