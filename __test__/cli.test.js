@@ -168,7 +168,7 @@ test('a command that closes all its descriptors, or leaves children behind, does
   const orphan = Number((await h.waitFor(() => fs.existsSync(orphanFile) && fs.readFileSync(orphanFile, 'utf8').trim(), { what: 'the orphan pid' })))
   h.cleanupPid(t, orphan, dir)
   await h.waitFor(() => !h.isRunning(s.pid), { what: 'the supervisor to end with its command' })
-  t.true(h.isRunning(orphan), 'the command\'s leftover child still runs')
+  t.false(h.isRunning(orphan), 'the command\'s leftover child was ended with it')
   t.deepEqual(await daemonkit.status(leaver), { state: 'stopped' })
   t.false(fs.existsSync(leaver))
 })

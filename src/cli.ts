@@ -63,7 +63,9 @@ Options:
   -V, --version             show the version
 
 The supervisor forwards SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGUSR2 to PROGRAM. SIGHUP
-reopens the log files; without log files (or with --forward-hup) it is forwarded too. With
+reopens the log files; without log files (or with --forward-hup) it is forwarded too. When
+PROGRAM has exited, the processes it started are ended too (SIGTERM, SIGKILL 3 s later), also
+if the supervisor is killed. With
 systemd (Type=notify) it sends READY=1 and STOPPING=1. Exit codes follow LSB init scripts: 0 success, 1 failure, 2 usage, 3 not running
 (status), 4 insufficient privilege or unknown, 7 not running (signal).
 

@@ -334,14 +334,16 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failureText(failed[3], o.base.cwd)}`, command)
     }
     if (report.timedOut && handle) {
-      // SIGTERM first: the supervisor passes it on and cleans up; SIGKILL if it does not end.
-      for (const signo of [15, 9]) {
+      // SIGTERM first: the supervisor passes it on and, once the command has exited, ends what
+      // it left (SIGKILL after 3 s, reaped within 2 s more), so give it that long; SIGKILL if it
+      // does not end (then its guard ends the command's process group and cgroup).
+      for (const [signo, wait] of [[15, 8_000], [9, 2_000]]) {
         try {
           handle.kill(signo)
         } catch {
           break // exited meanwhile
         }
-        if (await handle.waitExit(2_000)) break
+        if (await handle.waitExit(wait)) break
       }
     }
     await handle?.waitExit(2_000)

@@ -70,6 +70,8 @@ pub enum Stage {
     ParentDeathSignal = 10,
     /// Starting a session of its own (`setsid`), for [`Command::new_session`].
     NewSession = 11,
+    /// Starting a process group of its own (`setpgid`), for [`Command::process_group`].
+    ProcessGroup = 12,
 }
 
 impl Stage {
@@ -86,6 +88,7 @@ impl Stage {
             9 => Stage::Privileges,
             10 => Stage::ParentDeathSignal,
             11 => Stage::NewSession,
+            12 => Stage::ProcessGroup,
             _ => return None,
         })
     }
@@ -104,6 +107,7 @@ impl Stage {
             Stage::Privileges => "dropping privileges",
             Stage::ParentDeathSignal => "setting the parent-death signal",
             Stage::NewSession => "setsid in the program",
+            Stage::ProcessGroup => "setpgid in the program",
         }
     }
 }
@@ -169,6 +173,7 @@ pub struct Command {
     credentials: Option<Credentials>,
     parent_death_signal: Option<c_int>,
     new_session: bool,
+    process_group: bool,
 }
 
 /// The user and groups a launched program runs as.
@@ -201,6 +206,7 @@ impl Command {
             credentials: None,
             parent_death_signal: None,
             new_session: false,
+            process_group: false,
         }
     }
 
@@ -315,6 +321,14 @@ impl Command {
     /// own, and must not lead it).
     pub fn new_session(&mut self, own: bool) -> &mut Command {
         self.new_session = own;
+        self
+    }
+
+    /// With [`Command::spawn`], starts the program in a process group of its own
+    /// (`setpgid(0, 0)`), whose id is its pid, so that the group can be signalled as a whole.
+    /// Implied by [`Command::new_session`]. Off by default.
+    pub fn process_group(&mut self, own: bool) -> &mut Command {
+        self.process_group = own;
         self
     }
 
@@ -438,6 +452,7 @@ struct Plan {
     parent_death_signal: c_int,
     parent_pid: libc::pid_t,
     new_session: bool,
+    process_group: bool,
     report_fd: RawFd,
     /// Set by the daemon process when a step failed, so that the intermediate process (which
     /// shares memory with it on Linux) reaps it instead of leaving a zombie to init.
@@ -457,6 +472,7 @@ struct Prepared {
     credentials: Option<Credentials>,
     parent_death_signal: Option<c_int>,
     new_session: bool,
+    process_group: bool,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
     sources: Vec<RawFd>,
@@ -513,6 +529,7 @@ impl Prepared {
             credentials: cmd.credentials.clone(),
             parent_death_signal: cmd.parent_death_signal,
             new_session: cmd.new_session,
+            process_group: cmd.process_group,
             argv,
             envp,
             sources,
@@ -546,6 +563,7 @@ impl Prepared {
             // SAFETY: getpid has no preconditions.
             parent_pid: unsafe { libc::getpid() },
             new_session: self.new_session,
+            process_group: self.process_group,
             report_fd: report_write.as_raw_fd(),
             daemon_failed: false,
             #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -829,6 +847,9 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
 
     if plan.new_session && libc::setsid() < 0 {
         fail_daemon(plan, report_fd, Stage::NewSession);
+    }
+    if !plan.new_session && plan.process_group && libc::setpgid(0, 0) < 0 {
+        fail_daemon(plan, report_fd, Stage::ProcessGroup);
     }
     if !plan.root.is_null() && (libc::chroot(plan.root) < 0 || libc::chdir(c"/".as_ptr()) < 0) {
         fail_daemon(plan, report_fd, Stage::Chroot);

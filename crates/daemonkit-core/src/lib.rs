@@ -13,6 +13,8 @@
 //! - [`signals`]: signal numbers by name, and race-free signalling through pidfds on Linux.
 //! - [`privileges`]: resolving the user and groups a daemon runs as.
 //! - [`notify`]: the systemd readiness protocol (`READY=1`, `STOPPING=1`).
+//! - [`tree`]: process trees through `/proc` (descendants, groups, sessions), the child
+//!   subreaper attribute, ending a tree with `SIGTERM` then `SIGKILL`.
 //!
 //! The crate is usable from Rust on its own; the Node.js binding (`daemonkit-napi`) is a thin
 //! layer over it.
@@ -26,5 +28,6 @@ pub mod pidfile;
 pub mod privileges;
 pub mod signals;
 pub mod stdio;
+pub mod tree;
 
 pub use nix::errno::Errno;

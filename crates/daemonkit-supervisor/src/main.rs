@@ -14,6 +14,11 @@
 //!   writes log files: then SIGHUP reopens them (so `logrotate` works without `copytruncate`)
 //!   and reaches the command only with `--forward-hup`, since most programs die of it;
 //! - optionally restarts the command when it dies, with exponential backoff and a burst limit;
+//! - is a child subreaper, so the processes the command leaves behind are re-parented to it:
+//!   once the command has exited (stopped or by itself), every remaining descendant gets
+//!   SIGTERM, then SIGKILL after [`TREE_GRACE`], before a restart or the supervisor's exit;
+//! - keeps a guard process (see [`guard`]) that ends the command's process group if the
+//!   supervisor is killed;
 //! - at the end removes the pidfile while still holding its lock, and exits with the
 //!   command's status.
 //!
@@ -26,7 +31,15 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use daemonkit_core::launch::{Command, Credentials, LaunchError, Stdio};
-use daemonkit_core::{notify, pidfile, privileges, stdio};
+use daemonkit_core::{notify, pidfile, privileges, stdio, tree};
+
+mod guard;
+
+/// How long the command's leftover descendants have between SIGTERM and SIGKILL.
+const TREE_GRACE: Duration = Duration::from_secs(3);
+/// How long after SIGKILL the supervisor still waits for them to go (a process in
+/// uninterruptible sleep dies only when it wakes).
+const TREE_KILL_WAIT: Duration = Duration::from_secs(2);
 
 const FORWARDED: [libc::c_int; 6] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
 
@@ -323,6 +336,9 @@ struct Supervisor {
     awaiting_ready: bool,
     /// The last bytes of the command's stderr while awaiting readiness.
     tail: Vec<u8>,
+    /// Started with the first command; `None` before, or if it could not be started.
+    guard: Option<guard::Guard>,
+    guard_started: bool,
 }
 
 /// How much of the command's stderr a readiness failure carries.
@@ -481,14 +497,96 @@ impl Supervisor {
         }
         cmd.parent_death_signal(libc::SIGKILL);
         cmd.new_session(self.cfg.new_session);
+        // Its group is what the guard ends if we are killed.
+        cmd.process_group(true);
         cmd
     }
 
     fn spawn(&mut self) -> Result<i32, LaunchError> {
+        if !self.guard_started {
+            self.guard_started = true;
+            let cgroup = self.make_cgroup();
+            match guard::Guard::start(TREE_GRACE, TREE_KILL_WAIT, cgroup.clone()) {
+                Ok(g) => self.guard = Some(g),
+                Err(e) => self.log_line(&format!("cannot start the guard process: {e}")),
+            }
+            // Only now: as a subreaper we would have adopted the guard.
+            if let Err(e) = tree::set_child_subreaper() {
+                if e != daemonkit_core::Errno::ENOSYS {
+                    self.log_line(&format!("cannot become a child subreaper: {e}"));
+                }
+            }
+            // The guard stays outside; we enter it, so the command and all it starts are inside.
+            if let Some(dir) = cgroup {
+                if self.guard.is_none() || tree::enter_cgroup(&dir).is_err() {
+                    let _ = std::fs::remove_dir(&dir);
+                }
+            }
+        }
         let pid = self.command().spawn()?.pid;
         self.child = Some(pid);
         self.started_at = Instant::now();
+        if let Some(g) = &self.guard {
+            g.watch(pid);
+        }
         Ok(pid)
+    }
+
+    /// Ends every process below us that is left (the command has exited or is being ended):
+    /// SIGTERM, then SIGKILL after [`TREE_GRACE`]. As a subreaper we are the parent of every
+    /// orphan among them, so they are reaped here too. The guard is not part of the tree.
+    fn end_tree(&mut self) {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let guard = self.guard.as_ref().map(|g| g.pid);
+        let ended = tree::end_processes(
+            || tree::descendants(me).into_iter().filter(|p| Some(p.pid) != guard).collect(),
+            || {
+                self.reap_orphans();
+                self.drain_logs();
+            },
+            TREE_GRACE,
+            TREE_KILL_WAIT,
+        );
+        if ended.killed {
+            self.log_line(&format!("killed the command's remaining processes after {} ms", TREE_GRACE.as_millis()));
+        }
+        if ended.left {
+            self.log_line("some of the command's processes did not end after SIGKILL");
+        }
+        if let Some(g) = &self.guard {
+            g.watch(0);
+        }
+    }
+
+    /// Where it can (root, or a delegated cgroup v2 subtree), makes a cgroup of our own below
+    /// ours, for the guard: the processes in it can be found and killed whatever session or
+    /// group they moved to, even once we are dead. Not under systemd (`--notify`), which
+    /// already ends the service's whole cgroup.
+    fn make_cgroup(&self) -> Option<PathBuf> {
+        if self.cfg.notify {
+            return None;
+        }
+        let parent = tree::own_cgroup_dir()?;
+        // SAFETY: getpid has no preconditions.
+        let dir = parent.join(format!("daemonkit-{}", unsafe { libc::getpid() }));
+        std::fs::create_dir(&dir).ok()?;
+        Some(dir)
+    }
+
+    /// Reaps whatever children of ours have exited, without waiting.
+    fn reap_orphans(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: reaps any child of ours without blocking.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            if Some(pid) == self.guard.as_ref().map(|g| g.pid) {
+                self.guard = None;
+            }
+        }
     }
 
     /// Tells the launcher how the start went (`READY <pid>` / `FAIL ...`); without a launcher
@@ -578,6 +676,7 @@ impl Supervisor {
     }
 
     fn finish(&mut self, code: i32) -> ! {
+        self.end_tree();
         self.drain_logs();
         if let (Some(path), Some(fd)) = (&self.cfg.pidfile, self.cfg.lock_fd) {
             let _ = pidfile::remove_if_same(path, fd);
@@ -716,9 +815,14 @@ impl Supervisor {
             if pid <= 0 {
                 return;
             }
+            if Some(pid) == self.guard.as_ref().map(|g| g.pid) {
+                self.guard = None;
+            }
             if Some(pid) == self.child {
                 self.child = None;
                 self.drain_logs();
+                // What the command left behind ends with it, before a restart or our exit.
+                self.end_tree();
                 let delay = self.after_exit(status);
                 *restart_at = Some(Instant::now() + delay);
             }
@@ -827,6 +931,8 @@ fn main() {
         ready_socket,
         awaiting_ready: wait_ready,
         tail: Vec::new(),
+        guard: None,
+        guard_started: false,
     };
     if let Some(line) = startup_error {
         sup.report(&line);
