@@ -840,6 +840,7 @@ module.exports.acquirePidfile = nativeBinding.acquirePidfile
 module.exports.dup2 = nativeBinding.dup2
 module.exports.execReplacing = nativeBinding.execReplacing
 module.exports.launch = nativeBinding.launch
+module.exports.openLog = nativeBinding.openLog
 module.exports.openProcess = nativeBinding.openProcess
 module.exports.pipe = nativeBinding.pipe
 module.exports.probePidfile = nativeBinding.probePidfile
