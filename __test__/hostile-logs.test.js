@@ -55,10 +55,24 @@ function asNobody(t, script) {
   t.is(r.status, 0, `as nobody: ${script}: ${r.stderr}`)
 }
 
+/** Should a refused start have started anyway, its processes are killed at teardown. */
+function killStarted(t, dir, stdout) {
+  const m = /pid (\d+), command pid (\d+)/.exec(stdout)
+  if (m) for (const pid of [m[1], m[2]]) h.cleanupPid(t, Number(pid), dir)
+}
+
+/** Daemonizes the fixture with `options`, expecting a refusal; a daemon that starts anyway is killed at teardown. */
+async function refusedDaemonize(t, dir, options) {
+  const r = await h.launch({ options }, { timeout: 20_000 })
+  if (r.code === 0 && options.pidFile && fs.existsSync(options.pidFile)) h.cleanupPid(t, h.readPid(options.pidFile), dir)
+  return r
+}
+
 /** Checks that a start refused `log` and left nothing behind. */
 async function refusedStart(t, dir, log, why, extra = []) {
   const pidFile = path.join(dir, 'refused.pid')
   const r = await cli(['start', '-p', pidFile, '-l', log, ...extra, '--', ...ticker(dir)])
+  killStarted(t, dir, r.stdout)
   t.not(r.code, 0, `start with ${log} should fail`)
   t.true(r.stderr.includes(`cannot open the log file ${log}`), r.stderr)
   t.regex(r.stderr, why)
@@ -84,7 +98,7 @@ test('log paths are never followed through a symlink, nor opened when hard-linke
   // daemonize(): the launcher rejects before anything starts.
   for (const [log, why] of [[link, /symbolic link/], [dangling, /symbolic link/], [hard, /hard links/], [fifo, /a FIFO/], [dir, /directory/]]) {
     const pidFile = path.join(dir, 'd.pid')
-    const r = await h.launch({ options: { pidFile, stdout: log } }, { timeout: 20_000 })
+    const r = await refusedDaemonize(t, dir, { pidFile, stdout: log })
     t.not(r.code, 0)
     t.true(r.stderr.includes(`cannot open the log file ${log}`), r.stderr)
     t.true(r.stderr.includes('ELOGFILE'), r.stderr)
@@ -93,7 +107,10 @@ test('log paths are never followed through a symlink, nor opened when hard-linke
   }
   // spawnDaemon(), direct and supervised: a LogfileError.
   for (const supervise of [false, true]) {
-    const err = await t.throwsAsync(daemonkit.spawnDaemon('/bin/sleep', ['300'], { stderr: dangling, supervise, ...(supervise ? { pidFile: path.join(dir, 's.pid') } : {}) }))
+    const err = await t.throwsAsync(async () => {
+      const s = await daemonkit.spawnDaemon(ticker(dir)[0], ticker(dir).slice(1), { stderr: dangling, supervise, ...(supervise ? { pidFile: path.join(dir, 's.pid') } : {}) })
+      for (const pid of new Set([s.pid, s.commandPid])) h.cleanupPid(t, pid, dir)
+    })
     t.true(err.message.includes(`cannot open the log file ${dangling}`), err.message)
     if (!supervise) {
       t.true(err instanceof daemonkit.LogfileError)
@@ -133,7 +150,7 @@ h.rootTest('as root: links planted in a sticky world-writable directory, or a fi
   await refusedStart(t, dir, dangling, /symbolic link/)
   await refusedStart(t, dir, foreign, /owned by uid 65534/)
   for (const log of [link, dangling, foreign]) {
-    const r = await h.launch({ options: { pidFile: path.join(dir, 'd.pid'), stderr: log } }, { timeout: 20_000 })
+    const r = await refusedDaemonize(t, dir, { pidFile: path.join(dir, 'd.pid'), stderr: log })
     t.not(r.code, 0)
     t.true(r.stderr.includes(`cannot open the log file ${log}`), r.stderr)
   }
