@@ -193,6 +193,15 @@ h.rootTest('--user: a log directory the service user owns is written as that use
   t.is(fs.readFileSync(root, 'utf8'), 'root only\n', 'nothing reached the root-only file')
   t.true(fs.lstatSync(log).isSymbolicLink())
   t.true(h.isRunning(s.pid) && h.isRunning(s.commandPid))
+
+  // spawnDaemon() without a supervisor opens the file in the launching process, the same way.
+  const direct = path.join(logdir, 'direct.log')
+  const d = await daemonkit.spawnDaemon('/usr/bin/python3', ['-c', 'print("hello", flush=True)', dir], { stdout: direct, user: 'nobody', supervise: false })
+  h.cleanupPid(t, d.pid, dir)
+  await h.waitFor(() => read(direct) === 'hello\n', { what: 'the direct command\'s output' })
+  t.is(fs.statSync(direct).uid, 65534)
+  const err = await t.throwsAsync(daemonkit.spawnDaemon('/usr/bin/python3', ['-c', 'pass', dir], { stdout: log, user: 'nobody', supervise: false }))
+  t.is(err.code, 'ELOGFILE')
 })
 
 h.rootTest('--user: a directory on the log\'s path swapped for a link to a root-only directory makes root create nothing there', async (t) => {
