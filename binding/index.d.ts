@@ -122,6 +122,13 @@ export interface LaunchSpec {
  */
 export declare function notifySocketProblem(): string | null
 
+/**
+ * Opens the log file at `path` for append (created 0640), close-on-exec, refusing a symbolic
+ * link, a hard-linked file, anything but a regular file or character device and, as root, a path
+ * others could have prepared; where `user` (and `group`) could have, it is opened as that user.
+ */
+export declare function openLog(path: string, user?: string | undefined | null, group?: string | undefined | null): number
+
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
 

@@ -843,6 +843,7 @@ module.exports.fdAccess = nativeBinding.fdAccess
 module.exports.inheritedLockProblem = nativeBinding.inheritedLockProblem
 module.exports.launch = nativeBinding.launch
 module.exports.notifySocketProblem = nativeBinding.notifySocketProblem
+module.exports.openLog = nativeBinding.openLog
 module.exports.openProcess = nativeBinding.openProcess
 module.exports.pipe = nativeBinding.pipe
 module.exports.probePidfile = nativeBinding.probePidfile

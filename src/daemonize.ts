@@ -3,7 +3,7 @@ import * as os from 'node:os'
 
 import { UnsupportedPlatformError } from './errors'
 import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
-import { launchSelf, lockPidfile } from './launch'
+import { launchSelf, lockPidfile, openOutput } from './launch'
 import { native } from './native'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 
@@ -45,7 +45,7 @@ function signalCleanup(signal: NodeJS.Signals): void {
 /** Points `fd` (1 or 2) at `target`, opened for append; `'ignore'` leaves it alone. */
 function redirect(target: OutputTarget, fd: number): void {
   if (target === 'ignore') return
-  const file = fs.openSync(target, 'a', 0o640)
+  const file = openOutput(target)
   try {
     native().dup2(file, fd)
   } finally {

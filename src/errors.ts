@@ -98,3 +98,21 @@ export class UnsupportedPlatformError extends DaemonkitError {
     this.platform = `${process.platform}-${process.arch}`
   }
 }
+
+/** A `stdout` / `stderr` log file that cannot be opened, or is refused as unsafe. */
+export class LogfileError extends DaemonkitError {
+  /** The log file. */
+  readonly path: string
+  /**
+   * The system error code behind it (`EACCES`, `ENOENT`, …), or `ELOGFILEUNSAFE` for a path that
+   * is refused: a symbolic link, a hard-linked file, not a regular file or character device, or
+   * (as root) a file or directory another user could have prepared.
+   */
+  readonly reason: string
+
+  constructor(path: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('ELOGFILE', `cannot open the log file ${path}: ${message}`, options)
+    this.path = path
+    this.reason = reason
+  }
+}

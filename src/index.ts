@@ -5,6 +5,7 @@ export {
   AlreadyRunningError,
   DaemonkitError,
   LaunchError,
+  LogfileError,
   PidfileError,
   ReadinessError,
   UnsupportedPlatformError,

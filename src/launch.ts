@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import type * as netTypes from 'node:net'
 
-import { AlreadyRunningError, LaunchError, PidfileError, ReadinessError } from './errors'
+import { AlreadyRunningError, LaunchError, LogfileError, PidfileError, ReadinessError } from './errors'
 import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
 import { native } from './native'
 import type { NormalizedOptions, OutputTarget } from './options'
@@ -120,8 +120,19 @@ export function lockPidfile(pidFile: string): number {
   return acquired.fd
 }
 
-function openOutput(target: OutputTarget): number {
-  return target === 'ignore' ? fs.openSync('/dev/null', 'w') : fs.openSync(target, 'a', 0o640)
+/**
+ * Opens a `stdout` / `stderr` target: `/dev/null`, or a log file for append (created 0640),
+ * never through a symbolic link and, as root, never where another user could have prepared the
+ * path, unless it is opened as `as.user`, the user the output comes from (see
+ * crates/daemonkit-core/src/logfile.rs). Throws `LogfileError`.
+ */
+export function openOutput(target: OutputTarget, as: { user?: string; group?: string } = {}): number {
+  if (target === 'ignore') return fs.openSync('/dev/null', 'w')
+  try {
+    return native().openLog(target, as.user, as.group)
+  } catch (err) {
+    throw new LogfileError(target, codeOf(err), messageOf(err), { cause: err })
+  }
 }
 
 function closeQuietly(fd: number | undefined): void {

@@ -4,7 +4,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { LaunchError, ReadinessError } from './errors'
-import { lockPidfile } from './launch'
+import { lockPidfile, openOutput } from './launch'
 import { native } from './native'
 import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 import { supervisorPath } from './supervisor'
@@ -152,8 +152,9 @@ export function envList(base: NormalizedOptions, command: string): string[] {
   return Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]))
 }
 
-function openOutput(target: OutputTarget): number | undefined {
-  return target === 'ignore' ? undefined : fs.openSync(target, 'a', 0o640)
+/** A log file for the command (see `openOutput` in launch.ts), opened as the user it runs as where that matters. */
+function openLog(target: OutputTarget, o: NormalizedSpawnOptions): number | undefined {
+  return target === 'ignore' ? undefined : openOutput(target, { user: o.user, group: o.group })
 }
 
 const ERRNO_TEXT: Record<string, string> = {
@@ -262,8 +263,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   const env = envList(o.base, command)
 
   if (!o.supervise) {
-    const stdout = openOutput(o.base.stdout)
-    const stderr = o.base.stderr === o.base.stdout ? stdout : openOutput(o.base.stderr)
+    const stdout = openLog(o.base.stdout, o)
+    const stderr = o.base.stderr === o.base.stdout ? stdout : openLog(o.base.stderr, o)
     try {
       const { pid } = n.launch({
         program: command,

@@ -9,6 +9,8 @@
 //!   async-signal-safe calls on data prepared beforehand.
 //! - [`pidfile`]: pidfiles locked with `flock`, safe against symlinks, FIFOs, recycled pids and
 //!   garbage content.
+//! - [`logfile`]: log files opened for append safely (no symlinks, hard links or paths others
+//!   can change, as root), and written whole line by whole line when the disk is full.
 //! - [`stdio`]: descriptor helpers (pipes, `dup2`, close-on-exec).
 //! - [`signals`]: signal numbers by name, and race-free signalling through pidfds on Linux.
 //! - [`privileges`]: resolving the user and groups a daemon runs as.
@@ -23,6 +25,7 @@
 
 pub mod exec;
 pub mod launch;
+pub mod logfile;
 pub mod notify;
 pub mod pidfile;
 pub mod privileges;

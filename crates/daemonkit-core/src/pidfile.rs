@@ -166,11 +166,11 @@ pub fn parse_pid(content: &[u8]) -> Result<i32, InvalidContent> {
     i32::try_from(value).map_err(|_| InvalidContent::OutOfRange(shown))
 }
 
-fn c_path(path: &Path) -> Result<CString, Errno> {
+pub(crate) fn c_path(path: &Path) -> Result<CString, Errno> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-fn kind_of(mode: libc::mode_t) -> Option<&'static str> {
+pub(crate) fn kind_of(mode: libc::mode_t) -> Option<&'static str> {
     match mode & libc::S_IFMT {
         libc::S_IFREG => None,
         libc::S_IFDIR => Some("a directory"),
@@ -183,7 +183,7 @@ fn kind_of(mode: libc::mode_t) -> Option<&'static str> {
     }
 }
 
-fn lstat(path: &CString) -> Result<libc::stat, Errno> {
+pub(crate) fn lstat(path: &CString) -> Result<libc::stat, Errno> {
     // SAFETY: `st` is plain data written by lstat; `path` is NUL-terminated.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -191,7 +191,7 @@ fn lstat(path: &CString) -> Result<libc::stat, Errno> {
     }
 }
 
-fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
+pub(crate) fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
     // SAFETY: `st` is plain data written by fstat.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();

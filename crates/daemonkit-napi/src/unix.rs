@@ -5,7 +5,7 @@ use std::time::Duration;
 use daemonkit_core::launch::{Command, LaunchError, Stdio};
 use daemonkit_core::pidfile::{self, AcquireError, InvalidContent, Pidfile, Probe};
 use daemonkit_core::signals::ProcessHandle;
-use daemonkit_core::{notify, privileges, stdio, Errno};
+use daemonkit_core::{logfile, notify, privileges, stdio, Errno};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -176,6 +176,20 @@ pub fn launch(env: Env, spec: LaunchSpec) -> Result<LaunchResult> {
         Err(err @ LaunchError::NotFound(_)) => Err(coded(&env, "ENOENT", err)),
         Err(err @ LaunchError::Prepare(errno)) => Err(coded(&env, &format!("{errno:?}"), err)),
         Err(err) => Err(coded(&env, "ELAUNCH", err)),
+    }
+}
+
+/// Opens the log file at `path` for append (created 0640), close-on-exec, refusing a symbolic
+/// link, a hard-linked file, anything but a regular file or character device and, as root, a path
+/// others could have prepared; where `user` (and `group`) could have, it is opened as that user.
+#[napi]
+pub fn open_log(env: Env, path: String, user: Option<String>, group: Option<String>) -> Result<i32> {
+    use std::os::fd::IntoRawFd;
+    let credentials = privileges::resolve(user.as_deref(), group.as_deref()).map_err(|e| coded(&env, "EUSER", e))?;
+    match logfile::open_append(&path, credentials.as_ref()) {
+        Ok(fd) => Ok(fd.into_raw_fd()),
+        Err(e @ logfile::OpenError::Unsafe(_)) => Err(coded(&env, "ELOGFILEUNSAFE", e)),
+        Err(logfile::OpenError::Io { op, errno }) => Err(errno_error(&env, errno, op)),
     }
 }
 

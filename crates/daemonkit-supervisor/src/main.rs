@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use daemonkit_core::launch::{Command, Credentials, LaunchError, Stdio};
-use daemonkit_core::{notify, pidfile, privileges, stdio, tree};
+use daemonkit_core::{logfile, notify, pidfile, privileges, stdio, tree};
 
 mod guard;
 
@@ -229,16 +229,11 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-fn open_log(path: &PathBuf) -> std::io::Result<RawFd> {
+/// Opens a log file safely (see `daemonkit_core::logfile`): as root, with `service`'s
+/// credentials where that user could have prepared the path.
+fn open_log(path: &Path, service: Option<&Credentials>) -> Result<RawFd, logfile::OpenError> {
     use std::os::fd::IntoRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)?;
-    Ok(file.into_raw_fd())
+    Ok(logfile::open_append(path, service)?.into_raw_fd())
 }
 
 fn write_all(fd: RawFd, mut data: &[u8]) {
@@ -259,14 +254,20 @@ fn write_all(fd: RawFd, mut data: &[u8]) {
 struct Log {
     /// `None` for output that is only watched (for a readiness failure), then dropped.
     path: Option<PathBuf>,
+    /// The user the file is opened as, where that user could have prepared its path.
+    service: Option<Credentials>,
     file: RawFd,
+    out: logfile::Appender,
     pipe_read: RawFd,
     pipe_write: RawFd,
 }
 
 impl Log {
-    fn open(path: &PathBuf) -> std::io::Result<Log> {
-        Log::with_file(Some(path.clone()), open_log(path)?)
+    fn open(path: &Path, service: Option<&Credentials>) -> Result<Log, String> {
+        let file = open_log(path, service).map_err(|e| format!("{} {}: {e}", e.errno() as i32, path.display()))?;
+        let mut log = Log::with_file(Some(path.to_path_buf()), file).map_err(|e| format!("{} {}: {e}", e.raw_os_error().unwrap_or(5), path.display()))?;
+        log.service = service.cloned();
+        Ok(log)
     }
 
     /// Output that passes through us on its way to our own stderr (where it would have gone
@@ -285,11 +286,11 @@ impl Log {
         use std::os::fd::IntoRawFd;
         let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
         set_nonblocking(r);
-        Ok(Log { path, file, pipe_read: r, pipe_write: w })
+        Ok(Log { path, service: None, file, out: logfile::Appender::new(file), pipe_read: r, pipe_write: w })
     }
 
     /// Copies what is in the pipe now into the file, showing each chunk to `watch`.
-    fn drain(&self, watch: &mut dyn FnMut(&[u8])) {
+    fn drain(&mut self, watch: &mut dyn FnMut(&[u8])) {
         let mut buf = [0u8; 65536];
         loop {
             // SAFETY: reads into a valid buffer.
@@ -298,23 +299,26 @@ impl Log {
                 return;
             }
             watch(&buf[..n as usize]);
-            write_all(self.file, &buf[..n as usize]);
+            // Whole lines or none, and a notice of what a full disk cost once it has room again.
+            self.out.write(&buf[..n as usize]);
         }
     }
 
-    /// Reopens the file at its path (after a rotation), keeping the descriptor number.
+    /// Reopens the file at its path (after a rotation), keeping the descriptor number. A path
+    /// that is refused now keeps the old file, which says why.
     fn reopen(&mut self) {
         self.drain(&mut |_| {});
         let Some(path) = &self.path else { return };
-        match open_log(path) {
+        match open_log(path, self.service.as_ref()) {
             Ok(fresh) => {
                 let _ = stdio::dup_onto(fresh, self.file);
                 let _ = stdio::set_cloexec(self.file, true);
                 let _ = stdio::close(fresh);
+                self.out.reset();
             }
             Err(e) => {
-                let msg = format!("daemonkit-supervise: cannot reopen {}: {e}\n", path.display());
-                write_all(self.file, msg.as_bytes());
+                let msg = format!("daemonkit-supervise: cannot reopen {}: {e}; still writing here\n", path.display());
+                self.out.write(msg.as_bytes());
             }
         }
     }
@@ -625,7 +629,7 @@ impl Supervisor {
             }
         };
         // The stream that carries the command's stderr is watched; the other one just flows.
-        match (&self.stderr, &self.stdout) {
+        match (&mut self.stderr, &mut self.stdout) {
             (Some(err), out) => {
                 err.drain(&mut keep);
                 if let Some(out) = out {
@@ -892,12 +896,16 @@ fn main() {
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
 
-    let open = |p: &Option<PathBuf>| p.as_ref().map(Log::open).transpose();
+    let open = |p: &Option<PathBuf>| p.as_ref().map(|p| Log::open(p, cfg.credentials.as_ref())).transpose();
     let logs = open(&cfg.stdout).and_then(|out| {
         let err = if cfg.stderr.is_some() && cfg.stderr != cfg.stdout { open(&cfg.stderr)? } else { None };
         Ok((out, err))
     });
-    let log_error = logs.as_ref().err().map(|e| format!("FAIL logs {} cannot open a log file: {e}\n", e.raw_os_error().unwrap_or(5)));
+    // "<errno> <path>: <why>" -> "FAIL logs <errno> cannot open the log file <path>: <why>"
+    let log_error = logs.as_ref().err().map(|e| {
+        let (errno, what) = e.split_once(' ').unwrap_or(("5", e));
+        format!("FAIL logs {errno} cannot open the log file {what}\n")
+    });
     let (stdout, mut stderr) = logs.unwrap_or((None, None));
     let wait_ready = cfg.wait_ready;
     let mut startup_error = log_error;

@@ -1,0 +1,432 @@
+//! Log files: opened for append without being fooled by the path, and written whole line by
+//! whole line when the disk fills up.
+//!
+//! [`open_append`] is the one way daemonkit opens a log file. The last component is never
+//! followed if it is a symbolic link, the result must be a regular file with a single link (or a
+//! character device such as `/dev/null`), and a FIFO never blocks the open. Run as root it also
+//! looks at who could have prepared the path:
+//!
+//! - if the directory and every directory above it belong to root and nobody else can change
+//!   them (not writable by others, nor by a group of the service user, unless sticky), root opens
+//!   the file itself; it must then belong to root or to the service user;
+//! - otherwise, when the program runs as another user, the file is opened with that user's
+//!   credentials (Linux: `setfsuid` / `setfsgid` / `setgroups` on a short-lived thread of its own,
+//!   so the rest of the process keeps root), so the user can never make root write anywhere it
+//!   could not write itself;
+//! - otherwise the file is refused.
+//!
+//! [`Appender`] writes into such a file and keeps its line boundaries when writes fail (a full
+//! disk): a line is in the file whole or not at all, and once writing works again one notice says
+//! how many lines and bytes were lost.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::launch::Credentials;
+use crate::pidfile::{c_path, fstat, kind_of, lstat};
+
+/// The mode a new log file is created with (before the umask).
+pub const LOG_MODE: libc::mode_t = 0o640;
+
+/// Why a path cannot be used as a log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogProblem {
+    /// The path is a symbolic link, which is never followed.
+    Symlink,
+    /// The path names something other than a regular file or a character device.
+    NotRegular(&'static str),
+    /// The file has other names (hard links): writing to it would write to them too.
+    HardLinked(u64),
+    /// Root was asked to write in a directory that someone else could change (the directory
+    /// named), and there is no service user to open the file as.
+    InsecureDirectory(PathBuf),
+    /// Root was asked to write into a file owned by another user (uid given).
+    ForeignOwner(u32),
+}
+
+impl fmt::Display for LogProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogProblem::Symlink => f.write_str("it is a symbolic link, which is never followed"),
+            LogProblem::NotRegular(kind) => write!(f, "it is {kind}, not a regular file"),
+            LogProblem::HardLinked(n) => write!(f, "it has {n} hard links, which are refused"),
+            LogProblem::InsecureDirectory(dir) => write!(
+                f,
+                "root refuses to write in it: {} can be changed by users other than root",
+                dir.display()
+            ),
+            LogProblem::ForeignOwner(uid) => write!(f, "it is owned by uid {uid}, which root refuses"),
+        }
+    }
+}
+
+/// Why [`open_append`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// The path is not safe to use as a log file.
+    Unsafe(LogProblem),
+    /// A system call failed.
+    Io {
+        /// What was being done, e.g. `"open"`.
+        op: &'static str,
+        /// The error.
+        errno: Errno,
+    },
+}
+
+impl OpenError {
+    /// The closest errno, for callers that report failures as one (`ELOOP` for a symbolic link,
+    /// `EPERM` for a refused owner or directory, …).
+    pub fn errno(&self) -> Errno {
+        match self {
+            OpenError::Unsafe(LogProblem::Symlink) => Errno::ELOOP,
+            OpenError::Unsafe(LogProblem::NotRegular("a directory")) => Errno::EISDIR,
+            OpenError::Unsafe(LogProblem::NotRegular(_)) => Errno::EINVAL,
+            OpenError::Unsafe(LogProblem::HardLinked(_)) => Errno::EMLINK,
+            OpenError::Unsafe(_) => Errno::EPERM,
+            OpenError::Io { errno, .. } => *errno,
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Unsafe(p) => p.fmt(f),
+            OpenError::Io { op, errno } => write!(f, "{op} failed: {}", errno.desc()),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+fn io(op: &'static str) -> impl Fn(Errno) -> OpenError {
+    move |errno| OpenError::Io { op, errno }
+}
+
+/// Opens `path` for appending (creating it, mode [`LOG_MODE`]) with the checks described in the
+/// [module documentation](self). `service` is the user the program whose output goes there runs
+/// as, if not the caller's own. The descriptor is close-on-exec and blocking.
+pub fn open_append(path: impl AsRef<Path>, service: Option<&Credentials>) -> Result<OwnedFd, OpenError> {
+    let path = path.as_ref();
+    let c = c_path(path).map_err(io("open"))?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return open_file(&c);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let given = std::env::current_dir().map_err(|e| errno_of(&e)).map_err(io("getcwd"))?.join(dir);
+    let resolved = std::fs::canonicalize(dir).map_err(|e| errno_of(&e)).map_err(io("open"))?;
+    let name = path.file_name().ok_or(OpenError::Unsafe(LogProblem::NotRegular("a directory")))?;
+    // Both the path as given (its symlinks included) and the directories it leads to.
+    let untrusted = untrusted_ancestor(&given, service).or_else(|| untrusted_ancestor(&resolved, service));
+    let dir = resolved;
+    match untrusted {
+        None => {
+            // Nobody but root can change anything on the way: open the file as root, at the
+            // resolved directory.
+            let fd = open_file(&c_path(&dir.join(name)).map_err(io("open"))?)?;
+            let st = fstat(fd.as_raw_fd()).map_err(io("fstat"))?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_uid != 0 && Some(st.st_uid) != service.map(|s| s.uid) {
+                return Err(OpenError::Unsafe(LogProblem::ForeignOwner(st.st_uid)));
+            }
+            Ok(fd)
+        }
+        Some(changeable) => match service {
+            Some(creds) if creds.uid != 0 => open_as(creds, &c).map_err(|e| match e {
+                OpenError::Io { errno: Errno::ENOSYS, .. } => OpenError::Unsafe(LogProblem::InsecureDirectory(changeable)),
+                e => e,
+            }),
+            _ => Err(OpenError::Unsafe(LogProblem::InsecureDirectory(changeable))),
+        },
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The first directory from `dir` up to `/` that someone other than root could change: owned by
+/// another user, writable by others, or by a group of `service`, without the sticky bit.
+/// A symbolic link on the way counts as its owner's.
+fn untrusted_ancestor(dir: &Path, service: Option<&Credentials>) -> Option<PathBuf> {
+    for d in dir.ancestors() {
+        let Ok(c) = c_path(d) else { return Some(d.to_path_buf()) };
+        let Ok(st) = lstat(&c) else { return Some(d.to_path_buf()) };
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            if st.st_uid != 0 {
+                return Some(d.to_path_buf());
+            }
+            continue;
+        }
+        let sticky = st.st_mode & libc::S_ISVTX != 0;
+        let others = st.st_mode & libc::S_IWOTH != 0;
+        let group = st.st_mode & libc::S_IWGRP != 0
+            && service.is_some_and(|s| s.gid == st.st_gid || s.groups.contains(&st.st_gid));
+        if st.st_uid != 0 || ((others || group) && !sticky) {
+            return Some(d.to_path_buf());
+        }
+    }
+    None
+}
+
+/// The open itself, and the checks on what it opened.
+fn open_file(path: &CString) -> Result<OwnedFd, OpenError> {
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+    // SAFETY: `path` is NUL-terminated; the mode argument is read because of O_CREAT.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, LOG_MODE as libc::c_uint) };
+    if fd < 0 {
+        return Err(match Errno::last() {
+            Errno::ELOOP | Errno::EMLINK => OpenError::Unsafe(LogProblem::Symlink),
+            Errno::EISDIR => OpenError::Unsafe(LogProblem::NotRegular("a directory")),
+            Errno::ENXIO => OpenError::Unsafe(LogProblem::NotRegular("a FIFO")),
+            errno => OpenError::Io { op: "open", errno },
+        });
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = fstat(fd.as_raw_fd()).map_err(io("fstat"))?;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG if st.st_nlink > 1 => return Err(OpenError::Unsafe(LogProblem::HardLinked(st.st_nlink as u64))),
+        libc::S_IFREG | libc::S_IFCHR => {}
+        mode => return Err(OpenError::Unsafe(LogProblem::NotRegular(kind_of(mode).unwrap_or("not a regular file")))),
+    }
+    // O_NONBLOCK was only for the open (a FIFO must not block it); writes must block.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        Errno::result(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK)).map_err(io("fcntl"))?;
+    }
+    Ok(fd)
+}
+
+/// Opens `path` with the file-system credentials of `creds`, on a thread of its own: on Linux the
+/// credentials are per thread (the raw system calls change only the calling thread's, unlike
+/// libc's wrappers), and they vanish with the thread.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_as(creds: &Credentials, path: &CString) -> Result<OwnedFd, OpenError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: raw setgroups / setfsgid / setfsuid with valid arguments; they change
+                // this thread's credentials only, and this thread ends right after the open.
+                unsafe {
+                    let groups = if creds.groups.is_empty() { vec![creds.gid] } else { creds.groups.clone() };
+                    Errno::result(libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr())).map_err(io("setgroups"))?;
+                    libc::syscall(libc::SYS_setfsgid, creds.gid);
+                    libc::syscall(libc::SYS_setfsuid, creds.uid);
+                    // Both return the previous id and never fail visibly: ask again to check.
+                    let uid = libc::syscall(libc::SYS_setfsuid, u32::MAX) as libc::uid_t;
+                    let gid = libc::syscall(libc::SYS_setfsgid, u32::MAX) as libc::gid_t;
+                    if uid != creds.uid || gid != creds.gid {
+                        return Err(OpenError::Io { op: "setfsuid", errno: Errno::EPERM });
+                    }
+                }
+                open_file(path)
+            })
+            .join()
+            .unwrap_or(Err(OpenError::Io { op: "open", errno: Errno::EIO }))
+    })
+}
+
+/// Elsewhere credentials are per process: a file in a directory others can change is refused.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_as(_creds: &Credentials, _path: &CString) -> Result<OwnedFd, OpenError> {
+    Err(OpenError::Io { op: "open", errno: Errno::ENOSYS })
+}
+
+/// What was lost while writes failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loss {
+    /// Complete lines lost.
+    pub lines: u64,
+    /// Bytes lost (a line cut short counts whole).
+    pub bytes: u64,
+    /// The error of the first failed write.
+    pub errno: i32,
+}
+
+/// Writes a stream of output into a log file, a line whole or not at all.
+///
+/// When a write fails (a full disk, a quota), the unfinished line at the file's end is cut off
+/// again and everything up to the next line boundary is dropped, and counted. The next write
+/// that works first puts one notice line ([`Appender::notice`]) saying how much was lost.
+#[derive(Debug)]
+pub struct Appender {
+    fd: RawFd,
+    /// The file's size after our last write, when it is a regular file.
+    size: Option<u64>,
+    /// How many bytes at the file's end belong to a line whose newline has not come yet.
+    partial: u64,
+    loss: Option<Loss>,
+    /// During a loss: the last byte dropped was not a newline, so the rest of that line is
+    /// dropped too.
+    mid_line: bool,
+    /// The file ends in a piece of a line that could not be cut off again (someone else wrote
+    /// to the file meanwhile): the notice starts on a line of its own.
+    torn: bool,
+}
+
+impl Appender {
+    /// Writes into `fd` (a log file open for append, or any other descriptor), which the caller
+    /// keeps owning.
+    pub fn new(fd: RawFd) -> Appender {
+        let mut a = Appender { fd, size: None, partial: 0, loss: None, mid_line: false, torn: false };
+        a.reset();
+        a
+    }
+
+    /// Forgets what it knew of the file (after another file was put at the descriptor, e.g. on
+    /// log rotation). A pending loss is still reported, in the new file.
+    pub fn reset(&mut self) {
+        self.size = fstat(self.fd).ok().filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG).map(|st| st.st_size as u64);
+        self.partial = 0;
+    }
+
+    /// What has been lost and not yet reported.
+    pub fn loss(&self) -> Option<Loss> {
+        self.loss
+    }
+
+    /// The line that reports `loss`.
+    pub fn notice(loss: &Loss) -> String {
+        format!(
+            "daemonkit-supervise: {} lines ({} bytes) of output were lost: {}\n",
+            loss.lines,
+            loss.bytes,
+            Errno::from_raw(loss.errno).desc()
+        )
+    }
+
+    /// Writes `data`, the next piece of the stream.
+    pub fn write(&mut self, mut data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if let Some(mut loss) = self.loss.take() {
+            if self.mid_line {
+                match data.iter().position(|&b| b == b'\n') {
+                    None => {
+                        loss.bytes += data.len() as u64;
+                        self.loss = Some(loss);
+                        return;
+                    }
+                    Some(i) => {
+                        loss.bytes += i as u64 + 1;
+                        loss.lines += 1;
+                        data = &data[i + 1..];
+                        self.mid_line = false;
+                    }
+                }
+            }
+            if data.is_empty() {
+                self.loss = Some(loss);
+                return;
+            }
+            self.catch_up();
+            let notice = format!("{}{}", if self.torn { "\n" } else { "" }, Appender::notice(&loss));
+            if let Err((written, _)) = self.raw_write(notice.as_bytes()) {
+                self.cut(written as u64);
+                loss.bytes += data.len() as u64;
+                loss.lines += count_lines(data);
+                self.mid_line = data.last() != Some(&b'\n');
+                self.loss = Some(loss);
+                return;
+            }
+            self.torn = false;
+        }
+        self.catch_up();
+        match self.raw_write(data) {
+            Ok(()) => self.partial = after_last_newline(data, self.partial),
+            Err((written, errno)) => {
+                let done = &data[..written];
+                let unfinished = after_last_newline(done, self.partial);
+                let cut = self.cut(unfinished);
+                self.torn = !cut;
+                let rest = &data[written..];
+                self.loss = Some(Loss {
+                    lines: count_lines(rest),
+                    bytes: rest.len() as u64 + if cut { unfinished } else { 0 },
+                    errno: errno as i32,
+                });
+                self.mid_line = rest.last() != Some(&b'\n');
+            }
+        }
+    }
+
+    /// Someone else may have written to the file since our last write (a line of our own
+    /// caller's, a rotation by `copytruncate`): then what we knew of its end is stale.
+    fn catch_up(&mut self) {
+        if let Some(size) = self.size {
+            let current = fstat(self.fd).map(|st| st.st_size as u64).unwrap_or(size);
+            if current != size {
+                self.size = Some(current);
+                self.partial = 0;
+            }
+        }
+    }
+
+    /// Writes all of `data`, or says how much went in before which error.
+    fn raw_write(&mut self, mut data: &[u8]) -> Result<(), (usize, Errno)> {
+        let mut written = 0;
+        while !data.is_empty() {
+            // SAFETY: `data` is a valid buffer of data.len() bytes.
+            let n = unsafe { libc::write(self.fd, data.as_ptr() as *const libc::c_void, data.len()) };
+            if n < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    errno => return Err((written, errno)),
+                }
+            }
+            if n == 0 {
+                return Err((written, Errno::ENOSPC));
+            }
+            let n = n as usize;
+            written += n;
+            self.size = self.size.map(|s| s + n as u64);
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Cuts the last `len` bytes off the file, if it still ends where our writes left it.
+    /// Returns whether the file now ends at a line boundary.
+    fn cut(&mut self, len: u64) -> bool {
+        self.partial = 0;
+        if len == 0 {
+            return true;
+        }
+        let Some(size) = self.size else { return false };
+        let current = fstat(self.fd).map(|st| st.st_size as u64).unwrap_or(u64::MAX);
+        if current != size || len > size {
+            self.size = Some(current);
+            return false;
+        }
+        // SAFETY: ftruncate on a descriptor the caller keeps open; shrinking only.
+        if unsafe { libc::ftruncate(self.fd, (size - len) as libc::off_t) } != 0 {
+            return false;
+        }
+        self.size = Some(size - len);
+        true
+    }
+}
+
+fn count_lines(data: &[u8]) -> u64 {
+    data.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// How many bytes follow the last newline once `data` is appended to a file that had `before`
+/// bytes after its last newline.
+fn after_last_newline(data: &[u8], before: u64) -> u64 {
+    match data.iter().rposition(|&b| b == b'\n') {
+        Some(i) => (data.len() - i - 1) as u64,
+        None => before + data.len() as u64,
+    }
+}
