@@ -9,6 +9,7 @@
 //!   async-signal-safe calls on data prepared beforehand.
 //! - [`pidfile`]: pidfiles locked with `flock`, safe against symlinks, FIFOs, recycled pids and
 //!   garbage content.
+//! - [`holder`]: proving that a given process holds a pidfile's exclusive lock (Linux).
 //! - [`stdio`]: descriptor helpers (pipes, `dup2`, close-on-exec).
 //! - [`signals`]: signal numbers by name, and race-free signalling through pidfds on Linux.
 //! - [`privileges`]: resolving the user and groups a daemon runs as.
@@ -20,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod exec;
+pub mod holder;
 pub mod launch;
 pub mod notify;
 pub mod pidfile;
