@@ -37,7 +37,9 @@ export interface Acquired {
   running: boolean
   /** The pid the held file names, if valid. */
   runningPid?: number
-  /** Set when the lock is held, but not by the process the file names (this pid). */
+  /** The lock is held, but not by the process the file names, or only shared locks are held. */
+  foreign: boolean
+  /** With `foreign`: the pid the file names, if valid. */
   foreignNamedPid?: number
 }
 

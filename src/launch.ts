@@ -66,12 +66,13 @@ export function lockPidfile(pidFile: string): number {
   } catch (err) {
     throw new PidfileError(pidFile, codeOf(err), messageOf(err), { cause: err })
   }
-  if (acquired.foreignNamedPid !== undefined && acquired.foreignNamedPid !== null) {
+  if (acquired.foreign) {
+    const named = acquired.foreignNamedPid
     throw new PidfileError(
       pidFile,
       'EFOREIGNLOCK',
-      `the pidfile is locked, but not by pid ${acquired.foreignNamedPid} that it names: another process holds its lock, ` +
-        'so no daemon of ours can be told to run or not; refusing to start (find the holder with: fuser -v or lsof)',
+      `${named === undefined || named === null ? 'the pidfile is locked with shared locks only, which no daemon holds' : `the pidfile is locked, but not by pid ${named} that it names`}: ` +
+        'another process holds its lock, so whether a daemon runs cannot be told; refusing to start (find the holder with fuser -v or lsof)',
     )
   }
   if (acquired.running || acquired.fd === undefined) throw new AlreadyRunningError(pidFile, acquired.runningPid)

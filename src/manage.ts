@@ -110,7 +110,11 @@ function statusOf(p: NativeProbe): DaemonStatus {
     case 'stopped':
       return p.exists ? { state: 'dead', stalePid: p.stalePid ?? undefined, reason: p.reason ?? undefined } : { state: 'stopped' }
     case 'foreign':
-      return { state: 'unknown', reason: p.reason ?? 'the pidfile is locked by another process than the one it names', namedPid: p.pid as number }
+      return {
+        state: 'unknown',
+        reason: p.reason ?? 'the pidfile is locked by another process than the one it names',
+        ...(typeof p.pid === 'number' ? { namedPid: p.pid } : {}),
+      }
     default:
       return { state: 'unknown', reason: p.reason ?? 'the pidfile is locked but names no pid yet' }
   }
@@ -347,8 +351,9 @@ async function stopOnce(
   const holder = lockHolder(file)
   if (!('handle' in holder)) {
     if (holder.reason === 'unknown') {
-      const s = probe(file)
-      const reason = s.state === 'unknown' && s.namedPid !== undefined ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
+      const raw = probeNative(file)
+      const s = statusOf(raw)
+      const reason = raw.state === 'foreign' ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
       throw new PidfileError(file, reason, `${s.state === 'unknown' ? s.reason : `the pidfile is ${s.state}`}; refusing to signal anything`)
     }
     removeStalePidfile(file)

@@ -102,11 +102,12 @@ pub enum AcquireError {
         /// The running daemon's pid, if the file names one.
         pid: Option<i32>,
     },
-    /// Another process holds the lock, but not the process the file names (`named`): someone
-    /// else locked the file. Nothing is known about a daemon.
+    /// Another process holds the lock, but not the process the file names (`named`), or only
+    /// shared locks are held (a daemon always holds an exclusive one): someone else locked the
+    /// file. Nothing is known about a daemon.
     LockedByOther {
-        /// The pid the file names.
-        named: i32,
+        /// The pid the file names, if it names a valid one.
+        named: Option<i32>,
     },
     /// The path is not usable as a pidfile.
     Unsafe(PathProblem),
@@ -126,10 +127,7 @@ impl fmt::Display for AcquireError {
         match self {
             AcquireError::AlreadyRunning { pid: Some(pid) } => write!(f, "already running (pid {pid})"),
             AcquireError::AlreadyRunning { pid: None } => f.write_str("already running (starting up, pid not yet written)"),
-            AcquireError::LockedByOther { named } => write!(
-                f,
-                "the pidfile is locked, but not by pid {named} that it names: another process holds its lock"
-            ),
+            AcquireError::LockedByOther { named } => f.write_str(&locked_by_other(*named)),
             AcquireError::Unsafe(p) => p.fmt(f),
             AcquireError::Unstable => f.write_str("the pidfile path kept changing while it was being locked"),
             AcquireError::Io { op, errno } => write!(f, "{op} failed: {}", errno.desc()),
@@ -157,10 +155,11 @@ pub enum Probe {
         errno: Option<Errno>,
     },
     /// The lock is held, but not by the process the file names (`named`, which may not even
-    /// exist): someone else locked the file. Never act on it.
+    /// exist), or only shared locks are held (a daemon always holds an exclusive one): someone
+    /// else locked the file. Never act on it.
     LockedByOther {
-        /// The pid the file names.
-        named: i32,
+        /// The pid the file names, if it names a valid one.
+        named: Option<i32>,
     },
     /// The lock is held but the file holds no valid pid yet (a daemon is starting), or holds
     /// garbage. Never act on it.
@@ -405,8 +404,12 @@ impl Pidfile {
                 let pid = read_pid_fd(fd.as_raw_fd()).ok();
                 if let Some(named) = pid {
                     if crate::holder::check(named, fd.as_raw_fd()) == Holder::NotHolder {
-                        return Err(AcquireError::LockedByOther { named });
+                        return Err(AcquireError::LockedByOther { named: Some(named) });
                     }
+                }
+                let held = lock_state(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "flock", errno })?;
+                if held == LockState::SharedOnly {
+                    return Err(AcquireError::LockedByOther { named: pid });
                 }
                 return Err(AcquireError::AlreadyRunning { pid });
             }
@@ -477,18 +480,58 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe, Errno> {
         Err(AcquireError::Io { errno, .. }) => return Err(errno),
         Err(_) => return Err(Errno::EIO),
     };
-    let free = try_flock(fd.as_raw_fd(), false)?;
+    let state = lock_state(fd.as_raw_fd())?;
     let content = read_pid_fd(fd.as_raw_fd());
-    Ok(match (free, content) {
-        (true, stale) => Probe::NotRunning { stale: Some(stale) },
-        (false, Ok(pid)) => match crate::holder::check(pid, fd.as_raw_fd()) {
+    Ok(match (state, content) {
+        (LockState::Free, stale) => Probe::NotRunning { stale: Some(stale) },
+        (LockState::SharedOnly, content) => Probe::LockedByOther { named: content.ok() },
+        (LockState::Exclusive, Ok(pid)) => match crate::holder::check(pid, fd.as_raw_fd()) {
             Holder::Proven => Probe::Running { pid },
-            Holder::NotHolder => Probe::LockedByOther { named: pid },
+            Holder::NotHolder => Probe::LockedByOther { named: Some(pid) },
             Holder::Unverifiable(errno) => Probe::RunningUnverified { pid, errno: Some(errno) },
             Holder::Unsupported => Probe::RunningUnverified { pid, errno: None },
         },
-        (false, Err(content)) => Probe::RunningUnknownPid { content },
+        (LockState::Exclusive, Err(content)) => Probe::RunningUnknownPid { content },
     })
+}
+
+fn locked_by_other(named: Option<i32>) -> String {
+    match named {
+        Some(pid) => format!("the pidfile is locked, but not by pid {pid} that it names: another process holds its lock"),
+        None => "the pidfile is locked with shared locks only, which no daemon holds: another process holds them".to_string(),
+    }
+}
+
+/// Which locks others hold on a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockState {
+    /// None.
+    Free,
+    /// An exclusive one (as a daemon does).
+    Exclusive,
+    /// Only shared ones, steadily: not a daemon's.
+    SharedOnly,
+}
+
+/// Finds out which locks others hold on the file open at `fd` (ours, holding none), taking at
+/// most an instant's lock itself. A shared lock seen for a moment may be another reader's
+/// probe: only shared locks that last through the retries count as [`LockState::SharedOnly`].
+/// Leaves `fd` locked or not; the caller closes it.
+fn lock_state(fd: RawFd) -> Result<LockState, Errno> {
+    for attempt in 0..=BUSY_RETRIES {
+        if !try_flock(fd, false)? {
+            return Ok(LockState::Exclusive);
+        }
+        // A failed conversion drops our shared lock, so concurrent probes cannot lock each
+        // other out for good.
+        if try_flock(fd, true)? {
+            return Ok(LockState::Free);
+        }
+        if attempt < BUSY_RETRIES {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    Ok(LockState::SharedOnly)
 }
 
 /// Whether `content` reads as some pidfile's: empty, or a decimal number (a sign allowed) with

@@ -37,7 +37,9 @@ pub struct Acquired {
     pub running: bool,
     /// The pid the held file names, if valid.
     pub running_pid: Option<i32>,
-    /// Set when the lock is held, but not by the process the file names (this pid).
+    /// The lock is held, but not by the process the file names, or only shared locks are held.
+    pub foreign: bool,
+    /// With `foreign`: the pid the file names, if valid.
     pub foreign_named_pid: Option<i32>,
 }
 
@@ -45,10 +47,12 @@ pub struct Acquired {
 #[napi]
 pub fn acquire_pidfile(env: Env, path: String) -> Result<Acquired> {
     match Pidfile::acquire(&path) {
-        Ok(file) => Ok(Acquired { fd: Some(file.into_raw_fd()), running: false, running_pid: None, foreign_named_pid: None }),
-        Err(AcquireError::AlreadyRunning { pid }) => Ok(Acquired { fd: None, running: true, running_pid: pid, foreign_named_pid: None }),
+        Ok(file) => Ok(Acquired { fd: Some(file.into_raw_fd()), running: false, running_pid: None, foreign: false, foreign_named_pid: None }),
+        Err(AcquireError::AlreadyRunning { pid }) => {
+            Ok(Acquired { fd: None, running: true, running_pid: pid, foreign: false, foreign_named_pid: None })
+        }
         Err(AcquireError::LockedByOther { named }) => {
-            Ok(Acquired { fd: None, running: false, running_pid: None, foreign_named_pid: Some(named) })
+            Ok(Acquired { fd: None, running: false, running_pid: None, foreign: true, foreign_named_pid: named })
         }
         Err(AcquireError::Unsafe(problem)) => Err(coded(&env, "EPIDFILEUNSAFE", problem)),
         Err(AcquireError::Unstable) => Err(coded(&env, "EPIDFILEUNSAFE", AcquireError::Unstable)),
@@ -137,8 +141,8 @@ pub fn probe_pidfile(env: Env, path: String) -> Result<PidfileProbe> {
             ..p("running")
         },
         Probe::LockedByOther { named } => PidfileProbe {
-            pid: Some(named),
-            reason: Some(format!("the pidfile is locked, but not by pid {named} that it names: another process holds its lock")),
+            pid: named,
+            reason: Some(AcquireError::LockedByOther { named }.to_string()),
             ..p("foreign")
         },
         Probe::RunningUnknownPid { content } => PidfileProbe { reason: Some(describe(&content)), ..p("starting") },
