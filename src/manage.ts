@@ -137,7 +137,9 @@ function actionable(pidFile: string, p: NativeProbe): boolean {
       pidFile,
       pid,
       'EPERM',
-      `cannot signal pid ${pid} (${pidFile}): ${p.unverified}; nothing is signalled on unverified evidence (run it as the daemon's user or as root)`,
+      p.unverifiedCode === 'EACCES' || p.unverifiedCode === 'EPERM'
+        ? `cannot signal pid ${pid} (${pidFile}): permission denied, the daemon belongs to another user (${p.unverified}); nothing is signalled on unverified evidence`
+        : `cannot signal pid ${pid} (${pidFile}): ${p.unverified}; nothing is signalled on unverified evidence`,
     )
   }
   return true
