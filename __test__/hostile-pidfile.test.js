@@ -324,6 +324,12 @@ rootTest('dk start with the pidfile on a full filesystem fails, and leaves no pr
   t.deepEqual(h.processesMentioning(dir), [], 'no supervisor or command is left')
   t.false(fs.existsSync(pidFile), 'no pidfile is left')
   t.is((await cli(['status', '-p', pidFile])).code, 3)
+  const json = await cli(['start', '--json', '-p', pidFile, '--', ...sleeper(dir)])
+  await h.settle(() => h.processesMentioning(dir).length === 0)
+  for (const pid of h.processesMentioning(dir)) h.cleanupPid(t, pid, dir)
+  t.is(json.code, 1)
+  t.like(JSON.parse(json.stdout).error, { code: 'EPIDFILE', reason: 'ENOSPC' })
+  t.deepEqual(h.processesMentioning(dir), [])
 })
 
 rootTest('daemonize() with the pidfile on a full filesystem rejects with a PidfileError, leaving nothing behind', async (t) => {
