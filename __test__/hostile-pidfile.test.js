@@ -218,7 +218,7 @@ test('a daemon still starting up (waiting for its command to be ready) is proven
   // The command says it is ready only once `ready` exists; until then the launcher waits.
   const script = `import os, socket, time, sys\nwhile not os.path.exists(${JSON.stringify(ready)}): time.sleep(0.05)\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\na = os.environ['NOTIFY_SOCKET']\ns.sendto(b'READY=1', '\\0' + a[1:] if a.startswith('@') else a)\nwhile True: time.sleep(1)`
   const launching = cli(['start', '--json', '--wait-ready', '-p', pidFile, '--', '/usr/bin/python3', '-c', script, dir])
-  await h.waitFor(() => h.isLocked(pidFile), { what: 'the lock' })
+  await h.waitFor(() => h.isLocked(pidFile) && fs.readFileSync(pidFile, 'utf8') !== '', { what: 'the supervisor to write its pid' })
   const during = await daemonkit.status(pidFile)
   t.true(during.state === 'running' && during.unverified === undefined, `the supervisor holds the lock it names: ${JSON.stringify(during)}`)
   fs.writeFileSync(ready, '')
