@@ -84,7 +84,7 @@ export function writePidfile(pidFile: string, fd: number, pid: number): void {
   try {
     native().writePid(fd, pid)
   } catch (err) {
-    throw new PidfileError(pidFile, codeOf(err), `cannot write pid ${pid} into the pidfile: ${messageOf(err)}`, { cause: err })
+    throw new PidfileError(pidFile, codeOf(err), `cannot write pid ${pid} into the pidfile: ${messageOf(err).replace(/^writing the pidfile: /, '')}`, { cause: err })
   }
 }
 

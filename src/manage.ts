@@ -182,9 +182,17 @@ function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not
   }
   // Proven again now that the handle is open: the process it names held the lock after the
   // handle existed, so a pid recycled in between can never be hit.
-  const rawAfter = probeNative(pidFile)
-  const after = statusOf(rawAfter)
-  if (after.state !== 'running' || after.pid !== before.pid || !actionable(pidFile, rawAfter)) {
+  let after: DaemonStatus
+  let proven: boolean
+  try {
+    const rawAfter = probeNative(pidFile)
+    after = statusOf(rawAfter)
+    proven = after.state === 'running' && after.pid === before.pid && actionable(pidFile, rawAfter)
+  } catch (err) {
+    handle.close()
+    throw err
+  }
+  if (!proven) {
     handle.close()
     return { reason: after.state === 'unknown' ? 'unknown' : 'not-running' }
   }
