@@ -331,7 +331,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     if (failed) {
       await handle?.waitExit(2_000)
       const reason = errnoName(Number(failed[2])) ?? `errno ${failed[2]}`
-      if (failed[1] === 'pidfile') throw new PidfileError(o.base.pidFile as string, reason, `spawnDaemon: ${failed[3].trim()}`)
+      if (failed[1] === 'pidfile') throw new PidfileError(o.base.pidFile as string, reason, failed[3].trim())
       throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failureText(failed[3], o.base.cwd)}`, command)
     }
     if (report.timedOut && handle) {
