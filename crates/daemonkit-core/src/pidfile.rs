@@ -26,6 +26,10 @@ const MAX_CONTENT: usize = 64;
 /// How often `acquire` retries a lock that is held, to ride out a reader's momentary probe.
 const BUSY_RETRIES: u32 = 5;
 
+/// How often a lock held by someone other than the named process is looked at again before it
+/// is reported as such: the named daemon may be exiting, its lock about to be released.
+const HOLDER_ROUNDS: u32 = 3;
+
 /// Why a pidfile's content was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvalidContent {
@@ -392,26 +396,38 @@ impl Pidfile {
                     return Err(AcquireError::Unsafe(PathProblem::ForeignOwner(st.st_uid)));
                 }
             }
+            let flock_error = |errno| AcquireError::Io { op: "flock", errno };
             let mut locked = false;
-            for attempt in 0..=BUSY_RETRIES {
-                locked = try_flock(fd.as_raw_fd(), true).map_err(|errno| AcquireError::Io { op: "flock", errno })?;
-                if locked || attempt == BUSY_RETRIES {
+            for round in 0..HOLDER_ROUNDS {
+                for attempt in 0..=BUSY_RETRIES {
+                    locked = try_flock(fd.as_raw_fd(), true).map_err(flock_error)?;
+                    if locked || attempt == BUSY_RETRIES {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                if locked {
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                let pid = read_pid_fd(fd.as_raw_fd()).ok();
+                let not_holder = matches!(pid, Some(named) if crate::holder::check(named, fd.as_raw_fd()) == Holder::NotHolder);
+                match lock_state(fd.as_raw_fd()).map_err(flock_error)? {
+                    // Released meanwhile, and lock_state left it locked by us.
+                    LockState::Free => {
+                        locked = true;
+                        break;
+                    }
+                    LockState::SharedOnly => return Err(AcquireError::LockedByOther { named: pid }),
+                    LockState::Exclusive if !not_holder => return Err(AcquireError::AlreadyRunning { pid }),
+                    LockState::Exclusive if round + 1 == HOLDER_ROUNDS => {
+                        return Err(AcquireError::LockedByOther { named: pid })
+                    }
+                    // The named daemon may have exited just now, its lock not yet released.
+                    LockState::Exclusive => {}
+                }
             }
             if !locked {
-                let pid = read_pid_fd(fd.as_raw_fd()).ok();
-                if let Some(named) = pid {
-                    if crate::holder::check(named, fd.as_raw_fd()) == Holder::NotHolder {
-                        return Err(AcquireError::LockedByOther { named: Some(named) });
-                    }
-                }
-                let held = lock_state(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "flock", errno })?;
-                if held == LockState::SharedOnly {
-                    return Err(AcquireError::LockedByOther { named: pid });
-                }
-                return Err(AcquireError::AlreadyRunning { pid });
+                return Err(AcquireError::AlreadyRunning { pid: None });
             }
             let ours = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
             match lstat(&c) {
@@ -480,19 +496,25 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe, Errno> {
         Err(AcquireError::Io { errno, .. }) => return Err(errno),
         Err(_) => return Err(Errno::EIO),
     };
-    let state = lock_state(fd.as_raw_fd())?;
-    let content = read_pid_fd(fd.as_raw_fd());
-    Ok(match (state, content) {
-        (LockState::Free, stale) => Probe::NotRunning { stale: Some(stale) },
-        (LockState::SharedOnly, content) => Probe::LockedByOther { named: content.ok() },
-        (LockState::Exclusive, Ok(pid)) => match crate::holder::check(pid, fd.as_raw_fd()) {
-            Holder::Proven => Probe::Running { pid },
-            Holder::NotHolder => Probe::LockedByOther { named: Some(pid) },
-            Holder::Unverifiable(errno) => Probe::RunningUnverified { pid, errno: Some(errno) },
-            Holder::Unsupported => Probe::RunningUnverified { pid, errno: None },
-        },
-        (LockState::Exclusive, Err(content)) => Probe::RunningUnknownPid { content },
-    })
+    let mut round = 0;
+    loop {
+        round += 1;
+        let state = lock_state(fd.as_raw_fd())?;
+        let content = read_pid_fd(fd.as_raw_fd());
+        return Ok(match (state, content) {
+            (LockState::Free, stale) => Probe::NotRunning { stale: Some(stale) },
+            (LockState::SharedOnly, content) => Probe::LockedByOther { named: content.ok() },
+            (LockState::Exclusive, Ok(pid)) => match crate::holder::check(pid, fd.as_raw_fd()) {
+                Holder::Proven => Probe::Running { pid },
+                // The daemon may have exited between the two looks: look at the lock again.
+                Holder::NotHolder if round < HOLDER_ROUNDS => continue,
+                Holder::NotHolder => Probe::LockedByOther { named: Some(pid) },
+                Holder::Unverifiable(errno) => Probe::RunningUnverified { pid, errno: Some(errno) },
+                Holder::Unsupported => Probe::RunningUnverified { pid, errno: None },
+            },
+            (LockState::Exclusive, Err(content)) => Probe::RunningUnknownPid { content },
+        });
+    }
 }
 
 fn locked_by_other(named: Option<i32>) -> String {
@@ -524,8 +546,13 @@ fn lock_state(fd: RawFd) -> Result<LockState, Errno> {
         }
         // A failed conversion drops our shared lock, so concurrent probes cannot lock each
         // other out for good.
-        if try_flock(fd, true)? {
-            return Ok(LockState::Free);
+        match try_flock(fd, true) {
+            Ok(true) => return Ok(LockState::Free),
+            Ok(false) => {}
+            // Where flock is emulated with record locks (NFS), a read-only descriptor cannot
+            // lock exclusively: the shared lock is all there is to go by.
+            Err(Errno::EBADF) => return Ok(LockState::Free),
+            Err(errno) => return Err(errno),
         }
         if attempt < BUSY_RETRIES {
             std::thread::sleep(std::time::Duration::from_millis(1));
