@@ -9,7 +9,10 @@ const h = require('./helpers')
 const daemonkit = require('..')
 
 const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
-const rootTest = h.rootTest
+// One test at a time: each starts several real daemons, and the suite shares a small machine
+// with other test files whose timeouts assume it is not flooded.
+const serial = test.serial
+const rootTest = h.rootTest === test ? test.serial : test.skip
 
 function cli(args, options) {
   return h.run(process.execPath, [CLI, ...args], options)
@@ -63,7 +66,7 @@ async function flockHolder(t, dir, file, mode, { asNobody = false } = {}) {
 // 1. stop / restart / start never destroy a file that is not provably a stale pidfile
 // ------------------------------------------------------------------------------------------
 
-test('stop, restart and stop() leave a file that is not a pidfile untouched; start refuses it', async (t) => {
+serial('stop, restart and stop() leave a file that is not a pidfile untouched; start refuses it', async (t) => {
   const dir = h.tempDir(t)
   const conf = path.join(dir, 'app.conf')
   fs.writeFileSync(conf, 'db_password=x\n')
@@ -94,7 +97,7 @@ test('stop, restart and stop() leave a file that is not a pidfile untouched; sta
   t.like(JSON.parse(fs.readFileSync(caught, 'utf8')), { name: 'PidfileError', code: 'EPIDFILE' })
 })
 
-test('stop on a hard link to a big file neither truncates nor removes it (9: hard links are refused everywhere)', async (t) => {
+serial('stop on a hard link to a big file neither truncates nor removes it (9: hard links are refused everywhere)', async (t) => {
   const dir = h.tempDir(t)
   const big = path.join(dir, 'big.db')
   fs.writeFileSync(big, Buffer.alloc(1 << 20, 7))
@@ -122,7 +125,7 @@ test('stop on a hard link to a big file neither truncates nor removes it (9: har
   t.deepEqual(h.processesMentioning(dir), [])
 })
 
-test('a real stale pidfile (a pid, nobody locks it) is still removed by stop', async (t) => {
+serial('a real stale pidfile (a pid, nobody locks it) is still removed by stop', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'stale.pid')
   fs.writeFileSync(pidFile, '4242\n')
@@ -134,7 +137,7 @@ test('a real stale pidfile (a pid, nobody locks it) is still removed by stop', a
 // 2. the lock holder is checked against the pid in the file
 // ------------------------------------------------------------------------------------------
 
-test('a planted pidfile locked by someone else: stop refuses, the named process is not signalled, status says so', async (t) => {
+serial('a planted pidfile locked by someone else: stop refuses, the named process is not signalled, status says so', async (t) => {
   if (!has('flock')) return t.pass('flock(1) is missing: skipped')
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'api.pid')
@@ -211,7 +214,7 @@ rootTest('a shared flock held by nobody on a stale pidfile: start says so plainl
   t.regex(r.stdout, /^unknown: .*another process holds its lock/)
 })
 
-test('a daemon still starting up (waiting for its command to be ready) is proven to hold its lock, and its start goes on', async (t) => {
+serial('a daemon still starting up (waiting for its command to be ready) is proven to hold its lock, and its start goes on', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'slow.pid')
   const ready = path.join(dir, 'ready')
@@ -257,7 +260,7 @@ rootTest('as another user, status of root\'s daemon says it cannot verify, and s
 // 13, 14, 15. stop() against stopped, stubborn and dying daemons
 // ------------------------------------------------------------------------------------------
 
-test('a SIGSTOPped daemon gets SIGCONT with its stop signal and ends on it, unforced', async (t) => {
+serial('a SIGSTOPped daemon gets SIGCONT with its stop signal and ends on it, unforced', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   const r = await h.launch({ options: { pidFile } })
@@ -271,7 +274,7 @@ test('a SIGSTOPped daemon gets SIGCONT with its stop signal and ends on it, unfo
   t.false(fs.existsSync(pidFile))
 })
 
-test('ten concurrent stop() calls on a TERM-ignoring daemon share one stop: all say forced', async (t) => {
+serial('ten concurrent stop() calls on a TERM-ignoring daemon share one stop: all say forced', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'stubborn.pid')
   const daemon = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, IGNORE_TERM)])
@@ -283,7 +286,7 @@ test('ten concurrent stop() calls on a TERM-ignoring daemon share one stop: all 
   t.deepEqual(await daemonkit.stop(pidFile), { stopped: false, reason: 'not-running' })
 })
 
-test('stop -t 0 --kill-timeout 0 kills, waits for the kill to take, and removes the pidfile', async (t) => {
+serial('stop -t 0 --kill-timeout 0 kills, waits for the kill to take, and removes the pidfile', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'now.pid')
   const daemon = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, IGNORE_TERM)])
