@@ -573,10 +573,16 @@ fn looks_like_pidfile(content: &[u8]) -> bool {
     !digits.is_empty() && digits.len() <= 20 && digits.iter().all(u8::is_ascii_digit)
 }
 
+/// The number of names of a file (`nlink_t` is 16 bits on macOS, 64 on Linux x86_64).
+#[allow(clippy::unnecessary_cast)]
+fn links(st: &libc::stat) -> u64 {
+    st.st_nlink as u64
+}
+
 /// Refuses a file with other names, or whose content is not a pidfile's.
 fn check_pidfile_like(fd: RawFd, st: &libc::stat) -> Result<(), PathProblem> {
     if st.st_nlink > 1 {
-        return Err(PathProblem::HardLinked(st.st_nlink as u64));
+        return Err(PathProblem::HardLinked(links(st)));
     }
     let size = st.st_size as u64;
     if size > MAX_CONTENT as u64 {
@@ -639,7 +645,7 @@ pub fn remove_stale(path: impl AsRef<Path>) -> Result<StaleRemoval, Errno> {
             Ok(StaleRemoval::Removed)
         }
         Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
-            Ok(StaleRemoval::Kept(PathProblem::HardLinked(now.st_nlink as u64)))
+            Ok(StaleRemoval::Kept(PathProblem::HardLinked(links(&now))))
         }
         Ok(_) | Err(Errno::ENOENT) => Ok(StaleRemoval::Missing),
         Err(errno) => Err(errno),
