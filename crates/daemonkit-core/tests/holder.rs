@@ -15,9 +15,10 @@ use daemonkit_core::holder::{self, Holder};
 use daemonkit_core::pidfile::{self, probe, AcquireError, PathProblem, Pidfile, Probe, StaleRemoval};
 use nix::errno::Errno;
 
-/// `sh` opens `path` at fd 9, locks it with util-linux `flock MODE 9`, then forks `sleep` (which
-/// inherits fd 9, sharing the open file description) and waits. Returns the child and the pids
-/// of the shell (the locker) and of the sleep (an inheritor).
+/// `sh` opens `path` at fd 9, locks it with util-linux `flock MODE 9` (waiting for an earlier
+/// holder that is still dying), then forks `sleep` (which inherits fd 9, sharing the open file
+/// description) and waits. Returns the child and the pids of the shell (the locker) and of the
+/// sleep (an inheritor).
 struct Holders {
     child: Child,
     shell: i32,
@@ -28,7 +29,7 @@ impl Holders {
     fn hold(path: &Path, mode: &str) -> Holders {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
-            .arg(r#"exec 9<"$0" || exit 2; flock -n "$1" 9 || exit 3; sleep 30 & echo "$$ $!"; wait"#)
+            .arg(r#"exec 9<"$0" || exit 2; flock -w 10 "$1" 9 || exit 3; sleep 30 & echo "$$ $!"; wait"#)
             .arg(path)
             .arg(mode)
             .stdin(Stdio::null())
