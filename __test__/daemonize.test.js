@@ -349,12 +349,14 @@ test('symlink, FIFO and directory pidfiles get clear errors without hanging, and
   t.true(fs.statSync(sub).isDirectory())
 })
 
-test('a garbage pidfile nobody locks is replaced; one that is locked is "already running"', async (t) => {
+test('a file that is not a pidfile is refused and kept; a locked garbage pidfile is "already running"', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   fs.writeFileSync(pidFile, 'not a pid at all\n')
-  const { pid } = await start(t, dir, { options: { pidFile } })
-  t.is(fs.readFileSync(pidFile, 'utf8'), `${pid}\n`)
+  const refused = await h.launch({ options: { pidFile } })
+  t.not(refused.code, 0)
+  t.regex(refused.stderr, /not a pidfile/)
+  t.is(fs.readFileSync(pidFile, 'utf8'), 'not a pid at all\n')
 
   const locked = path.join(dir, 'locked.pid')
   fs.writeFileSync(locked, '-1\n')

@@ -269,7 +269,7 @@ h.rootTest('permission problems are reported as such, never as "not running"', a
     h.run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, service, action, JSON.stringify(s)])
   let r = await asNobody('status', spec)
   t.is(r.code, 0, r.stderr)
-  t.is(r.stdout, `running (pid ${pid})\n`)
+  t.is(r.stdout, `running (pid ${pid}); cannot verify that pid ${pid} holds the lock: its descriptors are unreadable (Permission denied)\n`)
   r = await asNobody('stop', spec)
   t.is(r.code, 4)
   t.regex(r.stderr, /permission denied, the daemon belongs to another user/)

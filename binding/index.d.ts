@@ -42,6 +42,10 @@ export interface Acquired {
   running: boolean
   /** The pid the held file names, if valid. */
   runningPid?: number
+  /** The lock is held, but not by the process the file names, or only shared locks are held. */
+  foreign: boolean
+  /** With `foreign`: the pid the file names, if valid. */
+  foreignNamedPid?: number
 }
 
 /** Opens, locks and empties the pidfile at `path`. */
@@ -134,7 +138,10 @@ export declare function openProcess(pid: number): Process
 
 /** What a pidfile says, judged by its lock. */
 export interface PidfileProbe {
-  /** `"running"`, `"starting"` (locked, no valid pid in it), `"stopped"` or `"unsafe"`. */
+  /**
+   * `"running"`, `"starting"` (locked, no valid pid in it), `"foreign"` (locked, but not by
+   * the process it names, given in `pid`), `"stopped"` or `"unsafe"`.
+   */
   state: string
   /** The running daemon's pid. */
   pid?: number
@@ -144,6 +151,16 @@ export interface PidfileProbe {
   exists: boolean
   /** Why the content or the path is not trusted, when it is not. */
   reason?: string
+  /**
+   * For `"running"`: why it could not be proven that `pid` holds the lock (another user's
+   * process, or no proof on this platform); absent when it was proven.
+   */
+  unverified?: string
+  /**
+   * For `"running"` without proof: the errno name behind it (`"EACCES"`), absent where the
+   * platform offers no proof.
+   */
+  unverifiedCode?: string
 }
 
 /** Creates a close-on-exec pipe; returns `[read, write]`. */
@@ -154,6 +171,12 @@ export declare function probePidfile(path: string): PidfileProbe
 
 /** Unlinks `path` if it still names the file open at `fd`; returns whether it did. */
 export declare function removePidfile(path: string, fd: number): boolean
+
+/**
+ * Removes the pidfile at `path` only if it is provably a stale pidfile (see
+ * `pidfile::remove_stale`): `"removed"`, `"missing"`, `"locked"`, or why it was kept.
+ */
+export declare function removeStalePidfile(path: string): string
 
 /** Sends `state` to systemd's `$NOTIFY_SOCKET`; returns false when it is not set. */
 export declare function sdNotify(state: string): boolean

@@ -223,6 +223,12 @@ function stopOptions(p: Parsed): StopOptions {
   return { timeout: p.timeout, signal: p.stopSignal, killSignal: p.killSignal, killTimeout: p.killTimeout }
 }
 
+/** Why nothing was signalled, in words, for a pidfile whose state is not clear. */
+async function unknownReason(file: string): Promise<string> {
+  const s = await status(file)
+  return s.state === 'unknown' ? s.reason : 'the pidfile names no pid'
+}
+
 function needProgram(p: Parsed): string {
   if (!p.program) throw new UsageError(`${p.command} needs a program: daemonkit ${p.command} [options] -- PROGRAM [ARGS...]`)
   return p.program
@@ -319,7 +325,11 @@ async function main(argv: string[]): Promise<number> {
         const s = await status(needPidfile(p))
         switch (s.state) {
           case 'running':
-            print(p.json, s, s.commandPid === undefined ? `running (pid ${s.pid})` : `running (pid ${s.pid}, command pid ${s.commandPid})`)
+            print(
+              p.json,
+              s,
+              `${s.commandPid === undefined ? `running (pid ${s.pid})` : `running (pid ${s.pid}, command pid ${s.commandPid})`}${s.unverified ? `; ${s.unverified}` : ''}`,
+            )
             return LSB.ok
           case 'stopped':
             print(p.json, s, 'not running')
@@ -334,7 +344,7 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'signal': {
         const r = await signal(needPidfile(p), p.signalName as SignalName)
-        print(p.json, r, r.sent ? `sent ${p.signalName} to pid ${r.pid}` : r.reason === 'not-running' ? 'not running' : 'unknown: the pidfile names no pid')
+        print(p.json, r, r.sent ? `sent ${p.signalName} to pid ${r.pid}` : r.reason === 'not-running' ? 'not running' : `unknown: ${await unknownReason(needPidfile(p))}`)
         return r.sent ? LSB.ok : r.reason === 'not-running' ? LSB.actionNotRunning : LSB.unknown
       }
       case '':

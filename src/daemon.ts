@@ -183,7 +183,8 @@ export class Daemon {
         case 'reload': {
           const r = await this.reload()
           if (!r.sent) {
-            say(r.reason === 'not-running' ? 'not running' : 'unknown: the pidfile names no pid')
+            const s = r.reason === 'unknown' ? await this.status() : undefined
+            say(r.reason === 'not-running' ? 'not running' : `unknown: ${s?.state === 'unknown' ? s.reason : 'the pidfile names no pid'}`)
             return LSB.actionNotRunning
           }
           say(`reloaded (pid ${r.pid})`)
@@ -192,7 +193,7 @@ export class Daemon {
         case 'status': {
           const s = await this.status()
           if (s.state === 'running') {
-            say(`running (pid ${s.pid})`)
+            say(`running (pid ${s.pid})${s.unverified ? `; ${s.unverified}` : ''}`)
             return LSB.ok
           }
           if (s.state === 'stopped') {

@@ -3,7 +3,7 @@ import * as os from 'node:os'
 
 import { UnsupportedPlatformError } from './errors'
 import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
-import { launchSelf, lockPidfile, openOutput } from './launch'
+import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
 import { native } from './native'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 
@@ -60,7 +60,17 @@ function redirect(target: OutputTarget, fd: number): void {
 function adoptInPlace(opts: NormalizedOptions): { fd: number; path: string } | undefined {
   if (opts.pidFile === undefined) return undefined
   const fd = lockPidfile(opts.pidFile)
-  native().writePid(fd, process.pid)
+  try {
+    writePidfile(opts.pidFile, fd, process.pid)
+  } catch (err) {
+    try {
+      native().removePidfile(opts.pidFile, fd)
+    } catch {
+      // Nobody holds its lock once it is closed: it reads as "not running".
+    }
+    fs.closeSync(fd)
+    throw err
+  }
   return { fd, path: opts.pidFile }
 }
 
@@ -80,7 +90,7 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
   // the readiness pipe or the final stderr target.
   if (handoff.lockFd !== undefined) {
     n.setCloexec(handoff.lockFd, true)
-    n.writePid(handoff.lockFd, process.pid)
+    writePidfile(handoff.pidFile as string, handoff.lockFd, process.pid)
   }
   n.setCloexec(handoff.readyFd, true)
   n.setCloexec(handoff.stderrFd, true)

@@ -116,8 +116,26 @@ export function lockPidfile(pidFile: string): number {
   } catch (err) {
     throw new PidfileError(pidFile, codeOf(err), messageOf(err), { cause: err })
   }
+  if (acquired.foreign) {
+    const named = acquired.foreignNamedPid
+    throw new PidfileError(
+      pidFile,
+      'EFOREIGNLOCK',
+      `${named === undefined || named === null ? 'the pidfile is locked with shared locks only, which no daemon holds' : `the pidfile is locked, but not by pid ${named} that it names`}: ` +
+        'another process holds its lock, so whether a daemon runs cannot be told; refusing to start (find the holder with fuser -v or lsof)',
+    )
+  }
   if (acquired.running || acquired.fd === undefined) throw new AlreadyRunningError(pidFile, acquired.runningPid)
   return acquired.fd
+}
+
+/** Writes `pid` into the locked pidfile, or throws `PidfileError` (a full disk, a hard link, …). */
+export function writePidfile(pidFile: string, fd: number, pid: number): void {
+  try {
+    native().writePid(fd, pid)
+  } catch (err) {
+    throw new PidfileError(pidFile, codeOf(err), `cannot write pid ${pid} into the pidfile: ${messageOf(err).replace(/^writing the pidfile: /, '')}`, { cause: err })
+  }
 }
 
 /**
@@ -315,11 +333,26 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     for (const fd of toClose.splice(0)) closeQuietly(fd)
 
     const pid = launched.pid
-    if (lockFd !== undefined) n.writePid(lockFd, pid)
     try {
       handle = n.openProcess(pid)
     } catch {
       handle = undefined // Already exited and reaped: the readiness pipe tells the rest.
+    }
+    if (lockFd !== undefined) {
+      try {
+        writePidfile(opts.pidFile as string, lockFd, pid)
+      } catch (err) {
+        // A daemon whose pidfile does not name it must not run: no one could find or stop it.
+        if (handle) {
+          try {
+            handle.kill(9)
+          } catch {
+            // Exited meanwhile.
+          }
+          await waitExit(handle, FAILURE_GRACE_MS)
+        }
+        throw err
+      }
     }
     watch = awaitReadiness(readyRead, relayRead, token, opts.readyTimeout)
     readEnds.length = 0

@@ -8,10 +8,14 @@ import { native } from './native'
 /** What a pidfile says about its daemon, judged by its lock (never by `kill(pid, 0)`). */
 export type DaemonStatus =
   /**
-   * The lock is held and the file names this pid. `commandPid` is the supervised command's pid
-   * when the pidfile belongs to daemonkit's supervisor (Linux).
+   * The lock is held by the process the file names (proven on Linux through /proc/PID/fdinfo).
+   * `commandPid` is the supervised command's pid when the pidfile belongs to daemonkit's
+   * supervisor (Linux). `unverified` is set, saying why, when it could not be proven that `pid`
+   * holds the lock: the daemon belongs to another user and we are not root, or the system
+   * (macOS) offers no proof. `signal()` and `stop()` refuse to act on unverified evidence on
+   * Linux.
    */
-  | { state: 'running'; pid: number; commandPid?: number }
+  | { state: 'running'; pid: number; commandPid?: number; unverified?: string }
   /** No pidfile: not running. */
   | { state: 'stopped' }
   /**
@@ -22,9 +26,11 @@ export type DaemonStatus =
   | { state: 'dead'; stalePid: number | undefined; reason: string | undefined }
   /**
    * The lock is held but the file names no valid pid (a daemon that is starting, or garbage),
-   * or the path is unsafe (symlink, FIFO, directory, …). Nothing is ever signalled.
+   * or the lock is held, but not by the process the file names (`namedPid`: someone else
+   * locked the file), or the path is unsafe (symlink, FIFO, directory, …). Nothing is ever
+   * signalled.
    */
-  | { state: 'unknown'; reason: string }
+  | { state: 'unknown'; reason: string; namedPid?: number }
 
 /** The name of a signal, like `'SIGTERM'`. */
 export type SignalName = NodeJS.Signals
@@ -91,25 +97,66 @@ function supervisedCommand(pid: number): number | undefined {
   }
 }
 
-function probe(pidFile: string): DaemonStatus {
+type NativeProbe = ReturnType<ReturnType<typeof native>['probePidfile']>
+
+function probeNative(pidFile: string): NativeProbe {
   const n = native() // UnsupportedPlatformError passes through as it is
-  let p
   try {
-    p = n.probePidfile(pidFile)
+    return n.probePidfile(pidFile)
   } catch (err) {
     const e = err as Coded
     throw new PidfileError(pidFile, String(e.code), String(e.message), { cause: err })
   }
+}
+
+function statusOf(p: NativeProbe): DaemonStatus {
   switch (p.state) {
     case 'running': {
-      const commandPid = supervisedCommand(p.pid as number)
-      return commandPid === undefined ? { state: 'running', pid: p.pid as number } : { state: 'running', pid: p.pid as number, commandPid }
+      const pid = p.pid as number
+      const commandPid = supervisedCommand(pid)
+      return {
+        state: 'running',
+        pid,
+        ...(commandPid === undefined ? {} : { commandPid }),
+        ...(p.unverified ? { unverified: p.unverified } : {}),
+      }
     }
     case 'stopped':
       return p.exists ? { state: 'dead', stalePid: p.stalePid ?? undefined, reason: p.reason ?? undefined } : { state: 'stopped' }
+    case 'foreign':
+      return {
+        state: 'unknown',
+        reason: p.reason ?? 'the pidfile is locked by another process than the one it names',
+        ...(typeof p.pid === 'number' ? { namedPid: p.pid } : {}),
+      }
     default:
       return { state: 'unknown', reason: p.reason ?? 'the pidfile is locked but names no pid yet' }
   }
+}
+
+function probe(pidFile: string): DaemonStatus {
+  return statusOf(probeNative(pidFile))
+}
+
+/**
+ * Whether `p` is evidence enough to signal its pid: the lock is held by that very process
+ * (proven), or the platform offers no proof at all (macOS: the lock and the pid are all there
+ * is). On Linux an unverifiable holder (another user's process) is never signalled.
+ */
+function actionable(pidFile: string, p: NativeProbe): boolean {
+  if (p.state !== 'running') return false
+  if (p.unverified && p.unverifiedCode) {
+    const pid = p.pid as number
+    throw new SignalError(
+      pidFile,
+      pid,
+      'EPERM',
+      p.unverifiedCode === 'EACCES' || p.unverifiedCode === 'EPERM'
+        ? `cannot signal pid ${pid} (${pidFile}): permission denied, the daemon belongs to another user (${p.unverified}); nothing is signalled on unverified evidence`
+        : `cannot signal pid ${pid} (${pidFile}): ${p.unverified}; nothing is signalled on unverified evidence`,
+    )
+  }
+  return true
 }
 
 /**
@@ -132,9 +179,10 @@ type ProcessHandle = ReturnType<ReturnType<typeof native>['openProcess']>
  * process that held the lock, and can never reach a later process that reuses the pid.
  */
 function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not-running' | 'unknown' } {
-  const before = probe(pidFile)
+  const raw = probeNative(pidFile)
+  const before = statusOf(raw)
   if (before.state === 'unknown') return { reason: 'unknown' }
-  if (before.state !== 'running') return { reason: 'not-running' }
+  if (before.state !== 'running' || !actionable(pidFile, raw)) return { reason: 'not-running' }
   if (before.pid <= 1) return { reason: 'unknown' }
   let handle: ProcessHandle
   try {
@@ -146,8 +194,19 @@ function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not
       cause: err,
     })
   }
-  const after = probe(pidFile)
-  if (after.state !== 'running' || after.pid !== before.pid) {
+  // Proven again now that the handle is open: the process it names held the lock after the
+  // handle existed, so a pid recycled in between can never be hit.
+  let after: DaemonStatus
+  let proven: boolean
+  try {
+    const rawAfter = probeNative(pidFile)
+    after = statusOf(rawAfter)
+    proven = after.state === 'running' && after.pid === before.pid && actionable(pidFile, rawAfter)
+  } catch (err) {
+    handle.close()
+    throw err
+  }
+  if (!proven) {
     handle.close()
     return { reason: after.state === 'unknown' ? 'unknown' : 'not-running' }
   }
@@ -159,8 +218,8 @@ function send(pidFile: string, handle: ProcessHandle, signo: number, name: strin
   // Without a pidfd the pid could have been recycled since the handle was opened: only a pid
   // that holds the lock right now is signalled.
   if (!handle.raceFree) {
-    const now = probe(pidFile)
-    if (now.state !== 'running' || now.pid !== handle.pid) return false
+    const raw = probeNative(pidFile)
+    if (raw.state !== 'running' || raw.pid !== handle.pid || !actionable(pidFile, raw)) return false
   }
   try {
     handle.kill(signo)
@@ -243,28 +302,36 @@ function positive(value: unknown, field: string, fallback: number): number {
   return value
 }
 
-/** Removes a pidfile that nobody locks (taking the lock first, so a new daemon's file is never hit). */
+/**
+ * Removes a pidfile nobody locks, only if it provably is one: a regular file with a single name
+ * whose content reads as a pid (or is empty), never created, written or truncated, locked before
+ * it is unlinked (so a new daemon's file is never hit). Anything else is left as it is.
+ */
 export function removeStalePidfile(pidFile: string): void {
-  const n = native()
-  let acquired
   try {
-    acquired = n.acquirePidfile(pidFile)
+    native().removeStalePidfile(pidFile)
   } catch {
-    return
-  }
-  if (acquired.fd === undefined) return // a new daemon holds it already
-  try {
-    n.removePidfile(pidFile, acquired.fd)
-  } finally {
-    fs.closeSync(acquired.fd)
+    // Left in place: nobody holds its lock, so it reads as "not running" anyway.
   }
 }
 
+/** The stops under way in this process, by pidfile: concurrent calls share one. */
+const stopsInFlight = new Map<string, Promise<StopResult>>()
+
 /**
- * Stops the daemon of `pidFile`: sends `signal`, waits for it to exit (off the main thread,
- * woken by the exit itself), escalates to `killSignal` after `timeout`, and removes the
- * pidfile if the daemon could not. Stopping a daemon that is not running is success:
- * `{ stopped: false, reason: 'not-running' }`.
+ * How long a process that was sent SIGKILL is given to be gone, beyond `killTimeout`: it cannot
+ * refuse, but the kernel needs a moment to tear it down (more on a loaded machine).
+ */
+const KILL_GRACE_MS = 2_000
+
+/**
+ * Stops the daemon of `pidFile`: sends `signal` (and SIGCONT, so a stopped daemon can act on
+ * it), waits for it to exit (off the main thread, woken by the exit itself), escalates to
+ * `killSignal` after `timeout`, and removes the pidfile if the daemon could not. Stopping a
+ * daemon that is not running is success: `{ stopped: false, reason: 'not-running' }`.
+ *
+ * Calls made in this process while a stop of the same pidfile is under way share that stop
+ * and its result (their own options are not used).
  */
 export async function stop(pidFile: string, options: StopOptions = {}): Promise<StopResult> {
   const file = absolute(pidFile, 'stop')
@@ -275,10 +342,43 @@ export async function stop(pidFile: string, options: StopOptions = {}): Promise<
   const timeout = positive(options.timeout, 'timeout', 10_000)
   const killTimeout = positive(options.killTimeout, 'killTimeout', 5_000)
 
+  const running = stopsInFlight.get(file)
+  if (running) return running
+  const stopping = stopOnce(file, first, firstNo, kill, killNo, timeout, killTimeout)
+  stopsInFlight.set(file, stopping)
+  try {
+    return await stopping
+  } finally {
+    if (stopsInFlight.get(file) === stopping) stopsInFlight.delete(file)
+  }
+}
+
+/** Whether the process `pid` still holds the pidfile's lock (proven, where that is possible). */
+function stillHolds(file: string, pid: number): boolean {
+  try {
+    const p = probeNative(file)
+    return p.state === 'running' && p.pid === pid
+  } catch {
+    return true
+  }
+}
+
+async function stopOnce(
+  file: string,
+  first: SignalName,
+  firstNo: number,
+  kill: SignalName,
+  killNo: number,
+  timeout: number,
+  killTimeout: number,
+): Promise<StopResult> {
   const holder = lockHolder(file)
   if (!('handle' in holder)) {
     if (holder.reason === 'unknown') {
-      throw new PidfileError(file, 'EPIDFILEUNSAFE', `${probeReason(file)}; refusing to signal anything`)
+      const raw = probeNative(file)
+      const s = statusOf(raw)
+      const reason = raw.state === 'foreign' ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
+      throw new PidfileError(file, reason, `${s.state === 'unknown' ? s.reason : `the pidfile is ${s.state}`}; refusing to signal anything`)
     }
     removeStalePidfile(file)
     return { stopped: false, reason: 'not-running' }
@@ -288,10 +388,19 @@ export async function stop(pidFile: string, options: StopOptions = {}): Promise<
   let forced = false
   try {
     send(file, handle, firstNo, first)
+    // A stopped (SIGSTOP, Ctrl-Z) daemon would keep a handled signal pending until continued.
+    if (firstNo !== os.constants.signals.SIGKILL && firstNo !== os.constants.signals.SIGCONT) send(file, handle, os.constants.signals.SIGCONT, 'SIGCONT')
     if (!(await handle.waitExit(Math.ceil(timeout)))) {
       forced = true
       send(file, handle, killNo, kill)
-      if (!(await handle.waitExit(Math.ceil(killTimeout)))) throw new StopTimeoutError(file, handle.pid, performance.now() - started)
+      if (killNo !== os.constants.signals.SIGKILL) send(file, handle, os.constants.signals.SIGCONT, 'SIGCONT')
+      if (!(await handle.waitExit(Math.ceil(killTimeout)))) {
+        // SIGKILL cannot be refused, only take a moment; and a process that no longer holds
+        // the lock is no longer the daemon, whatever is left of it.
+        const gone =
+          (killNo === os.constants.signals.SIGKILL && (await handle.waitExit(KILL_GRACE_MS))) || !stillHolds(file, handle.pid)
+        if (!gone) throw new StopTimeoutError(file, handle.pid, performance.now() - started)
+      }
     }
   } finally {
     handle.close()
@@ -299,9 +408,4 @@ export async function stop(pidFile: string, options: StopOptions = {}): Promise<
   const waitedMs = performance.now() - started
   removeStalePidfile(file)
   return { stopped: true, pid: handle.pid, signal: forced ? kill : first, forced, waitedMs }
-}
-
-function probeReason(file: string): string {
-  const s = probe(file)
-  return s.state === 'unknown' ? s.reason : `the pidfile is ${s.state}`
 }

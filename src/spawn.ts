@@ -3,7 +3,7 @@ import type * as netTypes from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import { LaunchError, ReadinessError } from './errors'
+import { LaunchError, PidfileError, ReadinessError } from './errors'
 import { lockPidfile, openOutput } from './launch'
 import { native } from './native'
 import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
@@ -332,6 +332,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     if (failed) {
       await handle?.waitExit(2_000)
       const reason = errnoName(Number(failed[2])) ?? `errno ${failed[2]}`
+      if (failed[1] === 'pidfile') throw new PidfileError(o.base.pidFile as string, reason, failed[3].trim())
       throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failureText(failed[3], o.base.cwd)}`, command)
     }
     if (report.timedOut && handle) {

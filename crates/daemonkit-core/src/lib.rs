@@ -11,6 +11,7 @@
 //!   garbage content.
 //! - [`logfile`]: log files opened for append safely (no symlinks, hard links or paths others
 //!   can change, as root), and written whole line by whole line when the disk is full.
+//! - [`holder`]: proving that a given process holds a pidfile's exclusive lock (Linux).
 //! - [`stdio`]: descriptor helpers (pipes, `dup2`, close-on-exec).
 //! - [`signals`]: signal numbers by name, and race-free signalling through pidfds on Linux.
 //! - [`privileges`]: resolving the user and groups a daemon runs as.
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod exec;
+pub mod holder;
 pub mod launch;
 pub mod logfile;
 pub mod notify;

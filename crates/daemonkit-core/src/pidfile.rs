@@ -18,11 +18,17 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use crate::holder::Holder;
+
 /// The largest pidfile content read; a pid and a newline fit many times over.
 const MAX_CONTENT: usize = 64;
 
 /// How often `acquire` retries a lock that is held, to ride out a reader's momentary probe.
 const BUSY_RETRIES: u32 = 5;
+
+/// How often a lock held by someone other than the named process is looked at again before it
+/// is reported as such: the named daemon may be exiting, its lock about to be released.
+const HOLDER_ROUNDS: u32 = 3;
 
 /// Why a pidfile's content was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +70,12 @@ pub enum PathProblem {
     /// Root was asked to use a pidfile owned by another user (uid given), who could have put
     /// anything in it.
     ForeignOwner(u32),
+    /// The file has other names (hard links; the count is given): writing it would change
+    /// another file, so it is never written, truncated or removed.
+    HardLinked(u64),
+    /// The file holds something other than a pid (its size is given): it is not a pidfile and
+    /// is never written, truncated or removed.
+    NotAPidfile(u64),
 }
 
 impl fmt::Display for PathProblem {
@@ -75,6 +87,12 @@ impl fmt::Display for PathProblem {
                 f.write_str("the pidfile's directory is writable by others and not sticky, which root refuses")
             }
             PathProblem::ForeignOwner(uid) => write!(f, "the pidfile is owned by uid {uid}, which root refuses"),
+            PathProblem::HardLinked(n) => {
+                write!(f, "the file has {n} hard links, so it is not a pidfile of its own; it is left untouched")
+            }
+            PathProblem::NotAPidfile(size) => {
+                write!(f, "the file is not a pidfile ({size} bytes that are not a pid); it is left untouched")
+            }
         }
     }
 }
@@ -87,6 +105,13 @@ pub enum AcquireError {
     AlreadyRunning {
         /// The running daemon's pid, if the file names one.
         pid: Option<i32>,
+    },
+    /// Another process holds the lock, but not the process the file names (`named`), or only
+    /// shared locks are held (a daemon always holds an exclusive one): someone else locked the
+    /// file. Nothing is known about a daemon.
+    LockedByOther {
+        /// The pid the file names, if it names a valid one.
+        named: Option<i32>,
     },
     /// The path is not usable as a pidfile.
     Unsafe(PathProblem),
@@ -106,6 +131,7 @@ impl fmt::Display for AcquireError {
         match self {
             AcquireError::AlreadyRunning { pid: Some(pid) } => write!(f, "already running (pid {pid})"),
             AcquireError::AlreadyRunning { pid: None } => f.write_str("already running (starting up, pid not yet written)"),
+            AcquireError::LockedByOther { named } => f.write_str(&locked_by_other(*named)),
             AcquireError::Unsafe(p) => p.fmt(f),
             AcquireError::Unstable => f.write_str("the pidfile path kept changing while it was being locked"),
             AcquireError::Io { op, errno } => write!(f, "{op} failed: {}", errno.desc()),
@@ -118,10 +144,26 @@ impl std::error::Error for AcquireError {}
 /// What a pidfile says about its daemon, as judged by its lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
-    /// The lock is held and the file names this pid.
+    /// The lock is held by the process the file names (proven on Linux, see [`crate::holder`]).
     Running {
         /// The daemon's pid.
         pid: i32,
+    },
+    /// The lock is held and the file names this pid, but whether that process holds the lock
+    /// cannot be checked: its descriptors are unreadable to us (`errno`, e.g. `EACCES` for
+    /// another user's process), or the platform offers no proof (`errno` is `None`).
+    RunningUnverified {
+        /// The pid the file names.
+        pid: i32,
+        /// Why it could not be checked; `None` where the platform has no way to.
+        errno: Option<Errno>,
+    },
+    /// The lock is held, but not by the process the file names (`named`, which may not even
+    /// exist), or only shared locks are held (a daemon always holds an exclusive one): someone
+    /// else locked the file. Never act on it.
+    LockedByOther {
+        /// The pid the file names, if it names a valid one.
+        named: Option<i32>,
     },
     /// The lock is held but the file holds no valid pid yet (a daemon is starting), or holds
     /// garbage. Never act on it.
@@ -266,7 +308,13 @@ pub fn read_pid_fd(fd: RawFd) -> Result<i32, InvalidContent> {
 }
 
 /// Replaces the content behind `fd` with `pid` and a newline: truncate, write, fsync.
+///
+/// Fails with `EMLINK`, writing nothing, if the file has more than one name (a hard link to it
+/// would be changed too).
 pub fn write_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
+    if fstat(fd)?.st_nlink > 1 {
+        return Err(Errno::EMLINK);
+    }
     let text = format!("{pid}\n");
     // SAFETY: plain integer arguments; `text` outlives the pwrite call.
     unsafe {
@@ -282,12 +330,13 @@ pub fn write_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
 
 /// Unlinks `path` if it still names the file open at `fd` (same device and inode). Returns
 /// whether it was removed. Call it while holding the lock, so that no new daemon can have
-/// created and locked a new file at the path in between.
+/// created and locked a new file at the path in between. A file with other names (hard links)
+/// is left in place.
 pub fn remove_if_same(path: &Path, fd: RawFd) -> Result<bool, Errno> {
     let c = c_path(path)?;
     let ours = fstat(fd)?;
     match lstat(&c) {
-        Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {
+        Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino && st.st_nlink == 1 => {
             // SAFETY: `c` is NUL-terminated.
             Errno::result(unsafe { libc::unlink(c.as_ptr()) })?;
             Ok(true)
@@ -347,20 +396,45 @@ impl Pidfile {
                     return Err(AcquireError::Unsafe(PathProblem::ForeignOwner(st.st_uid)));
                 }
             }
+            let flock_error = |errno| AcquireError::Io { op: "flock", errno };
             let mut locked = false;
-            for attempt in 0..=BUSY_RETRIES {
-                locked = try_flock(fd.as_raw_fd(), true).map_err(|errno| AcquireError::Io { op: "flock", errno })?;
-                if locked || attempt == BUSY_RETRIES {
+            for round in 0..HOLDER_ROUNDS {
+                for attempt in 0..=BUSY_RETRIES {
+                    locked = try_flock(fd.as_raw_fd(), true).map_err(flock_error)?;
+                    if locked || attempt == BUSY_RETRIES {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                if locked {
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                let pid = read_pid_fd(fd.as_raw_fd()).ok();
+                let not_holder = matches!(pid, Some(named) if crate::holder::check(named, fd.as_raw_fd()) == Holder::NotHolder);
+                match lock_state(fd.as_raw_fd()).map_err(flock_error)? {
+                    // Released meanwhile, and lock_state left it locked by us.
+                    LockState::Free => {
+                        locked = true;
+                        break;
+                    }
+                    LockState::SharedOnly => return Err(AcquireError::LockedByOther { named: pid }),
+                    LockState::Exclusive if !not_holder => return Err(AcquireError::AlreadyRunning { pid }),
+                    LockState::Exclusive if round + 1 == HOLDER_ROUNDS => {
+                        return Err(AcquireError::LockedByOther { named: pid })
+                    }
+                    // The named daemon may have exited just now, its lock not yet released.
+                    LockState::Exclusive => {}
+                }
             }
             if !locked {
-                return Err(AcquireError::AlreadyRunning { pid: read_pid_fd(fd.as_raw_fd()).ok() });
+                return Err(AcquireError::AlreadyRunning { pid: None });
             }
             let ours = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
             match lstat(&c) {
                 Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {
+                    // Only now, holding the lock on the file the path names, may it be emptied:
+                    // and only if it is nobody's but ours and reads as a pidfile.
+                    check_pidfile_like(fd.as_raw_fd(), &ours).map_err(AcquireError::Unsafe)?;
                     // SAFETY: plain integer arguments on a descriptor we own.
                     Errno::result(unsafe { libc::ftruncate(fd.as_raw_fd(), 0) })
                         .map_err(|errno| AcquireError::Io { op: "ftruncate", errno })?;
@@ -422,14 +496,160 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe, Errno> {
         Err(AcquireError::Io { errno, .. }) => return Err(errno),
         Err(_) => return Err(Errno::EIO),
     };
-    let free = try_flock(fd.as_raw_fd(), false)?;
-    let content = read_pid_fd(fd.as_raw_fd());
-    drop(fd);
-    Ok(match (free, content) {
-        (true, stale) => Probe::NotRunning { stale: Some(stale) },
-        (false, Ok(pid)) => Probe::Running { pid },
-        (false, Err(content)) => Probe::RunningUnknownPid { content },
-    })
+    let mut round = 0;
+    loop {
+        round += 1;
+        let state = lock_state(fd.as_raw_fd())?;
+        let content = read_pid_fd(fd.as_raw_fd());
+        return Ok(match (state, content) {
+            (LockState::Free, stale) => Probe::NotRunning { stale: Some(stale) },
+            (LockState::SharedOnly, content) => Probe::LockedByOther { named: content.ok() },
+            (LockState::Exclusive, Ok(pid)) => match crate::holder::check(pid, fd.as_raw_fd()) {
+                Holder::Proven => Probe::Running { pid },
+                // The daemon may have exited between the two looks: look at the lock again.
+                Holder::NotHolder if round < HOLDER_ROUNDS => continue,
+                Holder::NotHolder => Probe::LockedByOther { named: Some(pid) },
+                Holder::Unverifiable(errno) => Probe::RunningUnverified { pid, errno: Some(errno) },
+                Holder::Unsupported => Probe::RunningUnverified { pid, errno: None },
+            },
+            (LockState::Exclusive, Err(content)) => Probe::RunningUnknownPid { content },
+        });
+    }
+}
+
+fn locked_by_other(named: Option<i32>) -> String {
+    match named {
+        Some(pid) => format!("the pidfile is locked, but not by pid {pid} that it names: another process holds its lock"),
+        None => "the pidfile is locked with shared locks only, which no daemon holds: another process holds them".to_string(),
+    }
+}
+
+/// Which locks others hold on a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockState {
+    /// None.
+    Free,
+    /// An exclusive one (as a daemon does).
+    Exclusive,
+    /// Only shared ones, steadily: not a daemon's.
+    SharedOnly,
+}
+
+/// Finds out which locks others hold on the file open at `fd` (ours, holding none), taking at
+/// most an instant's lock itself. A shared lock seen for a moment may be another reader's
+/// probe: only shared locks that last through the retries count as [`LockState::SharedOnly`].
+/// Leaves `fd` locked or not; the caller closes it.
+fn lock_state(fd: RawFd) -> Result<LockState, Errno> {
+    for attempt in 0..=BUSY_RETRIES {
+        if !try_flock(fd, false)? {
+            return Ok(LockState::Exclusive);
+        }
+        // A failed conversion drops our shared lock, so concurrent probes cannot lock each
+        // other out for good.
+        match try_flock(fd, true) {
+            Ok(true) => return Ok(LockState::Free),
+            Ok(false) => {}
+            // Where flock is emulated with record locks (NFS), a read-only descriptor cannot
+            // lock exclusively: the shared lock is all there is to go by.
+            Err(Errno::EBADF) => return Ok(LockState::Free),
+            Err(errno) => return Err(errno),
+        }
+        if attempt < BUSY_RETRIES {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    Ok(LockState::SharedOnly)
+}
+
+/// Whether `content` reads as some pidfile's: empty, or a decimal number (a sign allowed) with
+/// at most one newline after it. Stricter checks ([`parse_pid`]) decide whether to act on it;
+/// this one decides whether the file may be emptied or removed at all.
+fn looks_like_pidfile(content: &[u8]) -> bool {
+    let body = content.strip_suffix(b"\n").unwrap_or(content);
+    if content.is_empty() {
+        return true;
+    }
+    let digits = body.strip_prefix(b"-").unwrap_or(body);
+    !digits.is_empty() && digits.len() <= 20 && digits.iter().all(u8::is_ascii_digit)
+}
+
+/// The number of names of a file (`nlink_t` is 16 bits on macOS, 64 on Linux x86_64).
+#[allow(clippy::unnecessary_cast)]
+fn links(st: &libc::stat) -> u64 {
+    st.st_nlink as u64
+}
+
+/// Refuses a file with other names, or whose content is not a pidfile's.
+fn check_pidfile_like(fd: RawFd, st: &libc::stat) -> Result<(), PathProblem> {
+    if st.st_nlink > 1 {
+        return Err(PathProblem::HardLinked(links(st)));
+    }
+    let size = st.st_size as u64;
+    if size > MAX_CONTENT as u64 {
+        return Err(PathProblem::NotAPidfile(size));
+    }
+    let mut buf = [0u8; MAX_CONTENT];
+    // SAFETY: reads at most buf.len() bytes into `buf`.
+    let n = unsafe { libc::pread(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    if n < 0 || !looks_like_pidfile(&buf[..n as usize]) {
+        return Err(PathProblem::NotAPidfile(size));
+    }
+    Ok(())
+}
+
+/// What [`remove_stale`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaleRemoval {
+    /// The file was a pidfile nobody locked; it is gone.
+    Removed,
+    /// There was no file.
+    Missing,
+    /// Someone holds its lock: it is not stale, and stays.
+    Locked,
+    /// The path is not provably a stale pidfile of this kind; it was not touched.
+    Kept(PathProblem),
+}
+
+/// Removes the pidfile at `path` if, and only if, it is provably a stale pidfile: a regular
+/// file with one name, content that reads as a pid (or nothing), not owned by another user
+/// when we are root, and nobody holds its lock.
+///
+/// It is opened without `O_CREAT` and read only, never written or truncated; the exclusive lock
+/// is taken (non-blocking) before the path is checked to still name the same file and
+/// unlinked, so a daemon starting at the same moment never loses its new pidfile.
+pub fn remove_stale(path: impl AsRef<Path>) -> Result<StaleRemoval, Errno> {
+    let c = c_path(path.as_ref())?;
+    let fd = match open_checked(&c, libc::O_RDONLY) {
+        Ok(fd) => fd,
+        Err(AcquireError::Unsafe(problem)) => return Ok(StaleRemoval::Kept(problem)),
+        Err(AcquireError::Io { errno: Errno::ENOENT, .. }) => return Ok(StaleRemoval::Missing),
+        Err(AcquireError::Io { errno, .. }) => return Err(errno),
+        Err(_) => return Err(Errno::EIO),
+    };
+    let st = fstat(fd.as_raw_fd())?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 && st.st_uid != 0 {
+        return Ok(StaleRemoval::Kept(PathProblem::ForeignOwner(st.st_uid)));
+    }
+    if let Err(problem) = check_pidfile_like(fd.as_raw_fd(), &st) {
+        return Ok(StaleRemoval::Kept(problem));
+    }
+    if !try_flock(fd.as_raw_fd(), true)? {
+        return Ok(StaleRemoval::Locked);
+    }
+    // Locked: nobody can start on this file now. The path must still name it, once.
+    match lstat(&c) {
+        Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino && now.st_nlink == 1 => {
+            // SAFETY: `c` is NUL-terminated.
+            Errno::result(unsafe { libc::unlink(c.as_ptr()) })?;
+            Ok(StaleRemoval::Removed)
+        }
+        Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
+            Ok(StaleRemoval::Kept(PathProblem::HardLinked(links(&now))))
+        }
+        Ok(_) | Err(Errno::ENOENT) => Ok(StaleRemoval::Missing),
+        Err(errno) => Err(errno),
+    }
 }
 
 /// Why [`verify_inherited_lock`] does not accept a descriptor as the pidfile's lock.

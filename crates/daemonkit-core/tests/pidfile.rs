@@ -160,12 +160,14 @@ fn already_running_reports_the_pid_written() {
     let dir = TempDir::new("pid-running");
     let path = dir.join("app.pid");
     let pf = Pidfile::acquire(&path).unwrap();
-    pf.write_pid(4242).unwrap();
+    // The pid written must be the lock holder's (this process) to count as running.
+    let me = std::process::id() as i32;
+    pf.write_pid(me).unwrap();
     let err = Pidfile::acquire(&path).unwrap_err();
-    assert_eq!(err, AcquireError::AlreadyRunning { pid: Some(4242) });
-    assert_eq!(err.to_string(), "already running (pid 4242)");
+    assert_eq!(err, AcquireError::AlreadyRunning { pid: Some(me) });
+    assert_eq!(err.to_string(), format!("already running (pid {me})"));
     // The refused acquire did not touch the content.
-    assert_eq!(fs::read(&path).unwrap(), b"4242\n");
+    assert_eq!(fs::read(&path).unwrap(), format!("{me}\n").as_bytes());
 
     // Garbage in a locked file: running, pid unknown.
     fs::write(&path, b"1\n").unwrap();
@@ -178,12 +180,14 @@ fn already_running_when_another_process_holds_the_lock() {
     let _s = serial();
     let dir = TempDir::new("pid-other");
     let path = dir.join("app.pid");
-    fs::write(&path, b"777\n").unwrap();
+    fs::write(&path, b"").unwrap();
     let holder = LockHolder::hold(&path);
+    let named = format!("{}\n", holder.child.id());
+    fs::write(&path, &named).unwrap();
     let started = Instant::now();
-    assert_eq!(Pidfile::acquire(&path).unwrap_err(), AcquireError::AlreadyRunning { pid: Some(777) });
+    assert_eq!(Pidfile::acquire(&path).unwrap_err(), AcquireError::AlreadyRunning { pid: Some(holder.child.id() as i32) });
     assert!(started.elapsed() < Duration::from_secs(1), "acquire waited {:?}", started.elapsed());
-    assert_eq!(fs::read(&path).unwrap(), b"777\n");
+    assert_eq!(fs::read(&path).unwrap(), named.as_bytes());
     drop(holder);
     let pf = Pidfile::acquire(&path).expect("acquire once the holder is gone");
     assert_eq!(fs::read(&path).unwrap(), b"");
@@ -195,9 +199,9 @@ fn acquire_of_a_stale_unlocked_file_succeeds_and_truncates_it_in_place() {
     let _s = serial();
     let dir = TempDir::new("pid-stale");
     let path = dir.join("app.pid");
-    for stale in
-        [&b"4242\n"[..], b"garbage that is much longer than any pid could ever be, 100 bytes or so.......\n", b"1\n"]
-    {
+    // Only content that reads as a pid (or nothing): anything else is not a pidfile and is
+    // refused (tests/holder.rs).
+    for stale in [&b"4242\n"[..], b"1\n", b"-1\n", b"", b"77"] {
         fs::write(&path, stale).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let before = lstat_ino(&path);
@@ -378,7 +382,7 @@ fn concurrent_probes_do_not_make_acquire_fail() {
     for _ in 0..200 {
         match Pidfile::acquire(&path) {
             Ok(pf) => {
-                pf.write_pid(4242).unwrap();
+                pf.write_pid(std::process::id() as i32).unwrap();
                 drop(pf);
             }
             Err(AcquireError::AlreadyRunning { .. }) => failures += 1,
@@ -401,8 +405,9 @@ fn into_raw_fd_keeps_the_lock_and_from_raw_fd_takes_it_over() {
     assert_ne!(flock_n(&path), 0, "into_raw_fd released the lock");
     // SAFETY: `fd` came from into_raw_fd and is owned by nothing else.
     let back = unsafe { Pidfile::from_raw_fd(fd, &path) };
-    back.write_pid(5150).unwrap();
-    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: 5150 });
+    let me = std::process::id() as i32;
+    back.write_pid(me).unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: me });
     drop(back);
     assert!(!common::fd_is_open(fd));
     assert_eq!(flock_n(&path), 0);
@@ -498,9 +503,11 @@ fn probe_is_running_while_another_process_holds_the_lock() {
     let _s = serial();
     let dir = TempDir::new("probe-flock");
     let path = dir.join("app.pid");
-    fs::write(&path, b"4242\n").unwrap();
+    fs::write(&path, b"").unwrap();
     let holder = LockHolder::hold(&path);
-    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: 4242 });
+    let pid = holder.child.id() as i32;
+    fs::write(&path, format!("{pid}\n")).unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::Running { pid });
     // Content changes are seen while the lock is held.
     fs::write(&path, b"").unwrap();
     assert_eq!(probe(&path).unwrap(), Probe::RunningUnknownPid { content: InvalidContent::Empty });
@@ -519,12 +526,13 @@ fn probe_is_running_while_this_process_holds_the_pidfile() {
     let path = dir.join("app.pid");
     let pf = Pidfile::acquire(&path).unwrap();
     assert_eq!(probe(&path).unwrap(), Probe::RunningUnknownPid { content: InvalidContent::Empty });
-    pf.write_pid(31337).unwrap();
-    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: 31337 });
+    let me = std::process::id() as i32;
+    pf.write_pid(me).unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: me });
     // probe's momentary shared lock did not disturb ours.
     assert_ne!(flock_n(&path), 0);
     drop(pf);
-    assert_eq!(probe(&path).unwrap(), Probe::NotRunning { stale: Some(Ok(31337)) });
+    assert_eq!(probe(&path).unwrap(), Probe::NotRunning { stale: Some(Ok(me)) });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,14 +37,23 @@ pub struct Acquired {
     pub running: bool,
     /// The pid the held file names, if valid.
     pub running_pid: Option<i32>,
+    /// The lock is held, but not by the process the file names, or only shared locks are held.
+    pub foreign: bool,
+    /// With `foreign`: the pid the file names, if valid.
+    pub foreign_named_pid: Option<i32>,
 }
 
 /// Opens, locks and empties the pidfile at `path`.
 #[napi]
 pub fn acquire_pidfile(env: Env, path: String) -> Result<Acquired> {
     match Pidfile::acquire(&path) {
-        Ok(file) => Ok(Acquired { fd: Some(file.into_raw_fd()), running: false, running_pid: None }),
-        Err(AcquireError::AlreadyRunning { pid }) => Ok(Acquired { fd: None, running: true, running_pid: pid }),
+        Ok(file) => Ok(Acquired { fd: Some(file.into_raw_fd()), running: false, running_pid: None, foreign: false, foreign_named_pid: None }),
+        Err(AcquireError::AlreadyRunning { pid }) => {
+            Ok(Acquired { fd: None, running: true, running_pid: pid, foreign: false, foreign_named_pid: None })
+        }
+        Err(AcquireError::LockedByOther { named }) => {
+            Ok(Acquired { fd: None, running: false, running_pid: None, foreign: true, foreign_named_pid: named })
+        }
         Err(AcquireError::Unsafe(problem)) => Err(coded(&env, "EPIDFILEUNSAFE", problem)),
         Err(AcquireError::Unstable) => Err(coded(&env, "EPIDFILEUNSAFE", AcquireError::Unstable)),
         Err(AcquireError::Io { op, errno }) => Err(errno_error(&env, errno, op)),
@@ -54,7 +63,23 @@ pub fn acquire_pidfile(env: Env, path: String) -> Result<Acquired> {
 /// Writes `pid` and a newline into the pidfile open at `fd`.
 #[napi]
 pub fn write_pid(env: Env, fd: i32, pid: i32) -> Result<()> {
-    pidfile::write_pid_fd(fd, pid).map_err(|e| errno_error(&env, e, "writing the pidfile"))
+    pidfile::write_pid_fd(fd, pid).map_err(|e| match e {
+        Errno::EMLINK => coded(&env, "EPIDFILEUNSAFE", "writing the pidfile: it has other names (hard links), so it is left untouched"),
+        e => errno_error(&env, e, "writing the pidfile"),
+    })
+}
+
+/// Removes the pidfile at `path` only if it is provably a stale pidfile (see
+/// `pidfile::remove_stale`): `"removed"`, `"missing"`, `"locked"`, or why it was kept.
+#[napi]
+pub fn remove_stale_pidfile(env: Env, path: String) -> Result<String> {
+    use pidfile::StaleRemoval;
+    Ok(match pidfile::remove_stale(&path).map_err(|e| errno_error(&env, e, "removing the stale pidfile"))? {
+        StaleRemoval::Removed => "removed".to_string(),
+        StaleRemoval::Missing => "missing".to_string(),
+        StaleRemoval::Locked => "locked".to_string(),
+        StaleRemoval::Kept(problem) => format!("kept: {problem}"),
+    })
 }
 
 /// Unlinks `path` if it still names the file open at `fd`; returns whether it did.
@@ -66,7 +91,8 @@ pub fn remove_pidfile(env: Env, path: String, fd: i32) -> Result<bool> {
 /// What a pidfile says, judged by its lock.
 #[napi(object)]
 pub struct PidfileProbe {
-    /// `"running"`, `"starting"` (locked, no valid pid in it), `"stopped"` or `"unsafe"`.
+    /// `"running"`, `"starting"` (locked, no valid pid in it), `"foreign"` (locked, but not by
+    /// the process it names, given in `pid`), `"stopped"` or `"unsafe"`.
     pub state: String,
     /// The running daemon's pid.
     pub pid: Option<i32>,
@@ -76,6 +102,12 @@ pub struct PidfileProbe {
     pub exists: bool,
     /// Why the content or the path is not trusted, when it is not.
     pub reason: Option<String>,
+    /// For `"running"`: why it could not be proven that `pid` holds the lock (another user's
+    /// process, or no proof on this platform); absent when it was proven.
+    pub unverified: Option<String>,
+    /// For `"running"` without proof: the errno name behind it (`"EACCES"`), absent where the
+    /// platform offers no proof.
+    pub unverified_code: Option<String>,
 }
 
 fn describe(content: &InvalidContent) -> String {
@@ -86,9 +118,33 @@ fn describe(content: &InvalidContent) -> String {
 #[napi]
 pub fn probe_pidfile(env: Env, path: String) -> Result<PidfileProbe> {
     let probe = pidfile::probe(&path).map_err(|e| errno_error(&env, e, "reading the pidfile"))?;
-    let p = |state: &str| PidfileProbe { state: state.to_string(), pid: None, stale_pid: None, exists: true, reason: None };
+    let p = |state: &str| PidfileProbe {
+        state: state.to_string(),
+        pid: None,
+        stale_pid: None,
+        exists: true,
+        reason: None,
+        unverified: None,
+        unverified_code: None,
+    };
     Ok(match probe {
         Probe::Running { pid } => PidfileProbe { pid: Some(pid), ..p("running") },
+        Probe::RunningUnverified { pid, errno: Some(errno) } => PidfileProbe {
+            pid: Some(pid),
+            unverified: Some(format!("cannot verify that pid {pid} holds the lock: its descriptors are unreadable ({})", errno.desc())),
+            unverified_code: Some(format!("{errno:?}")),
+            ..p("running")
+        },
+        Probe::RunningUnverified { pid, errno: None } => PidfileProbe {
+            pid: Some(pid),
+            unverified: Some(format!("cannot verify that pid {pid} holds the lock: this system offers no way to")),
+            ..p("running")
+        },
+        Probe::LockedByOther { named } => PidfileProbe {
+            pid: named,
+            reason: Some(AcquireError::LockedByOther { named }.to_string()),
+            ..p("foreign")
+        },
         Probe::RunningUnknownPid { content } => PidfileProbe { reason: Some(describe(&content)), ..p("starting") },
         Probe::NotRunning { stale: None } => PidfileProbe { exists: false, ..p("stopped") },
         Probe::NotRunning { stale: Some(Ok(pid)) } => PidfileProbe { stale_pid: Some(pid), ..p("stopped") },

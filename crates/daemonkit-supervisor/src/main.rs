@@ -875,9 +875,18 @@ fn main() {
     for fd in cfg.ready_fd.iter().chain(cfg.lock_fd.iter()) {
         let _ = stdio::set_cloexec(*fd, true);
     }
-    if let (Some(fd), Some(_)) = (cfg.lock_fd, &cfg.pidfile) {
+    if let (Some(fd), Some(path)) = (cfg.lock_fd, &cfg.pidfile) {
         // SAFETY: getpid has no preconditions.
-        let _ = pidfile::write_pid_fd(fd, unsafe { libc::getpid() });
+        if let Err(errno) = pidfile::write_pid_fd(fd, unsafe { libc::getpid() }) {
+            // A pidfile without our pid makes every later start, stop and status wrong: fail.
+            let msg = format!("cannot write the pid into {}: {}", path.display(), errno.desc());
+            match cfg.ready_fd {
+                Some(ready) => write_all(ready, format!("FAIL pidfile {} {msg}\n", errno as i32).as_bytes()),
+                None => eprintln!("daemonkit-supervise: {msg}"),
+            }
+            let _ = pidfile::remove_if_same(path, fd);
+            std::process::exit(1);
+        }
     }
     let (signal_read, signal_write) = {
         use std::os::fd::IntoRawFd;

@@ -1,0 +1,147 @@
+//! Proof that *another* process holds a pidfile's exclusive lock.
+//!
+//! Anyone who can open a pidfile can `flock` it, so "somebody holds the lock" alone proves
+//! nothing about the pid the file names. On Linux the kernel shows who can release a lock:
+//! `/proc/PID/fdinfo/N` lists the locks held through descriptor `N`, as
+//! `lock: 1: FLOCK  ADVISORY  WRITE <pid> <maj>:<min>:<inode> 0 EOF`. A `flock` belongs to the
+//! open file description, so the line appears in the fdinfo of every process sharing it (a
+//! daemon that inherited its launcher's lock shows it), while the pid inside the line is the
+//! original locker's (the launcher's, long gone): that pid is ignored here. What counts is that
+//! process `pid` has a descriptor on the very same file (device and inode) through which an
+//! exclusive `FLOCK` is held.
+//!
+//! Elsewhere (macOS, the BSDs) no such proof exists: [`check`] answers
+//! [`Holder::Unsupported`].
+
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+
+/// What [`check`] found out about a process and a pidfile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// The process holds an exclusive `flock` on the file through one of its own descriptors.
+    Proven,
+    /// The process does not exist, or holds no exclusive `flock` on the file.
+    NotHolder,
+    /// The process's descriptors cannot be inspected (typically `EACCES`: it belongs to another
+    /// user and we are not root). Nothing is known either way.
+    Unverifiable(Errno),
+    /// This platform offers no way to tell.
+    Unsupported,
+}
+
+/// Tells whether process `pid` holds an exclusive `flock` on the file open at `file`.
+///
+/// `file` is any descriptor of the pidfile (the caller's own, e.g. the one it probed the lock
+/// with); only its device and inode are used.
+pub fn check(pid: i32, file: RawFd) -> Holder {
+    if pid < 1 {
+        return Holder::NotHolder;
+    }
+    imp::check(pid, file)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use super::*;
+    use std::ffi::CString;
+    use std::io::ErrorKind;
+
+    fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
+        // SAFETY: `st` is plain data written by fstat.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            Errno::result(libc::fstat(fd, &mut st)).map(|_| st)
+        }
+    }
+
+    fn stat(path: &str) -> Result<libc::stat, Errno> {
+        let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: `st` is plain data written by stat; `c` is NUL-terminated. stat follows the
+        // /proc magic link to the open file itself.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            Errno::result(libc::stat(c.as_ptr(), &mut st)).map(|_| st)
+        }
+    }
+
+    fn errno_of(e: &std::io::Error) -> Errno {
+        e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+    }
+
+    /// Whether an fdinfo text lists an exclusive, granted `flock`. The fdinfo of a descriptor
+    /// lists only the locks held through that descriptor's open file description, so the
+    /// device and inode inside the line need no matching (they would not match `st_dev` on
+    /// btrfs subvolumes or overlayfs anyway).
+    pub(super) fn lists_exclusive_flock(fdinfo: &str) -> bool {
+        fdinfo.lines().filter_map(|l| l.strip_prefix("lock:")).any(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            // ["1:", "FLOCK", "ADVISORY", "WRITE", pid, dev:ino, start, end]; a blocked
+            // request would carry "->" after the id.
+            words.len() >= 4 && words[1] == "FLOCK" && words[3] == "WRITE"
+        })
+    }
+
+    pub(super) fn check(pid: i32, file: RawFd) -> Holder {
+        let ours = match fstat(file) {
+            Ok(st) => st,
+            Err(e) => return Holder::Unverifiable(e),
+        };
+        let entries = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Holder::NotHolder,
+            Err(e) => return Holder::Unverifiable(errno_of(&e)),
+        };
+        let mut unreadable = None;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(n) = name.to_str() else { continue };
+            let st = match stat(&format!("/proc/{pid}/fd/{n}")) {
+                Ok(st) => st,
+                Err(Errno::EACCES) | Err(Errno::EPERM) => {
+                    unreadable = Some(Errno::EACCES);
+                    continue;
+                }
+                Err(_) => continue, // closed meanwhile, or a descriptor that cannot be stat'ed
+            };
+            if st.st_dev != ours.st_dev || st.st_ino != ours.st_ino {
+                continue;
+            }
+            match std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{n}")) {
+                Ok(info) if lists_exclusive_flock(&info) => return Holder::Proven,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => unreadable = Some(errno_of(&e)),
+            }
+        }
+        // The process may have exited while we looked: its fd directory is then empty.
+        match unreadable {
+            Some(errno) if std::path::Path::new(&format!("/proc/{pid}")).exists() => Holder::Unverifiable(errno),
+            _ => Holder::NotHolder,
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use super::*;
+
+    pub(super) fn check(_pid: i32, _file: RawFd) -> Holder {
+        Holder::Unsupported
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::imp::lists_exclusive_flock;
+
+    #[test]
+    fn fdinfo_lines() {
+        assert!(lists_exclusive_flock("pos:\t0\nflags:\t0100000\nlock:\t1: FLOCK  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n"));
+        assert!(!lists_exclusive_flock("pos:\t0\nlock:\t1: FLOCK  ADVISORY  READ 12529 fe:00:9978178 0 EOF\n"));
+        assert!(!lists_exclusive_flock("lock:\t1: POSIX  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n"));
+        assert!(!lists_exclusive_flock("lock:\t1: -> FLOCK  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n"));
+        assert!(!lists_exclusive_flock("pos:\t0\nflags:\t0100000\n"));
+    }
+}

@@ -1,0 +1,197 @@
+//! Integration tests of `daemonkit_core::holder` (who holds a pidfile's lock) and of the pidfile
+//! paths that must never write, truncate or remove a file that is not provably a pidfile:
+//! real files, real `flock(1)` processes, real hard links.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::{serial, TempDir};
+use daemonkit_core::holder::{self, Holder};
+use daemonkit_core::pidfile::{self, probe, AcquireError, PathProblem, Pidfile, Probe, StaleRemoval};
+use nix::errno::Errno;
+
+/// `sh` opens `path` at fd 9, locks it with util-linux `flock MODE 9` (waiting for an earlier
+/// holder that is still dying), then forks `sleep` (which inherits fd 9, sharing the open file
+/// description) and waits. Returns the child and the pids of the shell (the locker) and of the
+/// sleep (an inheritor).
+struct Holders {
+    child: Child,
+    shell: i32,
+    inheritor: i32,
+}
+
+impl Holders {
+    fn hold(path: &Path, mode: &str) -> Holders {
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"exec 9<"$0" || exit 2; flock -w 10 "$1" 9 || exit 3; sleep 30 & echo "$$ $!"; wait"#)
+            .arg(path)
+            .arg(mode)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn lock holder");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let mut pids = line.split_whitespace().map(|p| p.parse::<i32>().expect("a pid"));
+        let (shell, inheritor) = (pids.next().expect("shell pid"), pids.next().expect("sleep pid"));
+        Holders { child, shell, inheritor }
+    }
+}
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        // SAFETY: plain integer arguments; the sleep is our child's child, alive until killed
+        // here (its parent waits for it), so the pid cannot have been recycled.
+        unsafe { libc::kill(self.inheritor, libc::SIGKILL) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn open(path: &Path) -> fs::File {
+    fs::File::open(path).expect("open")
+}
+
+#[test]
+fn the_locker_and_a_process_that_inherited_the_lock_are_proven_holders() {
+    let _s = serial();
+    let dir = TempDir::new("holder-proven");
+    let path = dir.join("app.pid");
+    fs::write(&path, b"").unwrap();
+    let h = Holders::hold(&path, "-x");
+    let f = open(&path);
+    assert_eq!(holder::check(h.shell, f.as_raw_fd()), Holder::Proven);
+    // The fdinfo line names the shell as the locker; the inheritor holds it all the same.
+    assert_eq!(holder::check(h.inheritor, f.as_raw_fd()), Holder::Proven);
+}
+
+#[test]
+fn an_unrelated_process_a_missing_one_and_a_shared_lock_are_not_holders() {
+    let _s = serial();
+    let dir = TempDir::new("holder-not");
+    let path = dir.join("app.pid");
+    fs::write(&path, b"").unwrap();
+    let h = Holders::hold(&path, "-x");
+    let f = open(&path);
+    let me = std::process::id() as i32;
+    assert_eq!(holder::check(me, f.as_raw_fd()), Holder::NotHolder, "this process has the file open, unlocked");
+    assert_eq!(holder::check(i32::MAX, f.as_raw_fd()), Holder::NotHolder);
+    assert_eq!(holder::check(0, f.as_raw_fd()), Holder::NotHolder);
+    // The holder of another file's lock does not hold this one.
+    let other = dir.join("other.pid");
+    fs::write(&other, b"").unwrap();
+    assert_eq!(holder::check(h.shell, open(&other).as_raw_fd()), Holder::NotHolder);
+    drop(h);
+
+    let shared = Holders::hold(&path, "-s");
+    assert_eq!(holder::check(shared.shell, f.as_raw_fd()), Holder::NotHolder, "a shared lock is never a daemon's");
+}
+
+#[test]
+fn probe_and_acquire_tell_a_lock_held_by_someone_else_than_the_named_process() {
+    let _s = serial();
+    let dir = TempDir::new("holder-probe");
+    let path = dir.join("app.pid");
+    fs::write(&path, b"").unwrap();
+    let h = Holders::hold(&path, "-x");
+    // The named process exists (this test) but does not hold the lock.
+    let me = std::process::id() as i32;
+    fs::write(&path, format!("{me}\n")).unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::LockedByOther { named: Some(me) });
+    let err = Pidfile::acquire(&path).unwrap_err();
+    assert_eq!(err, AcquireError::LockedByOther { named: Some(me) });
+    assert!(err.to_string().contains(&format!("not by pid {me} that it names")));
+    // Naming the holder itself, or its inheritor, is running.
+    fs::write(&path, format!("{}\n", h.inheritor)).unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: h.inheritor });
+    assert_eq!(Pidfile::acquire(&path).unwrap_err(), AcquireError::AlreadyRunning { pid: Some(h.inheritor) });
+    // Nothing named yet: a daemon starting up.
+    fs::write(&path, b"").unwrap();
+    assert!(matches!(probe(&path).unwrap(), Probe::RunningUnknownPid { .. }));
+    drop(h);
+
+    // Shared locks only: never a daemon, whatever the file says.
+    fs::write(&path, b"").unwrap();
+    let shared = Holders::hold(&path, "-s");
+    assert_eq!(probe(&path).unwrap(), Probe::LockedByOther { named: None });
+    assert_eq!(Pidfile::acquire(&path).unwrap_err(), AcquireError::LockedByOther { named: None });
+    fs::write(&path, b"4242\n").unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::LockedByOther { named: Some(4242) });
+    drop(shared);
+    assert_eq!(probe(&path).unwrap(), Probe::NotRunning { stale: Some(Ok(4242)) });
+}
+
+#[test]
+fn acquire_refuses_a_file_that_is_not_a_pidfile_or_has_other_names_and_leaves_it_as_it_was() {
+    let _s = serial();
+    let dir = TempDir::new("holder-acquire");
+    let conf = dir.join("app.conf");
+    fs::write(&conf, b"db_password=x\n").unwrap();
+    assert_eq!(Pidfile::acquire(&conf).unwrap_err(), AcquireError::Unsafe(PathProblem::NotAPidfile(14)));
+    assert_eq!(fs::read(&conf).unwrap(), b"db_password=x\n");
+
+    let other = dir.join("other.txt");
+    fs::write(&other, b"4242\n").unwrap();
+    let link = dir.join("x.pid");
+    fs::hard_link(&other, &link).unwrap();
+    assert_eq!(Pidfile::acquire(&link).unwrap_err(), AcquireError::Unsafe(PathProblem::HardLinked(2)));
+    assert_eq!(fs::read(&other).unwrap(), b"4242\n");
+}
+
+#[test]
+fn write_and_remove_refuse_a_pidfile_that_gained_another_name() {
+    let _s = serial();
+    let dir = TempDir::new("holder-write");
+    let path = dir.join("app.pid");
+    let pf = Pidfile::acquire(&path).unwrap();
+    pf.write_pid(4242).unwrap();
+    let link = dir.join("elsewhere");
+    fs::hard_link(&path, &link).unwrap();
+    assert_eq!(pf.write_pid(5151).unwrap_err(), Errno::EMLINK);
+    assert_eq!(fs::read(&link).unwrap(), b"4242\n", "nothing written");
+    assert!(!pf.remove().unwrap(), "not removed");
+    assert!(path.exists());
+    fs::remove_file(&link).unwrap();
+    assert!(pf.remove().unwrap());
+}
+
+#[test]
+fn remove_stale_removes_only_a_provably_stale_pidfile() {
+    let _s = serial();
+    let dir = TempDir::new("holder-stale");
+    let path = dir.join("app.pid");
+    assert_eq!(pidfile::remove_stale(&path).unwrap(), StaleRemoval::Missing);
+    assert!(!path.exists(), "remove_stale created the file");
+
+    for content in [&b"4242\n"[..], b""] {
+        fs::write(&path, content).unwrap();
+        assert_eq!(pidfile::remove_stale(&path).unwrap(), StaleRemoval::Removed);
+        assert!(!path.exists());
+    }
+
+    fs::write(&path, b"db_password=x\n").unwrap();
+    assert_eq!(pidfile::remove_stale(&path).unwrap(), StaleRemoval::Kept(PathProblem::NotAPidfile(14)));
+    assert_eq!(fs::read(&path).unwrap(), b"db_password=x\n");
+
+    let big = dir.join("big.db");
+    fs::write(&big, vec![7u8; 1 << 20]).unwrap();
+    let link = dir.join("x.pid");
+    fs::hard_link(&big, &link).unwrap();
+    assert!(matches!(pidfile::remove_stale(&link).unwrap(), StaleRemoval::Kept(PathProblem::HardLinked(2))));
+    assert_eq!(fs::metadata(&big).unwrap().len(), 1 << 20);
+    assert!(link.exists());
+
+    // A pidfile somebody locks is not stale.
+    let locked = dir.join("locked.pid");
+    fs::write(&locked, b"4242\n").unwrap();
+    let h = Holders::hold(&locked, "-s");
+    assert_eq!(pidfile::remove_stale(&locked).unwrap(), StaleRemoval::Locked);
+    assert_eq!(fs::read(&locked).unwrap(), b"4242\n");
+    drop(h);
+}
