@@ -49,7 +49,45 @@ const RUNTIME_LIST = [
     supervisor: path.join(TARGET, 'aarch64-unknown-linux-gnu', 'release', 'daemonkit-supervise'),
     env: { QEMU_LD_PREFIX },
   },
+  // The musl supervisors are static executables: they run on this glibc machine as they are,
+  // under the Node that runs ava and under the arm64 Node. (The musl addons need a musl Node.)
+  {
+    name: `linux-x64-musl supervisor with Node ${process.versions.node.split('.')[0]} x64`,
+    node: process.execPath,
+    major: Number(process.versions.node.split('.')[0]),
+    arch: 'x64',
+    machine: EM_X86_64,
+    platform: 'linux-x64-gnu',
+    addon: path.join(ROOT, 'binding', 'daemonkit.linux-x64-gnu.node'),
+    supervisor: path.join(TARGET, 'x86_64-unknown-linux-musl', 'release', 'daemonkit-supervise'),
+    staticSupervisor: true,
+    env: {},
+    only: 'spawn',
+  },
+  {
+    name: 'linux-arm64-musl supervisor with Node 22 arm64 (qemu-user)',
+    node: path.join(RUNTIMES, 'node22-arm64', 'bin', 'node'),
+    major: 22,
+    arch: 'arm64',
+    machine: EM_AARCH64,
+    platform: 'linux-arm64-gnu',
+    addon: path.join(TARGET, 'cross', 'daemonkit.linux-arm64-gnu.node'),
+    supervisor: path.join(TARGET, 'aarch64-unknown-linux-musl', 'release', 'daemonkit-supervise'),
+    staticSupervisor: true,
+    env: { QEMU_LD_PREFIX },
+    only: 'spawn',
+  },
 ]
+
+/** Whether the ELF executable `file` asks for a program interpreter (is dynamically linked). */
+function hasInterpreter(file) {
+  const elf = fs.readFileSync(file)
+  const phoff = Number(elf.readBigUInt64LE(0x20))
+  const phentsize = elf.readUInt16LE(0x36)
+  const phnum = elf.readUInt16LE(0x38)
+  for (let i = 0; i < phnum; i++) if (elf.readUInt32LE(phoff + i * phentsize) === 3 /* PT_INTERP */) return true
+  return false
+}
 
 /** The ELF machine of `file` (EM_X86_64, EM_AARCH64, …), or undefined if it is not an ELF file. */
 function elfMachine(file) {
@@ -165,7 +203,7 @@ for (const rt of RUNTIME_LIST) {
     continue
   }
 
-  test.serial(`${rt.name}: daemonize() with manual readiness, status() and stop()`, async (t) => {
+  if (!rt.only) test.serial(`${rt.name}: daemonize() with manual readiness, status() and stop()`, async (t) => {
     const s = setup(t, rt)
     const report = path.join(s.dir, 'report.json')
     const spec = { options: { pidFile: s.pidFile, ready: 'manual', stdout: s.log, stderr: s.log }, listen: true, report }
@@ -190,7 +228,7 @@ for (const rt of RUNTIME_LIST) {
     t.deepEqual(await s.driver('status', { pidFile: s.pidFile }), { state: 'stopped' })
   })
 
-  test.serial(`${rt.name}: a daemon that throws before ready fails the launch with its message`, async (t) => {
+  if (!rt.only) test.serial(`${rt.name}: a daemon that throws before ready fails the launch with its message`, async (t) => {
     const s = setup(t, rt)
     const spec = { options: { pidFile: s.pidFile }, fail: 'throw', message: 'no config here (xyzzy)' }
     const r = await s.node([path.join(s.fixtures, 'daemon.js'), JSON.stringify(spec)])
@@ -199,7 +237,7 @@ for (const rt of RUNTIME_LIST) {
     t.false(fs.existsSync(s.pidFile), 'the pidfile is left behind')
   })
 
-  test.serial(`${rt.name}: the Daemon class starts, reports and stops`, async (t) => {
+  if (!rt.only) test.serial(`${rt.name}: the Daemon class starts, reports and stops`, async (t) => {
     const s = setup(t, rt)
     const service = path.join(s.fixtures, 'service.js')
     const spec = JSON.stringify({ pidFile: s.pidFile, log: s.log, events: path.join(s.dir, 'events') })
@@ -234,6 +272,7 @@ for (const rt of RUNTIME_LIST) {
     t.not(pid, commandPid)
     t.is(h.readPid(s.pidFile), pid, 'the pidfile does not name the supervisor')
     assertRuns(t, pid, path.join(s.dir, 'pkg', 'binding', 'daemonkit-supervise'), rt)
+    if (rt.staticSupervisor) t.false(hasInterpreter(rt.supervisor), `${rt.supervisor} is not statically linked`)
     await h.waitFor(() => h.procStat(commandPid)?.ppid === pid, { timeout: 30_000, what: 'the command to run under the supervisor' })
     t.is(programOf(commandPid).file, fs.realpathSync(command))
     t.true(h.isLocked(s.pidFile), 'nobody holds the pidfile lock')
@@ -245,3 +284,30 @@ for (const rt of RUNTIME_LIST) {
     await assertGone(t, [pid, commandPid], s.pidFile)
   })
 }
+
+// scripts/install-check.js is what CI runs on every target: it must refuse a platform package
+// without the supervisor, and it must run a command under the packaged supervisor.
+const onLinux = process.platform === 'linux' && fs.existsSync(path.join(ROOT, 'dist', 'index.js')) ? test : test.skip
+
+onLinux('install check: a platform package without the supervisor fails it', async (t) => {
+  const dir = h.tempDir(t)
+  // A checkout whose build has the addon but no supervisor (none in binding/ nor in target/).
+  const repo = path.join(dir, 'repo')
+  for (const entry of ['package.json', 'dist', 'esm', 'npm', path.join('scripts', 'install-check.js')]) {
+    fs.cpSync(path.join(ROOT, entry), path.join(repo, entry), { recursive: true })
+  }
+  fs.mkdirSync(path.join(repo, 'binding'))
+  for (const file of fs.readdirSync(path.join(ROOT, 'binding'))) {
+    if (file !== 'daemonkit-supervise') fs.copyFileSync(path.join(ROOT, 'binding', file), path.join(repo, 'binding', file))
+  }
+  const r = await h.run(process.execPath, [path.join(repo, 'scripts', 'install-check.js')], { cwd: dir, timeout: 120_000 })
+  t.not(r.code, 0, `the check passed without a supervisor:\n${r.stdout}`)
+  t.regex(r.stderr, /no daemonkit-supervise executable .*would ship without its supervisor/)
+})
+
+onLinux('install check: starts and stops a command under the supervisor of the installed platform package', async (t) => {
+  const r = await h.run(process.execPath, [path.join(ROOT, 'scripts', 'install-check.js')], { cwd: ROOT, timeout: 120_000 })
+  t.is(r.code, 0, `${r.stdout}\n${r.stderr}`)
+  t.regex(r.stdout, /^supervised command: \d+ under node_modules\/daemonkit-linux-\w+-\w+\/daemonkit-supervise \d+ \(checked\), reported running, stopped$/m)
+  t.regex(r.stdout, /^install check passed$/m)
+})
