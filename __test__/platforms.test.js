@@ -311,3 +311,40 @@ onLinux('install check: starts and stops a command under the supervisor of the i
   t.regex(r.stdout, /^supervised command: \d+ under node_modules\/daemonkit-linux-\w+-\w+\/daemonkit-supervise \d+ \(checked\), reported running, stopped$/m)
   t.regex(r.stdout, /^install check passed$/m)
 })
+
+test('npm version: the loader and the platform packages follow, in the version commit', async (t) => {
+  const dir = h.tempDir(t)
+  const repo = path.join(dir, 'repo')
+  for (const entry of ['package.json', path.join('binding', 'index.js'), 'npm', path.join('scripts', 'sync-loader-version.js')]) {
+    fs.cpSync(path.join(ROOT, entry), path.join(repo, entry), { recursive: true })
+  }
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(repo, 'node_modules'))
+  fs.writeFileSync(path.join(repo, '.gitignore'), 'node_modules\n')
+  const who = { GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.invalid', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.invalid' }
+  const env = { ...require('../scripts/install-check').userEnv(process.env.PATH), ...who }
+  const git = async (...args) => {
+    const r = await h.run('git', args, { cwd: repo, env })
+    t.is(r.code, 0, `git ${args.join(' ')}: ${r.stderr}`)
+    return r.stdout
+  }
+  await git('init', '-q')
+  await git('add', '-A')
+  await git('commit', '-qm', 'start')
+  const r = await h.run('npm', ['version', '9.8.7', '-m', 'v%s'], { cwd: repo, env, timeout: 60_000 })
+  t.is(r.code, 0, r.stderr)
+  const loader = await git('show', 'HEAD:binding/index.js')
+  const checks = [...loader.matchAll(/bindingPackageVersion !== '([^']*)'|expected (\S+) but got/g)].map((m) => m[1] ?? m[2])
+  t.true(checks.length > 0)
+  t.deepEqual([...new Set(checks)], ['9.8.7'])
+  for (const platform of fs.readdirSync(path.join(repo, 'npm'))) {
+    t.is(JSON.parse(await git('show', `HEAD:npm/${platform}/package.json`)).version, '9.8.7', platform)
+  }
+  t.is(await git('status', '--porcelain'), '', 'npm version left changes out of its commit')
+})
+
+test('the loader in the repository checks for the version in package.json', (t) => {
+  const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
+  const loader = fs.readFileSync(path.join(ROOT, 'binding', 'index.js'), 'utf8')
+  const checks = [...loader.matchAll(/bindingPackageVersion !== '([^']*)'|expected (\S+) but got/g)].map((m) => m[1] ?? m[2])
+  t.deepEqual([...new Set(checks)], [version])
+})
