@@ -348,3 +348,52 @@ test('the loader in the repository checks for the version in package.json', (t) 
   const checks = [...loader.matchAll(/bindingPackageVersion !== '([^']*)'|expected (\S+) but got/g)].map((m) => m[1] ?? m[2])
   t.deepEqual([...new Set(checks)], [version])
 })
+
+/** CI's artifact layout in `dir`: bindings-<platform>/ with the addon and the supervisor. */
+function artifactsDir(dir, builds) {
+  const artifacts = path.join(dir, 'artifacts')
+  for (const [platform, addon, supervisor] of builds) {
+    fs.mkdirSync(path.join(artifacts, `bindings-${platform}`), { recursive: true })
+    fs.copyFileSync(addon, path.join(artifacts, `bindings-${platform}`, `daemonkit.${platform}.node`))
+    fs.copyFileSync(supervisor, path.join(artifacts, `bindings-${platform}`, 'daemonkit-supervise'))
+  }
+  fs.cpSync(path.join(ROOT, 'npm'), path.join(dir, 'npm'), { recursive: true })
+  return artifacts
+}
+
+const hostBuild = ['linux-x64-gnu', path.join(ROOT, 'binding', 'daemonkit.linux-x64-gnu.node'), path.join(ROOT, 'binding', 'daemonkit-supervise')]
+const arm64Build = ['linux-arm64-gnu', RUNTIME_LIST[3].addon, RUNTIME_LIST[3].supervisor]
+const onLinuxX64 = process.platform === 'linux' && process.arch === 'x64' && fs.existsSync(hostBuild[1]) && fs.existsSync(hostBuild[2]) ? test : test.skip
+
+onLinuxX64('assemble-packages --dry-run: the platform packages npm would publish hold the addon and the executable supervisor', async (t) => {
+  const dir = h.tempDir(t)
+  const builds = [hostBuild, ...(fs.existsSync(arm64Build[1]) && fs.existsSync(arm64Build[2]) ? [arm64Build] : [])]
+  const artifacts = artifactsDir(dir, builds)
+  const only = builds.map((b) => b[0]).join(',')
+  const release = path.join(dir, 'release')
+  const r = await h.run(process.execPath, [path.join(ROOT, 'scripts', 'assemble-packages.js'), '--artifacts', artifacts, '--npm-dir', path.join(dir, 'npm'), '--only', only, '--release-dir', release, '--dry-run'], { cwd: ROOT, timeout: 120_000 })
+  t.is(r.code, 0, r.stderr)
+  for (const [platform] of builds) {
+    t.regex(r.stdout, new RegExp(`npm publish --dry-run daemonkit-${platform}@\\S+: README.md, daemonkit-supervise, daemonkit.${platform}.node, package.json`))
+    t.true(fs.existsSync(path.join(release, `daemonkit-supervise-${platform}`)), `no supervisor for ${platform} in the release files`)
+    t.true(fs.existsSync(path.join(release, `daemonkit.${platform}.node`)))
+    t.is(fs.statSync(path.join(dir, 'npm', platform, 'daemonkit-supervise')).mode & 0o777, 0o755)
+  }
+  t.regex(r.stdout, /npm publish --dry-run daemonkit@\S+: \d+ files/)
+})
+
+onLinuxX64('assemble-packages: a missing or misplaced supervisor fails with its name', async (t) => {
+  const dir = h.tempDir(t)
+  const artifacts = artifactsDir(dir, [hostBuild])
+  fs.rmSync(path.join(artifacts, 'bindings-linux-x64-gnu', 'daemonkit-supervise'))
+  const script = path.join(ROOT, 'scripts', 'assemble-packages.js')
+  const missing = await h.run(process.execPath, [script, '--artifacts', artifacts, '--npm-dir', path.join(dir, 'npm'), '--only', 'linux-x64-gnu', '--dry-run'], { cwd: ROOT })
+  t.is(missing.code, 1)
+  t.regex(missing.stderr, /linux-x64-gnu: \S+bindings-linux-x64-gnu\/daemonkit-supervise is missing/)
+  // The x64 supervisor in the arm64 package's place.
+  fs.mkdirSync(path.join(artifacts, 'bindings-linux-arm64-gnu'))
+  fs.copyFileSync(hostBuild[2], path.join(artifacts, 'bindings-linux-arm64-gnu', 'daemonkit-supervise'))
+  const swapped = await h.run(process.execPath, [script, '--artifacts', artifacts, '--npm-dir', path.join(dir, 'npm'), '--only', 'linux-arm64-gnu'], { cwd: ROOT })
+  t.is(swapped.code, 1)
+  t.regex(swapped.stderr, /linux-arm64-gnu: \S+daemonkit-supervise is elf-x64, not elf-arm64/)
+})
