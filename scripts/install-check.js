@@ -358,8 +358,9 @@ function executableOf(pid) {
     return fs.realpathSync(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1])
   }
   if (process.platform === 'darwin') {
+    // macOS' ps prints the executable's path as the command name; anything else tells nothing.
     const comm = spawnSync('ps', ['-o', 'comm=', '-p', String(pid)], { encoding: 'utf8' }).stdout.trim()
-    return comm ? fs.realpathSync(comm) : undefined
+    return path.isAbsolute(comm) && fs.existsSync(comm) ? fs.realpathSync(comm) : undefined
   }
   return undefined
 }
