@@ -2,12 +2,15 @@
 // Does what a user does: `npm pack` the root package and this machine's platform package,
 // install both tarballs into a fresh project with no Rust toolchain on PATH and no network,
 // and use the package there: require and import it, run the README quick start (daemonize,
-// status, stop), and import it on a simulated Windows.
+// status, stop), start and stop a command under the packaged supervisor (spawnDaemon), and
+// import it on a simulated Windows. A platform package without the supervisor fails the check.
 //
 // __test__/package.test.js uses these functions and checks the results in detail through
 // /proc. Run directly (`node scripts/install-check.js`) it is the portable smoke test that CI
 // runs where the ava suite cannot (Node 18, macOS, Alpine): plain Node >= 18, no dependencies.
-// Needs a build first (`npm run build`: dist/ and binding/daemonkit.<platform>.node).
+// Needs a build first (`npm run build`: dist/, binding/daemonkit.<platform>.node and
+// binding/daemonkit-supervise). `--binary FILE` and `--supervisor FILE` take them from elsewhere
+// (CI's downloaded artifacts, a cross build checked under another architecture's Node).
 'use strict'
 const assert = require('node:assert/strict')
 const { spawn, spawnSync } = require('node:child_process')
@@ -137,23 +140,40 @@ async function packRoot(dest, env) {
  * built binary and, when one has been built, the supervisor executable: what CI's publish job
  * does with `napi artifacts`, without touching the repository.
  */
-async function packPlatform(work, dest, env) {
+async function packPlatform(work, dest, env, { binary: builtBinary, supervisor: builtSupervisor } = {}) {
   const platform = hostPlatform()
   const source = path.join(ROOT, 'npm', platform)
   if (!fs.existsSync(source)) throw new Error(`no platform package for ${platform} under npm/`)
   const dir = path.join(work, platform)
   fs.cpSync(source, dir, { recursive: true })
   const binary = `${ROOT_PKG.napi.binaryName}.${platform}.node`
-  const built = path.join(ROOT, 'binding', binary)
-  if (!fs.existsSync(built)) throw new Error(`binding/${binary} is not built: run npm run build first`)
+  const built = builtBinary ?? path.join(ROOT, 'binding', binary)
+  if (!fs.existsSync(built)) throw new Error(`${path.relative(ROOT, built)} is not built: run npm run build first`)
   fs.copyFileSync(built, path.join(dir, binary))
-  const supervisor = SUPERVISOR_BUILDS.find(isExecutable)
-  if (supervisor) {
-    fs.copyFileSync(supervisor, path.join(dir, SUPERVISOR))
-    fs.chmodSync(path.join(dir, SUPERVISOR), 0o755)
+  const supervisor = builtSupervisor ?? SUPERVISOR_BUILDS.find(isExecutable)
+  if (!supervisor || !isExecutable(supervisor)) {
+    throw new Error(
+      `no ${SUPERVISOR} executable (${supervisor ?? SUPERVISOR_BUILDS.map((f) => path.relative(ROOT, f)).join(', ')}): ` +
+        `the ${platform} package would ship without its supervisor; run npm run build first`,
+    )
   }
+  fs.copyFileSync(supervisor, path.join(dir, SUPERVISOR))
+  fs.chmodSync(path.join(dir, SUPERVISOR), 0o755)
   const report = await npmPack(dir, dest, env)
+  const packed = report.files.find((f) => f.path === SUPERVISOR)
+  if (!packed || (packed.mode & 0o111) !== 0o111) throw new Error(`${report.filename} lacks an executable ${SUPERVISOR}`)
   return { ...report, platform, supervisor }
+}
+
+/** The JavaScript file behind the `npm` of PATH, if it is one (npm-cli.js). */
+function npmCliOf(PATH = process.env.PATH || '') {
+  for (const dir of PATH.split(path.delimiter).filter(Boolean)) {
+    const file = path.join(dir, 'npm')
+    if (!isExecutable(file)) continue
+    const real = fs.realpathSync(file)
+    return real.endsWith('.js') ? real : undefined
+  }
+  return undefined
 }
 
 /** A fresh project with `tarballs` installed by npm, offline, with its own empty cache. */
@@ -164,7 +184,11 @@ async function installProject(dir, tarballs, env) {
     JSON.stringify({ name: 'daemonkit-user', version: '1.0.0', private: true }, null, 2) + '\n',
   )
   const cache = path.join(dir, '.npm-cache')
-  await runOk('npm', ['install', '--offline', '--no-audit', '--no-fund', '--cache', cache, ...tarballs], { cwd: dir, env })
+  // npm checks the platform package's os / cpu against the Node that runs npm: make that the one
+  // that runs this check (an arm64 Node under emulation with the x64 npm of PATH, say).
+  const npmCli = npmCliOf(env.PATH)
+  const npm = npmCli ? [process.execPath, [npmCli]] : ['npm', []]
+  await runOk(npm[0], [...npm[1], 'install', '--offline', '--no-audit', '--no-fund', '--cache', cache, ...tarballs], { cwd: dir, env })
   return dir
 }
 
@@ -172,6 +196,8 @@ async function installProject(dir, tarballs, env) {
  * Writes the user's scripts into `project`:
  * - app.mjs: the README quick start (ESM): an HTTP server that daemonizes and is ready once it listens;
  * - manage.cjs: `node manage.cjs status|stop PIDFILE` (CommonJS), prints the result as JSON;
+ * - supervise.cjs: `node supervise.cjs PIDFILE LOG MARKER`: spawnDaemon() of a Node one-liner
+ *   (MARKER in its command line) under the supervisor, prints { pid, commandPid } as JSON;
  * - check.cjs / check.mjs: require / import the package, print what they see as JSON;
  * - unsupported.mjs: imports the package, calls daemonize() and status(), prints how they fail
  *   (for a platform without a binary, or Windows);
@@ -197,6 +223,18 @@ server.listen(0, '127.0.0.1', () => {
 const [action, pidFile] = process.argv.slice(2)
 const result = action === 'stop' ? stop(pidFile, { timeout: 30000 }) : status(pidFile)
 result.then(
+  (r) => console.log(JSON.stringify(r)),
+  (e) => {
+    console.error(e.code, e.message)
+    process.exit(1)
+  },
+)
+`,
+    'supervise.cjs': `// A command run as a daemon under the supervisor of the platform package.
+const { spawnDaemon } = require('daemonkit')
+
+const [pidFile, log, marker] = process.argv.slice(2)
+spawnDaemon(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)', marker], { pidFile, stdout: log, stderr: log }).then(
   (r) => console.log(JSON.stringify(r)),
   (e) => {
     console.error(e.code, e.message)
@@ -312,6 +350,21 @@ function processState(pid) {
   return spawnSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).stdout.trim().slice(0, 1)
 }
 
+/** The executable that `pid` runs (under qemu-user: the emulated one), or undefined where this cannot tell. */
+function executableOf(pid) {
+  if (fs.existsSync('/proc/self/exe')) {
+    const exe = fs.readlinkSync(`/proc/${pid}/exe`)
+    if (!path.basename(exe).startsWith('qemu-')) return fs.realpathSync(exe)
+    return fs.realpathSync(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1])
+  }
+  if (process.platform === 'darwin') {
+    // macOS' ps prints the executable's path as the command name; anything else tells nothing.
+    const comm = spawnSync('ps', ['-o', 'comm=', '-p', String(pid)], { encoding: 'utf8' }).stdout.trim()
+    return path.isAbsolute(comm) && fs.existsSync(comm) ? fs.realpathSync(comm) : undefined
+  }
+  return undefined
+}
+
 /** `true` while pid names a process that has not exited (a zombie has exited). */
 function isRunning(pid) {
   try {
@@ -336,9 +389,21 @@ async function waitFor(fn, ms = 5000) {
 const kb = (n) => `${(n / 1024).toFixed(1)} KiB`
 
 /** The portable smoke test (see the top of this file). */
-async function main() {
+/** `--binary FILE`, `--supervisor FILE`. */
+function parseArgs(argv) {
+  const options = {}
+  for (let i = 0; i < argv.length; i += 2) {
+    const [flag, value] = [argv[i], argv[i + 1]]
+    if ((flag !== '--binary' && flag !== '--supervisor') || !value) throw new Error(`usage: install-check.js [--binary FILE] [--supervisor FILE] (got ${argv.join(' ')})`)
+    options[flag.slice(2)] = path.resolve(value)
+  }
+  return options
+}
+
+async function main(options = parseArgs(process.argv.slice(2))) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'daemonkit-install-'))
   let daemonPid
+  let supervised = []
   try {
     const { PATH, removed } = pathWithoutRust(path.join(tmp, 'bin'))
     const env = userEnv(PATH)
@@ -348,11 +413,11 @@ async function main() {
     const packs = path.join(tmp, 'packs')
     fs.mkdirSync(packs)
     const root = await packRoot(packs, env)
-    const platform = await packPlatform(path.join(tmp, 'platform'), packs, env)
+    const platform = await packPlatform(path.join(tmp, 'platform'), packs, env, options)
     console.log(`packed ${root.filename}: ${kb(root.size)} (unpacked ${kb(root.unpackedSize)}, ${root.entryCount} files)`)
     console.log(
       `packed ${platform.filename}: ${kb(platform.size)} (unpacked ${kb(platform.unpackedSize)}, ${platform.entryCount} files; ` +
-        `supervisor ${platform.supervisor ? 'included' : 'not built, left out'})`,
+        `supervisor from ${platform.supervisor})`,
     )
 
     const project = await installProject(path.join(tmp, 'project'), [root.file, platform.file], env)
@@ -385,6 +450,28 @@ async function main() {
     console.log(`quick start: daemon ${daemonPid} launched, answered, reported running, stopped`)
     daemonPid = undefined
 
+    // A command under the supervisor that came with the platform package.
+    const supPidFile = path.join(tmp, 'supervised.pid')
+    const marker = `daemonkit-install-check-${process.pid}`
+    const spawned = await nodeJson(project, [scripts['supervise.cjs'], supPidFile, path.join(tmp, 'supervised.log'), marker], env)
+    supervised = [spawned.pid, spawned.commandPid]
+    assert.notEqual(spawned.pid, spawned.commandPid, 'the command is not supervised')
+    assert.equal(Number(fs.readFileSync(supPidFile, 'utf8')), spawned.pid, 'the pidfile does not name the supervisor')
+    const packaged = fs.realpathSync(path.join(project, 'node_modules', `daemonkit-${platform.platform}`, SUPERVISOR))
+    const exe = executableOf(spawned.pid)
+    if (exe !== undefined) assert.equal(exe, packaged, `the supervisor is not the packaged one: ${exe}`)
+    assert.ok(isRunning(spawned.pid) && isRunning(spawned.commandPid), 'the supervisor or its command is not running')
+    assert.equal((await nodeJson(project, [scripts['manage.cjs'], 'status', supPidFile], env)).pid, spawned.pid)
+    const supStopped = await nodeJson(project, [scripts['manage.cjs'], 'stop', supPidFile], env)
+    assert.equal(supStopped.stopped, true)
+    assert.ok(await waitFor(() => !isRunning(spawned.pid) && !isRunning(spawned.commandPid), 30_000), 'the supervisor or its command outlived stop()')
+    assert.ok(!fs.existsSync(supPidFile), 'the supervised pidfile is left behind')
+    console.log(
+      `supervised command: ${spawned.commandPid} under ${path.relative(project, packaged)} ${spawned.pid}` +
+        `${exe === undefined ? '' : ' (checked)'}, reported running, stopped`,
+    )
+    supervised = []
+
     const win = await nodeJson(project, ['--require', scripts['win32.cjs'], scripts['unsupported.mjs'], pidFile], env)
     assert.equal(win.platform, 'win32')
     assert.ok(win.daemonize.rejected && win.daemonize.isUnsupported && win.daemonize.code === 'EDAEMONPLATFORM', `daemonize() on Windows: ${JSON.stringify(win.daemonize)}`)
@@ -396,9 +483,10 @@ async function main() {
     )
     console.log('install check passed')
   } finally {
-    if (daemonPid) {
+    for (const pid of [daemonPid, ...supervised]) {
+      if (!pid) continue
       try {
-        process.kill(daemonPid, 'SIGKILL')
+        process.kill(pid, 'SIGKILL')
       } catch {
         // gone
       }
@@ -423,6 +511,7 @@ module.exports = {
   nodeJson,
   httpGet,
   isRunning,
+  executableOf,
   waitFor,
 }
 

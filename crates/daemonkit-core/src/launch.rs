@@ -449,7 +449,10 @@ struct Plan {
     gid: libc::gid_t,
     groups: *const libc::gid_t,
     group_count: usize,
+    // Read only where there is a parent-death signal (Linux).
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     parent_death_signal: c_int,
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     parent_pid: libc::pid_t,
     new_session: bool,
     process_group: bool,

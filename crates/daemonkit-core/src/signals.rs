@@ -1,6 +1,7 @@
 //! Signals: numbers by name, and signalling a process through a handle that cannot be
 //! recycled (a pidfd on Linux).
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 

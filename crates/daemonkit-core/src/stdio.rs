@@ -6,8 +6,23 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 
 /// Creates a pipe whose both ends are close-on-exec. Returns `(read, write)`.
+///
+/// Atomic (`pipe2`) where the system has it. Apple's systems have no `pipe2`: there the flag
+/// is set right after `pipe`, so a thread that forks and execs in between could leak the ends
+/// into that child; daemonkit's own launches prepare every descriptor before they fork.
 pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Errno> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC)
+    }
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    {
+        use std::os::fd::AsRawFd;
+        let (read, write) = nix::unistd::pipe()?;
+        set_cloexec(read.as_raw_fd(), true)?;
+        set_cloexec(write.as_raw_fd(), true)?;
+        Ok((read, write))
+    }
 }
 
 /// Opens `/dev/null` for reading and writing, close-on-exec.

@@ -1,6 +1,9 @@
 //! Integration tests of `daemonkit_core::exec` and of `Command::spawn` with a session of its
 //! own: real processes, inspected through `/proc` and through what they print.
 
+// These tests need Linux: `/proc`, a child subreaper, Linux-only syscalls or util-linux tools.
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
 mod common;
 
 use std::ffi::OsStr;

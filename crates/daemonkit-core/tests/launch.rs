@@ -7,6 +7,9 @@
 //! they change process-wide state (signal dispositions, descriptors at fixed numbers) and
 //! count our children.
 
+// These tests need Linux: `/proc`, a child subreaper, Linux-only syscalls or util-linux tools.
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
 mod common;
 
 use std::ffi::{CStr, OsStr};

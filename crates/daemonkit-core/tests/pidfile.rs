@@ -5,6 +5,9 @@
 //! copy of every descriptor of this process (between its fork and its exec), which would keep
 //! another test's pidfile lock alive for an instant after that test dropped it.
 
+// These tests need Linux: `/proc`, a child subreaper, Linux-only syscalls or util-linux tools.
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
 mod common;
 
 use std::ffi::CString;

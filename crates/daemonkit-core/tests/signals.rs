@@ -1,6 +1,9 @@
 //! Integration tests of `daemonkit_core::signals` on real processes: launched daemons (adopted
 //! as a child subreaper and reaped by pid) and short-lived children of this process.
 
+// These tests need Linux: `/proc`, a child subreaper, Linux-only syscalls or util-linux tools.
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
 mod common;
 
 use std::time::{Duration, Instant};

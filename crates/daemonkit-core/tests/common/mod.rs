@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A directory of its own under `std::env::temp_dir()`, removed on drop.
@@ -42,8 +42,9 @@ impl Drop for TempDir {
 /// Makes this test process the reaper of its orphaned descendants, once. Launched daemons are
 /// orphaned by design; with this they become our children, which we can `waitpid` by pid
 /// (PID 1 on this machine reaps late, which would leave them lingering as zombies).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn become_subreaper() {
-    static ONCE: Once = Once::new();
+    static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: plain integer arguments.
         let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
