@@ -132,7 +132,7 @@ function missingParts(rt) {
     missing.push(`an ${rt.arch} machine`)
   }
   if (!fs.existsSync(rt.addon)) missing.push(`${path.relative(ROOT, rt.addon)} (${rt.arch === 'arm64' ? 'scripts/cross.sh' : 'npm run build'})`)
-  if (!fs.existsSync(rt.supervisor)) missing.push(`${path.relative(ROOT, rt.supervisor)} (${rt.arch === 'arm64' ? 'scripts/cross.sh' : 'npm run build'})`)
+  if (!fs.existsSync(rt.supervisor)) missing.push(`${path.relative(ROOT, rt.supervisor)} (${rt.arch === 'arm64' || rt.supervisor.includes('musl') ? 'scripts/cross.sh' : 'npm run build'})`)
   if (!fs.existsSync(path.join(ROOT, 'dist', 'index.js'))) missing.push('dist/ (npm run build)')
   return missing
 }
