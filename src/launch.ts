@@ -147,7 +147,7 @@ const POLL_MS = 5
  * pipe descriptor and Deno's `fs` refuses descriptors it did not open, so there the binding
  * reads what is available every few milliseconds.
  */
-function readPipe(fd: number, onData: (chunk: Buffer) => void, onEnd: () => void): { destroy: () => void } {
+export function readPipe(fd: number, onData: (chunk: Buffer) => void, onEnd: () => void): { destroy: () => void } {
   if (runtimeName() === 'node') {
     const socket = new (net().Socket)({ fd, readable: true, writable: false })
     socket.on('data', onData)

@@ -4,6 +4,7 @@ import * as path from 'node:path'
 
 import { DaemonkitError, PidfileError } from './errors'
 import { native } from './native'
+import { closeFd } from './runtime'
 
 /** What a pidfile says about its daemon, judged by its lock (never by `kill(pid, 0)`). */
 export type DaemonStatus =
@@ -242,7 +243,7 @@ export function removeStalePidfile(pidFile: string): void {
   try {
     n.removePidfile(pidFile, acquired.fd)
   } finally {
-    fs.closeSync(acquired.fd)
+    closeFd(acquired.fd)
   }
 }
 

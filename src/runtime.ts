@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
 
-import { DaemonkitError, LaunchError } from './errors'
+import { LaunchError } from './errors'
 import { native } from './native'
 
 /** The JavaScript runtime this process runs on. */
@@ -93,8 +93,8 @@ export function denoReexecArgs(): string[] {
   try {
     argv = native().processArgv()
   } catch (err) {
-    if (err instanceof DaemonkitError) throw err
-    return refuse(`this process's command line cannot be read (${(err as Error).message})`)
+    if ((err as { code?: unknown } | null)?.code !== 'EILSEQ') throw err
+    return refuse(`an argument of this process is not UTF-8 (${(err as Error).message})`)
   }
   const args = deno.args
   const scriptAt = argv.length - args.length - 1
