@@ -180,7 +180,8 @@ export function readPipe(fd: number, onData: (chunk: Buffer) => void, onEnd: () 
     }
     if (open) timer = setTimeout(tick, POLL_MS)
   }
-  tick()
+  // The first look is a turn later too: callbacks never run before the caller has our handle.
+  timer = setTimeout(tick, 0)
   return { destroy: close }
 }
 
