@@ -100,6 +100,9 @@ export function reexecArgBytes(args: readonly string[]): Buffer[] | undefined {
  */
 export function reexecArgs(): string[] {
   if (runtimeName() === 'deno') return denoReexecArgs()
+  // A binary made by `bun build --compile` shows its embedded entry point as argv[1]; it takes
+  // its own arguments right after the executable.
+  if (runtimeName() === 'bun' && process.argv[1]?.startsWith('/$bunfs/')) return [process.execPath, ...process.execArgv, ...process.argv.slice(2)]
   const evalFlags = new Set(['-e', '--eval', '-p', '--print'])
   const evaluates = process.execArgv.some((a) => evalFlags.has(a) || /^--(eval|print)=/.test(a))
   const script = process.argv[1]
