@@ -400,7 +400,9 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     if (outcome.kind === 'timeout') {
       throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`)
     }
-    const how = outcome.exitCode === undefined ? 'exited (killed by a signal?)' : `exited with code ${outcome.exitCode}`
+    // Deno runs no 'exit' listener after an uncaught error, so there is no code to report then.
+    const unknown = runtimeName() === 'deno' ? 'exited (an uncaught error, or killed by a signal)' : 'exited (killed by a signal?)'
+    const how = outcome.exitCode === undefined ? unknown : `exited with code ${outcome.exitCode}`
     const permission = runtimeName() === 'deno' ? missingDenoPermission(stderr) : undefined
     const why = permission
       ? `: it lacks Deno's ${permission.name} permission${permission.target ? ` (for ${permission.target})` : ''}. The daemon ` +
