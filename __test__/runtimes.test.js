@@ -250,3 +250,29 @@ on('bun')('bun: a binary made by `bun build --compile` starts itself again as th
   t.deepEqual(seen.argv, [spec])
   t.true(seen.isDaemon)
 })
+
+on('deno')('deno: `deno serve` is refused; a `deno task` daemonizes (its own `deno run` is what runs)', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'app.pid')
+  stopAtTeardown(t, pidFile)
+  const server = path.join(dir, 'server.cjs')
+  fs.writeFileSync(server, [
+    `const { daemonize } = require(${JSON.stringify(ROOT)})`,
+    `daemonize({ pidFile: ${JSON.stringify(pidFile)} }).catch((e) => { console.log(JSON.stringify({ reason: e.reason, message: e.message })); process.exit(5) })`,
+    "module.exports = { fetch: () => new Response('hello') }",
+  ].join('\n'))
+  const served = await h.run(DENO, ['serve', '-A', '--port', '0', server], { env: ENV, cwd: dir, timeout: 60_000 })
+  t.is(served.code, 5, served.stderr)
+  t.like(JSON.parse(served.stdout.split('\n').find((l) => l.startsWith('{'))), { reason: 'ENOREEXEC' })
+  t.false(fs.existsSync(pidFile))
+
+  const spec = JSON.stringify({ options: { pidFile, cwd: dir } })
+  fs.writeFileSync(path.join(dir, 'deno.json'), JSON.stringify({ tasks: { start: `deno run -A ${APP} '${spec}'` } }))
+  const env = { ...ENV, PATH: `${path.dirname(DENO)}:${process.env.PATH}` }
+  const task = await h.run(DENO, ['task', 'start'], { env, cwd: dir, timeout: 60_000 })
+  t.is(task.code, 0, task.stderr)
+  const pid = h.readPid(pidFile)
+  h.cleanupPid(t, pid, dir)
+  t.true(h.isLocked(pidFile))
+  t.deepEqual(cmdline(pid).slice(1), ['run', '-A', APP, spec])
+})
