@@ -4,6 +4,7 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::stat::SFlag;
 
 /// Creates a pipe whose both ends are close-on-exec. Returns `(read, write)`.
 pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Errno> {
@@ -100,18 +101,18 @@ pub struct FileId {
     /// The file's inode number.
     pub ino: u64,
     /// The file type bits of `st_mode` (`S_IFMT`).
-    pub kind: u32,
+    pub kind: SFlag,
 }
 
 impl FileId {
     /// A pipe or FIFO.
     pub fn is_fifo(&self) -> bool {
-        self.kind == libc::S_IFIFO as u32
+        self.kind == SFlag::S_IFIFO
     }
 
     /// A directory.
     pub fn is_dir(&self) -> bool {
-        self.kind == libc::S_IFDIR as u32
+        self.kind == SFlag::S_IFDIR
     }
 }
 
@@ -120,5 +121,8 @@ pub fn file_id(fd: RawFd) -> Result<FileId, Errno> {
     // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let st = nix::sys::stat::fstat(borrowed)?;
-    Ok(FileId { dev: st.st_dev as u64, ino: st.st_ino as u64, kind: (st.st_mode as u32) & (libc::S_IFMT as u32) })
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    // The field types differ between platforms (st_dev is i32 on macOS).
+    #[allow(clippy::unnecessary_cast)]
+    Ok(FileId { dev: st.st_dev as u64, ino: st.st_ino as u64, kind })
 }
