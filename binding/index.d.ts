@@ -51,6 +51,12 @@ export interface Acquired {
 /** Opens, locks and empties the pidfile at `path`. */
 export declare function acquirePidfile(path: string): Acquired
 
+/**
+ * Closes `fd`, a descriptor the binding handed out (`pipe`, `acquirePidfile`) or inherited.
+ * Bun and Deno keep tables of their own descriptors, whose `fs.closeSync` refuses these.
+ */
+export declare function closeFd(fd: number): void
+
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
 
@@ -70,6 +76,21 @@ export interface FdAccess {
   readable: boolean
   /** Open for writing. */
   writable: boolean
+}
+
+/** `fstat(fd)`, for descriptors the runtime's own `fs` does not know (Deno's). */
+export declare function fdStat(fd: number): FdStat
+
+/** What an open descriptor is on (`fstat`). */
+export interface FdStat {
+  /** A pipe or FIFO. */
+  fifo: boolean
+  /** A directory. */
+  directory: boolean
+  /** The device number. */
+  dev: number
+  /** The inode number. */
+  ino: number
 }
 
 /**
@@ -169,6 +190,19 @@ export declare function pipe(): Array<number>
 /** Reports whether the pidfile's daemon runs. */
 export declare function probePidfile(path: string): PidfileProbe
 
+/**
+ * This process's own argv as the kernel gave it (`argv[0]` included), for runtimes whose
+ * `process.argv` / `execArgv` do not show it all (Deno hides `run -A`). Throws `EILSEQ` when
+ * an argument is not UTF-8.
+ */
+export declare function processArgv(): Array<string>
+
+/**
+ * What `fd` has to read right now, without blocking: `null` when nothing yet, an empty
+ * buffer at end of file.
+ */
+export declare function readAvailable(fd: number): Buffer | null
+
 /** Unlinks `path` if it still names the file open at `fd`; returns whether it did. */
 export declare function removePidfile(path: string, fd: number): boolean
 
@@ -186,6 +220,9 @@ export declare function setCloexec(fd: number, on: boolean): void
 
 /** The binding works on this system. */
 export declare function supported(): boolean
+
+/** Writes `data` to `fd` (one `write`); returns how many bytes were written. */
+export declare function writeFd(fd: number, data: Buffer): number
 
 /** Writes `pid` and a newline into the pidfile open at `fd`. */
 export declare function writePid(fd: number, pid: number): void

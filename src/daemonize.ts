@@ -1,4 +1,3 @@
-import * as fs from 'node:fs'
 import * as os from 'node:os'
 
 import { UnsupportedPlatformError } from './errors'
@@ -6,6 +5,7 @@ import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, 
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
 import { native } from './native'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
+import { closeFd } from './runtime'
 
 /** What the daemon gets back from `daemonize()`. */
 export interface DaemonHandle {
@@ -49,7 +49,7 @@ function redirect(target: OutputTarget, fd: number): void {
   try {
     native().dup2(file, fd)
   } finally {
-    fs.closeSync(file)
+    closeFd(file)
   }
 }
 
@@ -68,7 +68,7 @@ function adoptInPlace(opts: NormalizedOptions): { fd: number; path: string } | u
     } catch {
       // Nobody holds its lock once it is closed: it reads as "not running".
     }
-    fs.closeSync(fd)
+    closeFd(fd)
     throw err
   }
   return { fd, path: opts.pidFile }

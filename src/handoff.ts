@@ -1,6 +1,7 @@
 import * as fs from 'node:fs'
 
 import { native } from './native'
+import { closeFd, writeFd } from './runtime'
 
 /** The environment variable that tells a re-executed script it is the daemon. */
 export const HANDOFF_VAR = 'DAEMONKIT_HANDOFF'
@@ -83,9 +84,12 @@ function parseHandoff(raw: string): Handoff | string {
 }
 
 /** The kind of file open at `fd` and how it is open, or undefined when `fd` is not open. */
-function describeFd(fd: number): { stat: fs.Stats; writable: boolean } | undefined {
+function describeFd(fd: number): { stat: { isFIFO(): boolean; isDirectory(): boolean; dev: number; ino: number }; writable: boolean } | undefined {
   try {
-    return { stat: fs.fstatSync(fd), writable: native().fdAccess(fd).writable }
+    // Through the binding: Deno's fs.fstatSync refuses descriptors it did not open itself.
+    const st = native().fdStat(fd)
+    const stat = { isFIFO: () => st.fifo, isDirectory: () => st.directory, dev: st.dev, ino: st.ino }
+    return { stat, writable: native().fdAccess(fd).writable }
   } catch {
     return undefined
   }
@@ -172,7 +176,7 @@ function installExitReport(s: DaemonState): void {
     if (!h) return
     if (!s.ready) {
       try {
-        fs.writeSync(h.readyFd, `EXIT ${h.token} ${code}\n`)
+        writeFd(h.readyFd, `EXIT ${h.token} ${code}\n`)
       } catch {
         // The launcher is gone, so it cannot remove the pidfile: do it while the lock is ours.
         if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
@@ -271,7 +275,7 @@ function watchLauncher(s: DaemonState, h: Handoff): void {
 function endNotReady(s: DaemonState, h: Handoff): void {
   if (s.ready) return
   try {
-    fs.writeSync(h.readyFd, `TIMEOUT ${h.token} ${process.pid}\n`)
+    writeFd(h.readyFd, `TIMEOUT ${h.token} ${process.pid}\n`)
   } catch {
     // The launcher is gone.
   }
@@ -356,11 +360,11 @@ export function reportReady(): void {
   const n = native()
   if (s.deadline) clearTimeout(s.deadline)
   n.dup2(h.stderrFd, 2)
-  fs.closeSync(h.stderrFd)
+  closeFd(h.stderrFd)
   s.ready = true
   s.restoreStderr?.()
   try {
-    fs.writeSync(h.readyFd, `READY ${h.token} ${process.pid}\n`)
+    writeFd(h.readyFd, `READY ${h.token} ${process.pid}\n`)
   } catch (err) {
     if (errnoOf(err) !== 'EPIPE') throw err
     // The launcher is gone (killed while it waited): nobody to tell, and the daemon runs on.
@@ -370,7 +374,7 @@ export function reportReady(): void {
       // Nowhere to say it.
     }
   } finally {
-    fs.closeSync(h.readyFd)
+    closeFd(h.readyFd)
   }
 }
 

@@ -5,6 +5,7 @@ import { AlreadyRunningError, LaunchError, LogfileError, PidfileError, Readiness
 import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
 import { native } from './native'
 import type { NormalizedOptions, OutputTarget } from './options'
+import { closeFd, denoReexecArgs, missingDenoPermission, runtimeName } from './runtime'
 
 /** `node:net`, loaded on first use: the daemon role never needs it, and every ms of start-up counts. */
 function net(): typeof netTypes {
@@ -93,8 +94,15 @@ export function reexecArgBytes(args: readonly string[]): Buffer[] | undefined {
   return [Buffer.from(args[0]), ...raw]
 }
 
-/** The command line that runs this same script again: execArgv kept, `-e` code included. */
+/**
+ * The command line that runs this same script again: execArgv kept, `-e` code included. Under
+ * Deno, whose execArgv does not show `run` and the permission flags, see `denoReexecArgs()`.
+ */
 export function reexecArgs(): string[] {
+  if (runtimeName() === 'deno') return denoReexecArgs()
+  // A binary made by `bun build --compile` shows its embedded entry point as argv[1]; it takes
+  // its own arguments right after the executable.
+  if (runtimeName() === 'bun' && process.argv[1]?.startsWith('/$bunfs/')) return [process.execPath, ...process.execArgv, ...process.argv.slice(2)]
   const evalFlags = new Set(['-e', '--eval', '-p', '--print'])
   const evaluates = process.execArgv.some((a) => evalFlags.has(a) || /^--(eval|print)=/.test(a))
   const script = process.argv[1]
@@ -156,10 +164,57 @@ export function openOutput(target: OutputTarget, as: { user?: string; group?: st
 function closeQuietly(fd: number | undefined): void {
   if (fd === undefined) return
   try {
-    fs.closeSync(fd)
+    closeFd(fd)
   } catch {
     // Already closed.
   }
+}
+
+/** How often Bun and Deno look at the hand-off pipes. */
+const POLL_MS = 5
+
+/**
+ * Reads the pipe at `fd` (ours to close) until end of file: `onData` per chunk, then `onEnd`
+ * once (also on an error). Under Node a `net.Socket` does it; Bun's never reports data from a
+ * pipe descriptor and Deno's `fs` refuses descriptors it did not open, so there the binding
+ * reads what is available every few milliseconds.
+ */
+export function readPipe(fd: number, onData: (chunk: Buffer) => void, onEnd: () => void): { destroy: () => void } {
+  if (runtimeName() === 'node') {
+    const socket = new (net().Socket)({ fd, readable: true, writable: false })
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('close', onEnd)
+    socket.on('error', () => onEnd())
+    return { destroy: () => socket.destroy() }
+  }
+  const n = native()
+  let timer: NodeJS.Timeout | undefined
+  let open = true
+  const close = (): void => {
+    if (!open) return
+    open = false
+    clearTimeout(timer)
+    closeQuietly(fd)
+  }
+  const tick = (): void => {
+    try {
+      while (open) {
+        const chunk = n.readAvailable(fd)
+        if (chunk === null) break
+        if (chunk.length === 0) throw new Error('end of file')
+        onData(chunk)
+      }
+    } catch {
+      close()
+      onEnd()
+      return
+    }
+    if (open) timer = setTimeout(tick, POLL_MS)
+  }
+  // The first look is a turn later too: callbacks never run before the caller has our handle.
+  timer = setTimeout(tick, 0)
+  return { destroy: close }
 }
 
 type Outcome =
@@ -174,8 +229,6 @@ function awaitReadiness(
   token: string,
   timeoutMs: number,
 ): { outcome: Promise<Outcome>; stderrTail: () => string; relayClosed: Promise<void>; close: () => void } {
-  const readyPipe = new (net().Socket)({ fd: readyFd, readable: true, writable: false })
-  const relay = new (net().Socket)({ fd: relayFd, readable: true, writable: false })
   let tail = ''
   // Our own stderr may have no reader any more (`node app.js 2>&1 | head -2`): the relay then
   // stops copying, and the wait goes on.
@@ -184,15 +237,18 @@ function awaitReadiness(
     relaying = false
   }
   process.stderr.on('error', stopRelaying)
+  let relay: { destroy: () => void } | undefined
   const relayClosed = new Promise<void>((resolve) => {
-    relay.on('data', (chunk: Buffer) => {
-      if (relaying && !process.stderr.destroyed) process.stderr.write(chunk)
-      tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL)
-    })
-    relay.on('end', resolve)
-    relay.on('close', resolve)
-    relay.on('error', () => resolve())
+    relay = readPipe(
+      relayFd,
+      (chunk) => {
+        if (relaying && !process.stderr.destroyed) process.stderr.write(chunk)
+        tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL)
+      },
+      resolve,
+    )
   })
+  let readyPipe: { destroy: () => void } | undefined
   const outcome = new Promise<Outcome>((resolve) => {
     let buffered = ''
     let exitCode: number | undefined
@@ -201,30 +257,30 @@ function awaitReadiness(
       clearTimeout(timer)
       resolve(o)
     }
-    readyPipe.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('latin1')
-      let nl
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const [word, from, value] = buffered.slice(0, nl).split(' ')
-        buffered = buffered.slice(nl + 1)
-        if (from !== token) continue
-        if (word === 'READY') settle({ kind: 'ready' })
-        else if (word === 'EXIT') exitCode = Number(value)
-        else if (word === 'TIMEOUT') settle({ kind: 'timeout' }) // the daemon's own deadline passed first
-      }
-    })
-    const ended = (): void => settle({ kind: 'exited', exitCode })
-    readyPipe.on('end', ended)
-    readyPipe.on('close', ended)
-    readyPipe.on('error', ended)
+    readyPipe = readPipe(
+      readyFd,
+      (chunk) => {
+        buffered += chunk.toString('latin1')
+        let nl
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const [word, from, value] = buffered.slice(0, nl).split(' ')
+          buffered = buffered.slice(nl + 1)
+          if (from !== token) continue
+          if (word === 'READY') settle({ kind: 'ready' })
+          else if (word === 'EXIT') exitCode = Number(value)
+          else if (word === 'TIMEOUT') settle({ kind: 'timeout' }) // the daemon's own deadline passed first
+        }
+      },
+      () => settle({ kind: 'exited', exitCode }),
+    )
   })
   return {
     outcome,
     stderrTail: () => tail,
     relayClosed,
     close: () => {
-      readyPipe.destroy()
-      relay.destroy()
+      readyPipe?.destroy()
+      relay?.destroy()
       process.stderr.removeListener('error', stopRelaying)
     },
   }
@@ -388,8 +444,15 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     if (outcome.kind === 'timeout') {
       throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`)
     }
-    const how = outcome.exitCode === undefined ? 'exited (killed by a signal?)' : `exited with code ${outcome.exitCode}`
-    throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`)
+    // Deno runs no 'exit' listener after an uncaught error, so there is no code to report then.
+    const unknown = runtimeName() === 'deno' ? 'exited (an uncaught error, or killed by a signal)' : 'exited (killed by a signal?)'
+    const how = outcome.exitCode === undefined ? unknown : `exited with code ${outcome.exitCode}`
+    const permission = runtimeName() === 'deno' ? missingDenoPermission(stderr) : undefined
+    const why = permission
+      ? `: it lacks Deno's ${permission.name} permission${permission.target ? ` (for ${permission.target})` : ''}. The daemon ` +
+        `gets the launcher's command-line flags, not what was granted at a prompt: start it with ${permission.flag}`
+      : ''
+    throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready${why}`)
   } catch (err) {
     for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
     watch?.close()

@@ -95,6 +95,9 @@ export function native(): Native {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     cached = require('../binding/index.js') as Native
   } catch (cause) {
+    // Deno refused the loader a permission (it reads the CPU list, `--allow-sys`): its own
+    // error names the permission and the flag, where "no binary" would mislead.
+    for (let e = cause; e; e = (e as { cause?: unknown }).cause) if ((e as Error).name === 'NotCapable') throw e
     throw missingBinary(cause)
   }
   return cached

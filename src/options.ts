@@ -104,7 +104,9 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
   let isDir = false
   try {
     isDir = fs.statSync(cwd).isDirectory()
-  } catch {
+  } catch (err) {
+    // Deno without read permission there: its error names the permission, so let it through.
+    if ((err as Error | null)?.name === 'NotCapable') throw err
     isDir = false
   }
   if (!isDir) fail('cwd', `must name an existing directory (got ${JSON.stringify(cwd)})`)

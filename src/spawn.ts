@@ -1,11 +1,11 @@
 import * as fs from 'node:fs'
-import type * as netTypes from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { LaunchError, PidfileError, ReadinessError } from './errors'
-import { lockPidfile, openOutput } from './launch'
+import { lockPidfile, openOutput, readPipe } from './launch'
 import { native } from './native'
+import { closeFd } from './runtime'
 import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 import { supervisorPath } from './supervisor'
 
@@ -219,22 +219,25 @@ export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
 /** Reads the supervisor's one-line report: `READY <pid>` or `FAIL <stage> <errno> <message>`. */
 function readReport(fd: number, timeoutMs: number): Promise<{ line: string | undefined; timedOut: boolean }> {
   return new Promise((resolve) => {
-    const socket = new ((require('node:net') as typeof netTypes).Socket)({ fd, readable: true, writable: false })
-    let text = ''
+    let bytes = Buffer.alloc(0)
+    let finished = false
     const done = (line: string | undefined, timedOut = false): void => {
+      if (finished) return
+      finished = true
       clearTimeout(timer)
-      socket.destroy()
+      reader.destroy()
       resolve({ line, timedOut })
     }
     const timer = setTimeout(() => done(undefined, true), timeoutMs)
-    socket.setEncoding('utf8')
-    socket.on('data', (d: string) => {
-      text += d
-      const nl = text.indexOf('\n')
-      if (nl >= 0) done(text.slice(0, nl))
-    })
-    socket.on('end', () => done(text === '' ? undefined : text))
-    socket.on('error', () => done(undefined))
+    const reader = readPipe(
+      fd,
+      (d) => {
+        bytes = Buffer.concat([bytes, d])
+        const nl = bytes.indexOf(10)
+        if (nl >= 0) done(bytes.subarray(0, nl).toString('utf8'))
+      },
+      () => done(bytes.length === 0 ? undefined : bytes.toString('utf8')),
+    )
   })
 }
 
@@ -283,7 +286,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     } catch (err) {
       throw launchError(err, command, o.base.cwd)
     } finally {
-      for (const fd of new Set([stdout, stderr])) if (fd !== undefined) fs.closeSync(fd)
+      for (const fd of new Set([stdout, stderr])) if (fd !== undefined) closeFd(fd)
     }
   }
 
@@ -306,7 +309,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
         cwd: '/',
       }).pid
     } finally {
-      fs.closeSync(w)
+      closeFd(w)
     }
     // Opened now, while the supervisor cannot have been reaped: any later signal reaches it or nobody.
     try {
@@ -318,7 +321,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     reportRead = undefined
     const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
-      if (lockFd !== undefined) fs.closeSync(lockFd)
+      if (lockFd !== undefined) closeFd(lockFd)
       return { pid, commandPid: Number(ready[1]) }
     }
     const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/s)
@@ -353,14 +356,14 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       ? new ReadinessError(pid, 'timeout', undefined, '', `did not report within ${o.base.readyTimeout} ms and was killed`, `the supervisor (pid ${pid}) of ${command}`)
       : new ReadinessError(pid, 'exited', undefined, report.line ?? '', 'exited without reporting', `the supervisor (pid ${pid}) of ${command}`)
   } catch (err) {
-    if (reportRead !== undefined) fs.closeSync(reportRead)
+    if (reportRead !== undefined) closeFd(reportRead)
     if (lockFd !== undefined) {
       try {
         n.removePidfile(o.base.pidFile as string, lockFd)
       } catch {
         // nobody locks it: it reads as "not running"
       }
-      fs.closeSync(lockFd)
+      closeFd(lockFd)
     }
     throw err
   } finally {

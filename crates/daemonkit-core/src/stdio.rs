@@ -4,6 +4,7 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::stat::SFlag;
 
 /// Creates a pipe whose both ends are close-on-exec. Returns `(read, write)`.
 ///
@@ -72,4 +73,71 @@ pub fn access_mode(fd: RawFd) -> Result<(bool, bool), Errno> {
         OFlag::O_WRONLY => (false, true),
         _ => (true, true),
     })
+}
+
+/// Reads what `fd` has available right now into `buf`, without blocking: `Ok(None)` when
+/// nothing is there yet, `Ok(Some(0))` at end of file, else the number of bytes read.
+pub fn read_available(fd: RawFd, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO)? == 0 {
+        return Ok(None);
+    }
+    let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+    if revents.contains(PollFlags::POLLNVAL) {
+        return Err(Errno::EBADF);
+    }
+    match nix::unistd::read(borrowed, buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `data` to `fd` (one `write`, retried on EINTR); returns how much was written.
+pub fn write(fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    loop {
+        match nix::unistd::write(borrowed, data) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// What `fstat` says about an open descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    /// The file's device.
+    pub dev: u64,
+    /// The file's inode number.
+    pub ino: u64,
+    /// The file type bits of `st_mode` (`S_IFMT`).
+    pub kind: SFlag,
+}
+
+impl FileId {
+    /// A pipe or FIFO.
+    pub fn is_fifo(&self) -> bool {
+        self.kind == SFlag::S_IFIFO
+    }
+
+    /// A directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == SFlag::S_IFDIR
+    }
+}
+
+/// `fstat(fd)`: the device, inode and type of what `fd` is open on.
+pub fn file_id(fd: RawFd) -> Result<FileId, Errno> {
+    // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let st = nix::sys::stat::fstat(borrowed)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    // The field types differ between platforms (st_dev is i32 on macOS).
+    #[allow(clippy::unnecessary_cast)]
+    Ok(FileId { dev: st.st_dev as u64, ino: st.st_ino as u64, kind })
 }

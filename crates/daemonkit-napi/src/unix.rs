@@ -399,3 +399,66 @@ pub fn notify_socket_problem() -> Option<String> {
     let path = notify::socket_path()?;
     notify::reachable(&path).err().map(|e| e.to_string())
 }
+
+/// Closes `fd`, a descriptor the binding handed out (`pipe`, `acquirePidfile`) or inherited.
+/// Bun and Deno keep tables of their own descriptors, whose `fs.closeSync` refuses these.
+#[napi]
+pub fn close_fd(env: Env, fd: i32) -> Result<()> {
+    stdio::close(fd).map_err(|e| errno_error(&env, e, "close"))
+}
+
+/// Writes `data` to `fd` (one `write`); returns how many bytes were written.
+#[napi]
+pub fn write_fd(env: Env, fd: i32, data: Buffer) -> Result<u32> {
+    let n = stdio::write(fd, &data).map_err(|e| errno_error(&env, e, "write"))?;
+    Ok(n as u32)
+}
+
+/// What `fd` has to read right now, without blocking: `null` when nothing yet, an empty
+/// buffer at end of file.
+#[napi]
+pub fn read_available(env: Env, fd: i32) -> Result<Option<Buffer>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    match stdio::read_available(fd, &mut buf).map_err(|e| errno_error(&env, e, "read"))? {
+        None => Ok(None),
+        Some(n) => {
+            buf.truncate(n);
+            Ok(Some(buf.into()))
+        }
+    }
+}
+
+/// What an open descriptor is on (`fstat`).
+#[napi(object)]
+pub struct FdStat {
+    /// A pipe or FIFO.
+    pub fifo: bool,
+    /// A directory.
+    pub directory: bool,
+    /// The device number.
+    pub dev: f64,
+    /// The inode number.
+    pub ino: f64,
+}
+
+/// `fstat(fd)`, for descriptors the runtime's own `fs` does not know (Deno's).
+#[napi]
+pub fn fd_stat(env: Env, fd: i32) -> Result<FdStat> {
+    let id = stdio::file_id(fd).map_err(|e| errno_error(&env, e, "fstat"))?;
+    Ok(FdStat {
+        fifo: id.is_fifo(),
+        directory: id.is_dir(),
+        dev: id.dev as f64,
+        ino: id.ino as f64,
+    })
+}
+
+/// This process's own argv as the kernel gave it (`argv[0]` included), for runtimes whose
+/// `process.argv` / `execArgv` do not show it all (Deno hides `run -A`). Throws `EILSEQ` when
+/// an argument is not UTF-8.
+#[napi]
+pub fn process_argv(env: Env) -> Result<Vec<String>> {
+    std::env::args_os()
+        .map(|a| a.into_string().map_err(|a| coded(&env, "EILSEQ", format!("argument {a:?} is not UTF-8"))))
+        .collect()
+}
