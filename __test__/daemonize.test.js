@@ -19,7 +19,7 @@ function readReport(file) {
   return h.waitFor(() => fs.existsSync(file) && JSON.parse(fs.readFileSync(file, 'utf8')), { what: file })
 }
 
-test('the daemon is detached: new session, not its leader, no terminal, reparented', async (t) => {
+h.needs('script')('the daemon is detached: new session, not its leader, no terminal, reparented', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   // util-linux script(1) gives the launcher a pseudo-terminal as its controlling terminal.
@@ -93,7 +93,7 @@ test('stdio: stdout and stderr go to log files, appended, created 0640', async (
   t.is(result.stdout, '', 'nothing of the daemon reaches the launcher\'s stdout')
 })
 
-test('descriptors the launcher inherited (file, socket, pipe, terminal) are not in the daemon', async (t) => {
+h.needs('script')('descriptors the launcher inherited (file, socket, pipe, terminal) are not in the daemon', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   const leakedFile = path.join(dir, 'leaked.txt')
@@ -123,7 +123,7 @@ test('descriptors the launcher inherited (file, socket, pipe, terminal) are not 
   t.deepEqual([...new Set(files)].sort(), ['/dev/null', pidFile].sort())
 })
 
-test('without close_range (ENOSYS, injected by strace) the fallback still closes every inherited descriptor', async (t) => {
+h.needs('strace')('without close_range (ENOSYS, injected by strace) the fallback still closes every inherited descriptor', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   const leaked = path.join(dir, 'leaked.txt')
@@ -271,7 +271,7 @@ test('a rejection after adopting, before ready, fails the launch', async (t) => 
   t.false(fs.existsSync(pidFile))
 })
 
-h.rootTest('as PID 1 (a container\'s first process), detach: \'auto\' stays in place instead of ending the container', async (t) => {
+h.needs('root', 'unshare')('as PID 1 (a container\'s first process), detach: \'auto\' stays in place instead of ending the container', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   const report = path.join(dir, 'r.json')
@@ -349,7 +349,7 @@ test('symlink, FIFO and directory pidfiles get clear errors without hanging, and
   t.true(fs.statSync(sub).isDirectory())
 })
 
-test('a file that is not a pidfile is refused and kept; a locked garbage pidfile is "already running"', async (t) => {
+h.needs('flock')('a file that is not a pidfile is refused and kept; a locked garbage pidfile is "already running"', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   fs.writeFileSync(pidFile, 'not a pid at all\n')
