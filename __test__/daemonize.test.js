@@ -256,7 +256,8 @@ test('the launcher can catch the ReadinessError: code, pid, reason, exitCode and
   const err = JSON.parse(fs.readFileSync(caught, 'utf8'))
   t.like(err, { isReadinessError: true, name: 'ReadinessError', code: 'EDAEMONNOTREADY', reason: 'exited', exitCode: 3 })
   t.is(err.daemonStderr.trim(), 'bad config (xyzzy)')
-  t.regex(err.message, new RegExp(`^daemon \\(pid ${err.pid}\\) exited with code 3 before it was ready:\\nbad config \\(xyzzy\\)$`))
+  // The daemon's words reached the terminal through the relay: the message does not repeat them.
+  t.regex(err.message, new RegExp(`^daemon \\(pid ${err.pid}\\) exited with code 3 before it was ready$`))
   t.true(err.pid > 1)
   t.false(h.isRunning(err.pid))
   t.false(fs.existsSync(pidFile))

@@ -5,7 +5,7 @@ const test = require('ava')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawn, spawnSync } = require('node:child_process')
+const { spawn } = require('node:child_process')
 const h = require('./helpers')
 
 const HANDOFF = path.join(h.FIXTURES, 'handoff.js')

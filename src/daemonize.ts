@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 
-import { UnsupportedPlatformError } from './errors'
+import { ReadinessError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
 import { native } from './native'
@@ -145,7 +145,33 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
   }
   const opts = normalizeOptions(arg)
   if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
-  const { pid } = await launchSelf(opts)
+  let pid: number
+  try {
+    ;({ pid } = await launchSelf(opts))
+  } catch (err) {
+    if (err instanceof ReadinessError) concludeIfUnhandled(err)
+    throw err
+  }
   if (opts.onLaunched) await opts.onLaunched({ pid })
   process.exit(0)
+}
+
+/**
+ * The daemon's own words already reached the terminal through the relay. If the launcher does not
+ * handle the rejection, say in one line what daemonkit concluded and exit 1, instead of Node's
+ * dump of the error object with a launcher-side stack. Listens for one turn of the event loop only
+ * (unhandled rejections and a rejected top-level await are reported before `setImmediate` runs).
+ */
+function concludeIfUnhandled(err: ReadinessError): void {
+  const conclude = (reason: unknown): void => {
+    if (reason !== err) throw reason
+    process.stderr.write(`daemonkit: ${err.message}\n`)
+    process.exit(1)
+  }
+  process.once('unhandledRejection', conclude)
+  process.once('uncaughtException', conclude)
+  setImmediate(() => {
+    process.off('unhandledRejection', conclude)
+    process.off('uncaughtException', conclude)
+  })
 }

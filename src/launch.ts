@@ -386,10 +386,10 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     handle?.close()
     const stderr = watch.stderrTail()
     if (outcome.kind === 'timeout') {
-      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`)
+      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`, undefined, { relayed: true })
     }
     const how = outcome.exitCode === undefined ? 'exited (killed by a signal?)' : `exited with code ${outcome.exitCode}`
-    throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`)
+    throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`, undefined, { relayed: true })
   } catch (err) {
     for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
     watch?.close()
