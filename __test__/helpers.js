@@ -51,6 +51,8 @@ const TOOL_PACKAGES = {
   gcc: 'gcc libc6-dev',
   pkill: 'procps',
   umount: 'mount',
+  python3: 'python3',
+  curl: 'curl',
 }
 
 const toolCache = new Map()

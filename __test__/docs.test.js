@@ -1,0 +1,137 @@
+'use strict'
+// The newcomer's path: every code block of README.md and docs/*.md runs as written, the README's
+// test command passes without the optional system tools, the demo runs without flock(1), an error
+// before ready is shown once, and the supervisor's path can be overridden.
+//
+// How a fenced block is treated, by its info string (documented in docs/docs-tests.md):
+//   ```js / ```javascript   run with node: as an ES module if it has an import statement, else CommonJS
+//   ```sh / ```bash         run with bash -euo pipefail
+//   ```text, ```ini, ```conf, … (any other language)   shown only: listings, outputs, configuration
+//   a missing info string   an error: say what the block is
+// Words after the language: `no-run` (shown only), `needs=root,curl,…` (skipped where missing),
+// `file=NAME` (not run: written as NAME into the directory of every later block of the document).
+// `<!-- docs-test file=NAME ... -->` writes a file the reader need not see (e.g. worker.py).
+// Each block runs in its own temp dir where `daemonkit` is installed (node_modules/daemonkit and
+// node_modules/.bin), with examples/ linked; every process it leaves (found by an environment
+// marker) is killed by pid afterwards.
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const test = require('ava')
+const h = require('./helpers')
+
+const ROOT = path.join(__dirname, '..')
+const DOCS = ['README.md', ...fs.readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)]
+const RUNNABLE = { js: 'node', javascript: 'node', sh: 'bash', bash: 'bash' }
+const MARKER = 'DAEMONKIT_DOCS_BLOCK'
+
+/** Fenced blocks and hidden files of one markdown document, in order. */
+function parse(doc) {
+  const lines = fs.readFileSync(path.join(ROOT, doc), 'utf8').split('\n')
+  const items = []
+  for (let i = 0; i < lines.length; i++) {
+    const hidden = /^<!--\s*docs-test\s+file=(\S+)\s*$/.exec(lines[i])
+    if (hidden) {
+      const end = lines.indexOf('-->', i + 1)
+      items.push({ kind: 'file', name: hidden[1], text: `${lines.slice(i + 1, end).join('\n')}\n`, line: i + 1 })
+      i = end
+      continue
+    }
+    const open = /^(\s*)(```+|~~~+)\s*(.*)$/.exec(lines[i])
+    if (!open) continue
+    const [, indent, fence, info] = open
+    let end = i + 1
+    while (end < lines.length && !new RegExp(`^\\s*${fence[0]}{${fence.length},}\\s*$`).test(lines[end])) end++
+    const body = lines.slice(i + 1, end).map((l) => (l.startsWith(indent) ? l.slice(indent.length) : l))
+    const [lang = '', ...words] = info.trim().split(/\s+/).filter(Boolean)
+    const attrs = Object.fromEntries(words.map((w) => (w.includes('=') ? w.split('=') : [w, true])))
+    items.push({ kind: 'block', lang, attrs, info: info.trim(), text: `${body.join('\n')}\n`, line: i + 1 })
+    i = end
+  }
+  return items
+}
+
+/** A directory where `daemonkit` is installed the way `npm install daemonkit` would have it. */
+function project(t, files) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'daemonkit-docs-'))
+  fs.chmodSync(dir, 0o755)
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  fs.mkdirSync(path.join(dir, 'node_modules', '.bin'), { recursive: true })
+  fs.symlinkSync(ROOT, path.join(dir, 'node_modules', 'daemonkit'))
+  fs.symlinkSync(path.join(ROOT, 'dist', 'cli.js'), path.join(dir, 'node_modules', '.bin', 'daemonkit'))
+  fs.symlinkSync(path.join(ROOT, 'examples'), path.join(dir, 'examples'))
+  fs.writeFileSync(path.join(dir, 'package.json'), '{ "private": true }\n')
+  for (const [name, text] of files) fs.writeFileSync(path.join(dir, name), text)
+  return dir
+}
+
+/** Pids of processes whose environment carries `MARKER=dir`. */
+function processesOf(dir) {
+  const needle = `${MARKER}=${dir}\0`
+  const pids = []
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      if (fs.readFileSync(`/proc/${entry}/environ`, 'latin1').includes(needle) && h.isRunning(Number(entry))) pids.push(Number(entry))
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids
+}
+
+async function killAll(dir) {
+  for (const pid of processesOf(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // exited meanwhile
+    }
+  }
+  await h.waitFor(() => processesOf(dir).length === 0, { what: `the processes of ${dir} to end` })
+}
+
+async function runBlock(t, block, files) {
+  const dir = project(t, files)
+  t.teardown(() => killAll(dir))
+  let command
+  let args
+  if (RUNNABLE[block.lang] === 'bash') {
+    fs.writeFileSync(path.join(dir, 'block.sh'), block.text)
+    command = 'bash'
+    args = ['-euo', 'pipefail', 'block.sh']
+  } else {
+    const esm = /^\s*import\s/m.test(block.text) || /^\s*export\s/m.test(block.text)
+    const file = esm ? 'block.mjs' : 'block.cjs'
+    fs.writeFileSync(path.join(dir, file), block.text)
+    command = process.execPath
+    args = [file]
+  }
+  // PORT=0: examples that listen on $PORT take any free port, so parallel runs cannot collide.
+  const env = { ...process.env, [MARKER]: dir, PORT: '0', PATH: `${path.join(dir, 'node_modules', '.bin')}:${process.env.PATH}` }
+  delete env.DAEMONKIT_TEST_SKIPS
+  const r = await h.run(command, args, { cwd: dir, env, timeout: 60_000 })
+  t.is(r.code, 0, `exit ${r.code} ${r.signal ?? ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`)
+  return r
+}
+
+for (const doc of DOCS) {
+  const files = []
+  for (const item of parse(doc)) {
+    if (item.kind === 'file' || (item.kind === 'block' && item.attrs.file)) {
+      files.push([item.kind === 'file' ? item.name : item.attrs.file, item.text])
+      continue
+    }
+    const title = `${doc}:${item.line} \`\`\`${item.info}`
+    if (!item.lang) {
+      test(`${title}: every block says what it is`, (t) => t.fail(`${doc}:${item.line}: a fenced block without an info string; use \`\`\`text for listings (see docs/docs-tests.md)`))
+      continue
+    }
+    if (!RUNNABLE[item.lang] || item.attrs['no-run']) continue
+    const needs = typeof item.attrs.needs === 'string' ? item.attrs.needs.split(',') : []
+    const known = [...files]
+    // One block at a time: each starts real daemons, and the machine is shared.
+    h.needs(...needs).serial(`${title} runs`, (t) => runBlock(t, item, known))
+  }
+}
