@@ -135,3 +135,102 @@ for (const doc of DOCS) {
     h.needs(...needs).serial(`${title} runs`, (t) => runBlock(t, item, known))
   }
 }
+
+// ------------------------------------------------------------------------------------------
+// The newcomer's path beyond the docs
+// ------------------------------------------------------------------------------------------
+
+/** A directory for PATH holding only `tools` (links to the real ones): everything else is missing. */
+function pathWith(t, tools) {
+  const bin = h.tempDir(t)
+  fs.symlinkSync(process.execPath, path.join(bin, 'node'))
+  for (const tool of tools) {
+    const real = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { encoding: 'utf8' }).stdout.trim()
+    if (real) fs.symlinkSync(real, path.join(bin, tool))
+  }
+  return bin
+}
+
+test.serial('npm test without logrotate: the test is skipped naming the tool and its package, and the run ends with a summary', async (t) => {
+  const dir = h.tempDir(t)
+  const summary = path.join(dir, 'skips.json')
+  const env = { ...process.env, PATH: pathWith(t, ['sh', 'python3']), DAEMONKIT_TEST_SKIPS_SUMMARY: summary }
+  delete env.DAEMONKIT_TEST_SKIPS
+  const r = await h.run(process.execPath, [path.join(__dirname, 'run.js'), '__test__/cli.test.js', '--match', '*logrotate*'], { cwd: ROOT, env, timeout: 120_000 })
+  t.is(r.code, 0, r.stdout + r.stderr)
+  t.regex(r.stdout, /a real logrotate run .*\[skipped: needs logrotate: apt-get install logrotate\]/)
+  t.regex(r.stdout, /To run them all \(Debian \/ Ubuntu\): sudo apt-get install .*logrotate/)
+  t.regex(r.stdout, /daemonkit-test-skips: \d+ \(details in test-skips\.json\)\n$/)
+  const { skipped } = JSON.parse(fs.readFileSync(summary, 'utf8'))
+  t.like(skipped.find((s) => s.title.startsWith('a real logrotate run')), { file: '__test__/cli.test.js', kind: 'tool', missing: ['logrotate'], install: 'apt-get install logrotate' })
+  // What .ci/run checks after npm test: any skip fails CI.
+  const check = await h.run(process.execPath, [path.join(__dirname, 'run.js'), '--check-skips'], { cwd: ROOT, env })
+  t.is(check.code, 1)
+  t.regex(check.stderr, /skipped in CI: __test__\/cli\.test\.js › a real logrotate run/)
+})
+
+test.serial('npm run demo works without flock(1)', async (t) => {
+  const marker = h.tempDir(t)
+  t.teardown(() => killAll(marker))
+  const env = { ...process.env, PATH: pathWith(t, []), [MARKER]: marker }
+  const r = await h.run(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], { cwd: ROOT, env, timeout: 60_000 })
+  t.is(r.code, 0, r.stdout + r.stderr)
+  t.regex(r.stdout, /pidfile locked: true/)
+  t.regex(r.stdout, /stopped: pidfile removed, lock released/)
+})
+
+test('an error before ready is shown once, in the daemon\'s words, then one line from daemonkit', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const r = await h.launch({ options: { pidFile }, fail: 'throw', message: 'config file is broken (xyzzy)' })
+  t.is(r.code, 1)
+  t.is(r.stderr.split('xyzzy').length - 1, 1, r.stderr)
+  const last = r.stderr.trimEnd().split('\n').at(-1)
+  t.regex(last, /^daemonkit: daemon \(pid \d+\) exited with code 1 before it was ready$/)
+  const pid = Number(/pid (\d+)/.exec(last)[1])
+  t.false(h.isRunning(pid))
+  t.false(fs.existsSync(pidFile))
+})
+
+test('Daemon#cli(\'start\'): an error in run() is shown once, then "start failed" with the exit status and pid', async (t) => {
+  const dir = h.tempDir(t)
+  const script = path.join(dir, 'service.js')
+  fs.writeFileSync(script, `const { Daemon } = require(${JSON.stringify(ROOT)})
+const why = ['cannot read settings', '(xyzzy)'].join(' ')
+new Daemon({ pidFile: ${JSON.stringify(path.join(dir, 's.pid'))}, run() { throw new Error(why) } }).cli('start')
+`)
+  const r = await h.run(process.execPath, [script])
+  t.is(r.code, 1)
+  t.is(r.stderr.split('xyzzy').length - 1, 1, r.stderr)
+  t.regex(r.stderr.trimEnd().split('\n').at(-1), /^start failed: daemon \(pid \d+\) exited with code \d+ before it was ready$/)
+  t.false(fs.existsSync(path.join(dir, 's.pid')))
+})
+
+test('DAEMONKIT_SUPERVISOR_PATH names the supervisor to run; one that is not executable is an error that says so', async (t) => {
+  const dir = h.tempDir(t)
+  const copy = path.join(dir, 'my-supervise')
+  fs.copyFileSync(path.join(ROOT, 'binding', 'daemonkit-supervise'), copy)
+  fs.chmodSync(copy, 0o755)
+  const cli = path.join(ROOT, 'dist', 'cli.js')
+  const pidFile = path.join(dir, 'w.pid')
+  const env = { ...process.env, DAEMONKIT_SUPERVISOR_PATH: copy }
+  const r = await h.run(process.execPath, [cli, 'start', '--json', '-p', pidFile, '--', process.execPath, '-e', 'setInterval(() => {}, 1000)', dir], { env })
+  t.is(r.code, 0, r.stderr)
+  const started = JSON.parse(r.stdout)
+  h.cleanupPid(t, started.pid, dir)
+  h.cleanupPid(t, started.commandPid, dir)
+  t.is(fs.readlinkSync(`/proc/${started.pid}/exe`), copy)
+  t.is((await h.run(process.execPath, [cli, 'stop', '-p', pidFile])).code, 0)
+
+  const missing = path.join(dir, 'nope')
+  const bad = await h.run(process.execPath, [cli, 'start', '-p', path.join(dir, 'x.pid'), '--', process.execPath, '-e', 'setInterval(() => {}, 1000)', dir], { env: { ...process.env, DAEMONKIT_SUPERVISOR_PATH: missing } })
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /DAEMONKIT_SUPERVISOR_PATH=".*nope" does not name an executable file \(ENOENT\)/)
+  t.false(fs.existsSync(path.join(dir, 'x.pid')))
+})
+
+test('package.json says what a package registry and publint look for', (t) => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
+  t.is(pkg.type, 'commonjs')
+  t.is(pkg.scripts.test, 'node __test__/run.js')
+})

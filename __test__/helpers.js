@@ -72,7 +72,9 @@ function hasTool(tool) {
 function recordSkip(entry) {
   const file = process.env.DAEMONKIT_TEST_SKIPS
   if (!file) return
-  const testFile = path.relative(path.join(__dirname, '..'), require.main?.filename ?? process.argv[1] ?? '')
+  // The test file that registered the test: the first *.test.js on the stack.
+  const caller = /(\/[^\s():]+\.test\.[cm]?js)/.exec(new Error().stack ?? '')
+  const testFile = caller ? path.relative(path.join(__dirname, '..'), caller[1]) : '(unknown)'
   fs.appendFileSync(file, `${JSON.stringify({ file: testFile, ...entry })}\n`)
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict'
 // `npm test`: runs ava (arguments passed through), then prints which tests were skipped and why,
-// and writes the same as JSON to test-skips.json at the package root:
+// and writes the same as JSON to test-skips.json at the package root (or to
+// $DAEMONKIT_TEST_SKIPS_SUMMARY):
 //   { "skipped": [{ "file", "title", "kind": "tool" | "root", "missing": [...], "install" }] }
 // `node __test__/run.js --check-skips` exits 1 if the last run skipped a test for a missing tool
 // or for not being root (.ci/run uses it: CI installs every tool and runs as root).
@@ -11,7 +12,7 @@ const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 
 const ROOT = path.join(__dirname, '..')
-const SUMMARY = path.join(ROOT, 'test-skips.json')
+const SUMMARY = process.env.DAEMONKIT_TEST_SKIPS_SUMMARY || path.join(ROOT, 'test-skips.json')
 
 if (process.argv[2] === '--check-skips') {
   const { skipped } = JSON.parse(fs.readFileSync(SUMMARY, 'utf8'))
@@ -23,7 +24,7 @@ if (process.argv[2] === '--check-skips') {
 
 const records = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'daemonkit-skips-')), 'skips.jsonl')
 fs.writeFileSync(records, '')
-const ava = require.resolve('ava/entrypoints/cli.mjs')
+const ava = path.join(ROOT, 'node_modules', 'ava', 'entrypoints', 'cli.mjs')
 const r = spawnSync(process.execPath, [ava, ...process.argv.slice(2)], {
   stdio: 'inherit',
   env: { ...process.env, DAEMONKIT_TEST_SKIPS: records },
