@@ -3,7 +3,7 @@
 // test command passes without the optional system tools, the demo runs without flock(1), an error
 // before ready is shown once, and the supervisor's path can be overridden.
 //
-// How a fenced block is treated, by its info string (documented in docs/docs-tests.md):
+// How a fenced block is treated, by its info string (documented in docs/newcomer.md):
 //   ```js / ```javascript   run with node: as an ES module if it has an import statement, else CommonJS
 //   ```sh / ```bash         run with bash -euo pipefail
 //   ```text, ```ini, ```conf, … (any other language)   shown only: listings, outputs, configuration
@@ -125,7 +125,7 @@ for (const doc of DOCS) {
     }
     const title = `${doc}:${item.line} \`\`\`${item.info}`
     if (!item.lang) {
-      test(`${title}: every block says what it is`, (t) => t.fail(`${doc}:${item.line}: a fenced block without an info string; use \`\`\`text for listings (see docs/docs-tests.md)`))
+      test(`${title}: every block says what it is`, (t) => t.fail(`${doc}:${item.line}: a fenced block without an info string; use \`\`\`text for listings (see docs/newcomer.md)`))
       continue
     }
     if (!RUNNABLE[item.lang] || item.attrs['no-run']) continue
