@@ -24,7 +24,7 @@ const h = require('./helpers')
 const ROOT = path.join(__dirname, '..')
 const DOCS = ['README.md', ...fs.readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)]
 const RUNNABLE = { js: 'node', javascript: 'node', sh: 'bash', bash: 'bash' }
-const MARKER = 'DAEMONKIT_DOCS_BLOCK'
+const MARKER = 'DOCS_TEST_BLOCK'
 
 /** Fenced blocks and hidden files of one markdown document, in order. */
 function parse(doc) {
@@ -110,7 +110,7 @@ async function runBlock(t, block, files) {
   }
   // PORT=0: examples that listen on $PORT take any free port, so parallel runs cannot collide.
   const env = { ...process.env, [MARKER]: dir, PORT: '0', PATH: `${path.join(dir, 'node_modules', '.bin')}:${process.env.PATH}` }
-  delete env.DAEMONKIT_TEST_SKIPS
+  delete env.SKIPPED_TESTS_FILE
   const r = await h.run(command, args, { cwd: dir, env, timeout: 60_000 })
   t.is(r.code, 0, `exit ${r.code} ${r.signal ?? ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`)
   return r
@@ -154,8 +154,8 @@ function pathWith(t, tools) {
 test.serial('npm test without logrotate: the test is skipped naming the tool and its package, and the run ends with a summary', async (t) => {
   const dir = h.tempDir(t)
   const summary = path.join(dir, 'skips.json')
-  const env = { ...process.env, PATH: pathWith(t, ['sh', 'python3']), DAEMONKIT_TEST_SKIPS_SUMMARY: summary }
-  delete env.DAEMONKIT_TEST_SKIPS
+  const env = { ...process.env, PATH: pathWith(t, ['sh', 'python3']), SKIPPED_TESTS_SUMMARY: summary }
+  delete env.SKIPPED_TESTS_FILE
   const r = await h.run(process.execPath, [path.join(__dirname, 'run.js'), '__test__/cli.test.js', '--match', '*logrotate*'], { cwd: ROOT, env, timeout: 120_000 })
   t.is(r.code, 0, r.stdout + r.stderr)
   t.regex(r.stdout, /a real logrotate run .*\[skipped: needs logrotate: apt-get install logrotate\]/)

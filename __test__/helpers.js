@@ -66,11 +66,11 @@ function hasTool(tool) {
 }
 
 /**
- * Appends one skipped test to the file `$DAEMONKIT_TEST_SKIPS` names (set by `npm test`, see
+ * Appends one skipped test to the file `$SKIPPED_TESTS_FILE` names (set by `npm test`, see
  * __test__/run.js), one JSON object a line: { file, title, kind: 'tool' | 'root', missing, install }.
  */
 function recordSkip(entry) {
-  const file = process.env.DAEMONKIT_TEST_SKIPS
+  const file = process.env.SKIPPED_TESTS_FILE
   if (!file) return
   // The test file that registered the test: the first *.test.js on the stack.
   const caller = /(\/[^\s():]+\.test\.[cm]?js)/.exec(new Error().stack ?? '')

@@ -2,7 +2,7 @@
 'use strict'
 // `npm test`: runs ava (arguments passed through), then prints which tests were skipped and why,
 // and writes the same as JSON to test-skips.json at the package root (or to
-// $DAEMONKIT_TEST_SKIPS_SUMMARY):
+// $SKIPPED_TESTS_SUMMARY):
 //   { "skipped": [{ "file", "title", "kind": "tool" | "root", "missing": [...], "install" }] }
 // `node __test__/run.js --check-skips` exits 1 if the last run skipped a test for a missing tool
 // or for not being root (.ci/run uses it: CI installs every tool and runs as root).
@@ -12,7 +12,7 @@ const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 
 const ROOT = path.join(__dirname, '..')
-const SUMMARY = process.env.DAEMONKIT_TEST_SKIPS_SUMMARY || path.join(ROOT, 'test-skips.json')
+const SUMMARY = process.env.SKIPPED_TESTS_SUMMARY || path.join(ROOT, 'test-skips.json')
 
 if (process.argv[2] === '--check-skips') {
   const { skipped } = JSON.parse(fs.readFileSync(SUMMARY, 'utf8'))
@@ -27,7 +27,7 @@ fs.writeFileSync(records, '')
 const ava = path.join(ROOT, 'node_modules', 'ava', 'entrypoints', 'cli.mjs')
 const r = spawnSync(process.execPath, [ava, ...process.argv.slice(2)], {
   stdio: 'inherit',
-  env: { ...process.env, DAEMONKIT_TEST_SKIPS: records },
+  env: { ...process.env, SKIPPED_TESTS_FILE: records },
 })
 
 const seen = new Set()
