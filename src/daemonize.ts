@@ -130,7 +130,8 @@ function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: strin
  * In the launching process it takes the pidfile's lock, starts this same script again as a
  * daemon (double fork + execve), relays the daemon's stderr until the daemon is ready, and then
  * exits 0. If the daemon fails first, the returned promise rejects with a `ReadinessError`
- * carrying the daemon's message, and nothing is left behind.
+ * (what the daemon wrote is in its `daemonStderr`, and was relayed to stderr as it happened), and
+ * nothing is left behind. Left uncaught, it ends the launcher with one line saying what happened.
  *
  * In the daemon (the re-executed script), it adopts the hand-off (writes its pid into the locked
  * pidfile, applies `cwd` and `umask`) and resolves with a `DaemonHandle`.
