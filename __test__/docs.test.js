@@ -28,7 +28,11 @@ const MARKER = 'DOCS_TEST_BLOCK'
 
 /** Fenced blocks and hidden files of one markdown document, in order. */
 function parse(doc) {
-  const lines = fs.readFileSync(path.join(ROOT, doc), 'utf8').split('\n')
+  return parseText(fs.readFileSync(path.join(ROOT, doc), 'utf8'))
+}
+
+function parseText(markdown) {
+  const lines = markdown.split('\n')
   const items = []
   for (let i = 0; i < lines.length; i++) {
     const hidden = /^<!--\s*docs-test\s+file=(\S+)\s*$/.exec(lines[i])
@@ -135,6 +139,35 @@ for (const doc of DOCS) {
     h.needs(...needs).serial(`${title} runs`, (t) => runBlock(t, item, known))
   }
 }
+
+test('the docs runner: info strings, attributes and hidden files are read as documented', (t) => {
+  const md = [
+    'text', '```js', 'console.log(1)', '```', '```sh no-run', 'rm -rf /', '```', '```', 'a listing', '```',
+    '<!-- docs-test file=w.py', 'print(1)', '-->', '```js file=s.mjs needs=root,curl', 'export {}', '```',
+    '- a list item:', '', '  ```sh', '  echo indented', '  ```', '',
+  ].join('\n')
+  const items = parseText(md)
+  t.like(items[0], { kind: 'block', lang: 'js', text: 'console.log(1)\n', line: 2 })
+  t.like(items[1], { kind: 'block', lang: 'sh', attrs: { 'no-run': true } })
+  t.like(items[2], { kind: 'block', lang: '', text: 'a listing\n' })
+  t.like(items[3], { kind: 'file', name: 'w.py', text: 'print(1)\n' })
+  t.like(items[4], { kind: 'block', lang: 'js', attrs: { file: 's.mjs', needs: 'root,curl' } })
+  t.like(items[5], { kind: 'block', lang: 'sh', text: 'echo indented\n' })
+  t.is(items.length, 6)
+})
+
+test('the docs runner: a daemon a block leaves behind is found by its environment and killed', async (t) => {
+  const dir = project(t, [])
+  const pidFile = path.join(dir, 'left.pid')
+  const code = `require('daemonkit').daemonize(${JSON.stringify(pidFile)}).then(() => setInterval(() => {}, 1000))`
+  const r = await h.run(process.execPath, ['-e', code], { cwd: dir, env: { ...process.env, [MARKER]: dir } })
+  t.is(r.code, 0, r.stderr)
+  const pid = h.readPid(pidFile)
+  t.deepEqual(processesOf(dir), [pid])
+  await killAll(dir)
+  t.false(h.isRunning(pid))
+  await h.waitFor(() => !h.isLocked(pidFile), { what: 'the lock to be released' })
+})
 
 // ------------------------------------------------------------------------------------------
 // The newcomer's path beyond the docs
