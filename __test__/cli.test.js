@@ -337,7 +337,7 @@ h.rootTest('user drop: Uid, Gid and Groups from /proc; root cannot be regained; 
   }
 })
 
-h.rootTest('an explicit group replaces the user\'s own in the group list; the direct (unsupervised) drop uses raw syscalls', async (t) => {
+h.needs('root', 'strace')('an explicit group replaces the user\'s own in the group list; the direct (unsupervised) drop uses raw syscalls', async (t) => {
   const dir = h.tempDir(t)
   fs.chmodSync(dir, 0o755)
   const daemonGid = execFileSync('getent', ['group', 'daemon'], { encoding: 'utf8' }).split(':')[2]
@@ -360,7 +360,7 @@ h.rootTest('an explicit group replaces the user\'s own in the group list; the di
   t.notRegex(traced, /tgkill\(/)
 })
 
-h.rootTest('chroot: the command runs inside the new root, in cwd relative to it; the log is written outside', async (t) => {
+h.needs('root', 'gcc')('chroot: the command runs inside the new root, in cwd relative to it; the log is written outside', async (t) => {
   const dir = h.tempDir(t)
   const jail = path.join(dir, 'jail')
   fs.mkdirSync(path.join(jail, 'data'), { recursive: true })
@@ -394,7 +394,7 @@ h.rootTest('root refuses a pidfile in a world-writable non-sticky directory, or 
   t.true(h.isRunning(s.pid))
 })
 
-test('Debian start-stop-daemon: --status 0 while running, 3 after; --stop stops it cleanly', async (t) => {
+h.needs('start-stop-daemon')('Debian start-stop-daemon: --status 0 while running, 3 after; --stop stops it cleanly', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'ssd.pid')
   const log = path.join(dir, 'signals.log')
@@ -420,7 +420,7 @@ test('Debian start-stop-daemon: --status 0 while running, 3 after; --stop stops 
   t.is(spawnSync('start-stop-daemon', ['--status', '--pidfile', nodePid]).status, 3)
 })
 
-test('util-linux: flock -n fails while it runs; pkill -F reaches the right process', async (t) => {
+h.needs('flock', 'pkill')('util-linux: flock -n fails while it runs; pkill -F reaches the right process', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'pk.pid')
   const log = path.join(dir, 'signals.log')
@@ -434,7 +434,7 @@ test('util-linux: flock -n fails while it runs; pkill -F reaches the right proce
   t.is(spawnSync('flock', ['-n', pidFile, 'true']).status, 0)
 })
 
-test('a real logrotate run with a postrotate that signals HUP: no line lost, new lines in the new file', async (t) => {
+h.needs('logrotate')('a real logrotate run with a postrotate that signals HUP: no line lost, new lines in the new file', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'lr.pid')
   const log = path.join(dir, 'app.log')
@@ -568,7 +568,7 @@ test('daemonkit run: the CLI becomes the supervisor; one Ctrl-C (SIGINT to the f
   t.false(fs.existsSync(pidFile))
 })
 
-test('daemonkit run in a terminal: job control (stty tostop) cannot stop the command, which has no controlling terminal', async (t) => {
+h.needs('script')('daemonkit run in a terminal: job control (stty tostop) cannot stop the command, which has no controlling terminal', async (t) => {
   const dir = h.tempDir(t)
   const script = `stty tostop; ${process.execPath} ${CLI} run -- /bin/sh -c 'echo "written by $$"; exit 0' ${dir}`
   // In a background group of the terminal the echo would stop the command (SIGTTOU) for good;

@@ -34,10 +34,83 @@ function readableCopy(dir, fixture) {
 }
 
 /**
- * `test` when running as root, else `test.skip`: privilege drops, chroot, chown and running
- * fixtures as `nobody` need root (.ci/run and the GitHub workflow run the suite as root).
+ * Where each system tool the tests drive comes from (Debian / Ubuntu package). A test that needs
+ * one declares it with `needs('tool')`; where it is missing, the test is skipped with a title that
+ * names the tool and how to install it, and the skip is recorded for the run's summary.
  */
-const rootTest = process.getuid && process.getuid() === 0 ? test : test.skip
+const TOOL_PACKAGES = {
+  script: 'bsdutils',
+  flock: 'util-linux',
+  setpriv: 'util-linux',
+  prlimit: 'util-linux',
+  unshare: 'util-linux',
+  mount: 'mount',
+  'start-stop-daemon': 'dpkg',
+  strace: 'strace',
+  logrotate: 'logrotate',
+  gcc: 'gcc libc6-dev',
+  pkill: 'procps',
+  umount: 'mount',
+  python3: 'python3',
+  curl: 'curl',
+}
+
+const toolCache = new Map()
+
+/** Whether `tool` is on PATH. */
+function hasTool(tool) {
+  if (!toolCache.has(tool)) {
+    toolCache.set(tool, spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' }).status === 0)
+  }
+  return toolCache.get(tool)
+}
+
+/**
+ * Appends one skipped test to the file `$SKIPPED_TESTS_FILE` names (set by `npm test`, see
+ * __test__/run.js), one JSON object a line: { file, title, kind: 'tool' | 'root', missing, install }.
+ */
+function recordSkip(entry) {
+  const file = process.env.SKIPPED_TESTS_FILE
+  if (!file) return
+  // The test file that registered the test: the first *.test.js on the stack.
+  const caller = /(\/[^\s():]+\.test\.[cm]?js)/.exec(new Error().stack ?? '')
+  const testFile = caller ? path.relative(path.join(__dirname, '..'), caller[1]) : '(unknown)'
+  fs.appendFileSync(file, `${JSON.stringify({ file: testFile, ...entry })}\n`)
+}
+
+/**
+ * `test` when every requirement holds, else a `test.skip` whose title says what is missing.
+ * Requirements are tool names (see TOOL_PACKAGES) and `'root'`. The result also has `.serial`.
+ *
+ *     needs('logrotate')('a real logrotate run …', async (t) => { … })
+ *     needs('root', 'setpriv').serial('…', async (t) => { … })
+ */
+function needs(...requirements) {
+  const isRoot = Boolean(process.getuid && process.getuid() === 0)
+  const missing = requirements.filter((r) => (r === 'root' ? !isRoot : !hasTool(r)))
+  if (missing.length === 0) return test
+  const tools = missing.filter((r) => r !== 'root')
+  const packages = [...new Set(tools.map((tool) => TOOL_PACKAGES[tool] ?? tool))]
+  const install = packages.length ? `apt-get install ${packages.join(' ')}` : undefined
+  const why = [
+    ...(missing.includes('root') ? ['needs root'] : []),
+    ...(tools.length ? [`needs ${tools.join(', ')}: ${install}`] : []),
+  ].join('; ')
+  const skipper = (base) => (title, ...rest) => {
+    recordSkip({ title, kind: tools.length ? 'tool' : 'root', missing, install })
+    return base(`${title} [skipped: ${why}]`, ...rest)
+  }
+  const fn = skipper(test.skip)
+  fn.serial = skipper(test.serial.skip)
+  return fn
+}
+
+/**
+ * `test` when running as root, else a skipped test (recorded in the summary): privilege drops,
+ * chroot, chown and running fixtures as `nobody` need root (.ci/run and the GitHub workflow run
+ * the suite as root).
+ */
+const rootTest = needs('root')
 
 /** Runs a command to completion; resolves with { code, signal, stdout, stderr }. */
 function run(command, args, { cwd, env, timeout = 30_000, stdio } = {}) {
@@ -143,10 +216,26 @@ function ignoresSignal(pid, signo) {
   return ((BigInt(`0x${procStatus(pid).SigIgn}`) >> BigInt(signo - 1)) & 1n) === 1n
 }
 
-/** Whether someone holds a lock on `file`, asked of util-linux flock(1) (which would create a missing file). */
+/**
+ * Whether someone holds a flock(2) lock on `file`, read from /proc/locks (the kernel's own
+ * list, so no flock(1) is needed): a lock line names the file's device and inode.
+ */
 function isLocked(file) {
-  if (!fs.existsSync(file)) return false
-  return spawnSync('flock', ['-n', file, 'true']).status !== 0
+  let st
+  try {
+    st = fs.statSync(file)
+  } catch {
+    return false
+  }
+  const major = Number((BigInt(st.dev) >> 8n) & 0xfffn) | Number((BigInt(st.dev) >> 32n) & ~0xfffn & 0xffffffffn)
+  const minor = Number(BigInt(st.dev) & 0xffn) | Number((BigInt(st.dev) >> 12n) & 0xffffff00n)
+  const hex = (n) => n.toString(16).padStart(2, '0')
+  const id = `${hex(major)}:${hex(minor)}:${st.ino}`
+  return fs.readFileSync('/proc/locks', 'utf8').split('\n').some((line) => {
+    const f = line.trim().split(/\s+/)
+    // "1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF"; a lock still waited for has "->" first.
+    return f[1] === 'FLOCK' && f[5] === id
+  })
 }
 
 function readPid(file) {
@@ -191,5 +280,5 @@ function processesMentioning(needle) {
 
 module.exports = {
   DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, ignoresSignal, isLocked, readPid,
-  cleanupPid, processesMentioning, readableCopy, rootTest,
+  cleanupPid, processesMentioning, readableCopy, rootTest, needs, hasTool, TOOL_PACKAGES,
 }

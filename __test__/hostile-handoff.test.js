@@ -5,7 +5,7 @@ const test = require('ava')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawn, spawnSync } = require('node:child_process')
+const { spawn } = require('node:child_process')
 const h = require('./helpers')
 
 const HANDOFF = path.join(h.FIXTURES, 'handoff.js')
@@ -245,12 +245,7 @@ function tasksOf(uid) {
   return n
 }
 
-h.rootTest('under a process limit too small for the daemon\'s threads, the launcher fails cleanly: a message, no pidfile, no process', async (t) => {
-  if (spawnSync('setpriv', ['--version']).error || spawnSync('prlimit', ['--version']).error) {
-    t.log('setpriv or prlimit (util-linux) is missing: skipped')
-    t.pass()
-    return
-  }
+h.needs('root', 'setpriv', 'prlimit')('under a process limit too small for the daemon\'s threads, the launcher fails cleanly: a message, no pidfile, no process', async (t) => {
   const dir = h.tempDir(t)
   const fixture = h.readableCopy(dir, h.DAEMON)
   const run = path.join(dir, 'run')

@@ -15,10 +15,6 @@ function cli(args, options) {
   return h.run(process.execPath, [CLI, ...args], options)
 }
 
-function has(tool) {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0
-}
-
 /** Starts a supervised command through the CLI; registers both pids for teardown. */
 async function start(t, dir, args) {
   const r = await cli(['start', '--json', ...args])
@@ -166,8 +162,7 @@ h.rootTest('as root: links planted in a sticky world-writable directory, or a fi
   t.false(fs.existsSync(path.join(open, 'app.log')))
 })
 
-h.rootTest('--user: a log directory the service user owns is written as that user, so a symlink swapped in before SIGHUP gains nothing', async (t) => {
-  if (!has('setpriv')) return t.log('setpriv is not installed: skipped') || t.pass()
+h.needs('root', 'setpriv')('--user: a log directory the service user owns is written as that user, so a symlink swapped in before SIGHUP gains nothing', async (t) => {
   const dir = h.tempDir(t)
   fs.chmodSync(dir, 0o755)
   const root = secret(dir)
@@ -204,8 +199,7 @@ h.rootTest('--user: a log directory the service user owns is written as that use
   t.is(err.code, 'ELOGFILE')
 })
 
-h.rootTest('--user: a directory on the log\'s path swapped for a link to a root-only directory makes root create nothing there', async (t) => {
-  if (!has('setpriv')) return t.log('setpriv is not installed: skipped') || t.pass()
+h.needs('root', 'setpriv')('--user: a directory on the log\'s path swapped for a link to a root-only directory makes root create nothing there', async (t) => {
   const dir = h.tempDir(t)
   fs.chmodSync(dir, 0o755)
   const logdir = path.join(dir, 'logdir')
@@ -232,8 +226,7 @@ h.rootTest('--user: a directory on the log\'s path swapped for a link to a root-
   t.deepEqual(fs.readdirSync(rootOnly), [])
 })
 
-h.rootTest('a full disk: lines stay whole, and one notice says how many were lost', async (t) => {
-  if (!has('mount') || !has('umount')) return t.log('mount is not available: skipped') || t.pass()
+h.needs('root', 'mount', 'umount')('a full disk: lines stay whole, and one notice says how many were lost', async (t) => {
   const dir = h.tempDir(t)
   const mnt = path.join(dir, 'mnt')
   fs.mkdirSync(mnt)

@@ -12,14 +12,10 @@ const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
 // One test at a time: each starts several real daemons, and the suite shares a small machine
 // with other test files whose timeouts assume it is not flooded.
 const serial = test.serial
-const rootTest = h.rootTest === test ? test.serial : test.skip
+const rootTest = h.needs('root').serial
 
 function cli(args, options) {
   return h.run(process.execPath, [CLI, ...args], options)
-}
-
-function has(tool) {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0
 }
 
 /** A command whose command line mentions `dir`, so teardown may kill it by pid. */
@@ -137,8 +133,7 @@ serial('a real stale pidfile (a pid, nobody locks it) is still removed by stop',
 // 2. the lock holder is checked against the pid in the file
 // ------------------------------------------------------------------------------------------
 
-serial('a planted pidfile locked by someone else: stop refuses, the named process is not signalled, status says so', async (t) => {
-  if (!has('flock')) return t.pass('flock(1) is missing: skipped')
+h.needs('flock').serial('a planted pidfile locked by someone else: stop refuses, the named process is not signalled, status says so', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'api.pid')
   const daemon = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir)])
@@ -176,8 +171,7 @@ serial('a planted pidfile locked by someone else: stop refuses, the named proces
   t.regex(r.stderr, /locked, but not by pid \d+ that it names.*refusing to start/)
 })
 
-rootTest('after a crash, nobody locks the stale pidfile of a root daemon whose pid was reused: nothing is killed', async (t) => {
-  if (!has('flock') || !has('setpriv')) return t.pass('flock(1) or setpriv(1) is missing: skipped')
+h.needs('root', 'flock', 'setpriv').serial('after a crash, nobody locks the stale pidfile of a root daemon whose pid was reused: nothing is killed', async (t) => {
   const dir = h.tempDir(t)
   fs.chmodSync(dir, 0o755)
   const pidFile = path.join(dir, 'root.pid')
@@ -193,8 +187,7 @@ rootTest('after a crash, nobody locks the stale pidfile of a root daemon whose p
   t.is((await cli(['status', '-p', pidFile])).code, 4)
 })
 
-rootTest('a shared flock held by nobody on a stale pidfile: start says so plainly instead of "already running"', async (t) => {
-  if (!has('flock') || !has('setpriv')) return t.pass('flock(1) or setpriv(1) is missing: skipped')
+h.needs('root', 'flock', 'setpriv').serial('a shared flock held by nobody on a stale pidfile: start says so plainly instead of "already running"', async (t) => {
   const dir = h.tempDir(t)
   fs.chmodSync(dir, 0o755)
   const pidFile = path.join(dir, 'svc.pid')

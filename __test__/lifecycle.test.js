@@ -225,7 +225,7 @@ test('symlink, FIFO and directory pidfiles: status says unknown, without hanging
   }
 })
 
-test('on Linux the signal goes through a pidfd opened before the lock is checked again', async (t) => {
+h.needs('strace')('on Linux the signal goes through a pidfd opened before the lock is checked again', async (t) => {
   const dir = h.tempDir(t)
   const spec = { pidFile: path.join(dir, 's.pid') }
   const pid = await startService(t, dir, spec)
@@ -243,7 +243,7 @@ test('on Linux the signal goes through a pidfd opened before the lock is checked
   t.false(lines.some((l) => new RegExp(`\\bkill\\(${pid},`).test(l)), 'no plain kill() of the pid')
 })
 
-test('without pidfds (ENOSYS) stop falls back to kill after checking the lock; other pidfd_open errors are reported', async (t) => {
+h.needs('strace')('without pidfds (ENOSYS) stop falls back to kill after checking the lock; other pidfd_open errors are reported', async (t) => {
   const dir = h.tempDir(t)
   const code = (file) => `require(${JSON.stringify(path.resolve(__dirname, '..'))}).stop(${JSON.stringify(file)}).then((r) => console.log(JSON.stringify(r)), (e) => { console.log(JSON.stringify({ code: e.code, reason: e.reason })); process.exit(1) })`
   const a = { pidFile: path.join(dir, 'a.pid') }
@@ -260,7 +260,7 @@ test('without pidfds (ENOSYS) stop falls back to kill after checking the lock; o
   t.true(h.isRunning(pidB), 'never "not running" for a daemon that could not be opened')
 })
 
-h.rootTest('permission problems are reported as such, never as "not running"', async (t) => {
+h.needs('root', 'setpriv')('permission problems are reported as such, never as "not running"', async (t) => {
   const dir = h.tempDir(t)
   const service = h.readableCopy(dir, SERVICE)
   const spec = { pidFile: path.join(dir, 's.pid') }

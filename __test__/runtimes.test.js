@@ -205,7 +205,7 @@ on('deno')('deno: a permission the daemon lacks is named in the launcher\'s erro
   // Only the daemon reads `secret`: the launcher runs fine with these lists.
   const r = await runIn('deno', APP, [JSON.stringify({ options: { pidFile, cwd: dir }, read: secret })], narrowDenoFlags(dir))
   t.not(r.code, 0)
-  t.regex(r.stderr, /ReadinessError: daemon \(pid \d+\) .*before it was ready: it lacks Deno's read permission \(for "[^"]*secret"\)/)
+  t.regex(r.stderr, /daemon \(pid \d+\) .*before it was ready: it lacks Deno's read permission \(for "[^"]*secret"\)/)
   t.regex(r.stderr, /start it with --allow-read/)
   t.false(fs.existsSync(pidFile))
 

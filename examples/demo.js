@@ -4,6 +4,7 @@ const fs = require('node:fs')
 const http = require('node:http')
 const os = require('node:os')
 const path = require('node:path')
+const { status } = require('..')
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'daemonkit-demo-'))
 const pidFile = path.join(dir, 'server.pid')
@@ -18,25 +19,21 @@ function get(port) {
   })
 }
 
-function lockHeld() {
-  try {
-    execFileSync('flock', ['-n', pidFile, 'true'])
-    return false
-  } catch {
-    return true
-  }
+// daemonkit's own status() asks the lock (no flock(1) needed, e.g. on macOS).
+async function lockHeld() {
+  return (await status(pidFile)).state === 'running'
 }
 
 async function main() {
   console.log(`$ node examples/server.js ${pidFile} ${portFile}`)
   execFileSync(process.execPath, [path.join(__dirname, 'server.js'), pidFile, portFile], { stdio: 'inherit' })
   const pid = Number(fs.readFileSync(pidFile, 'utf8'))
-  console.log(`started: pid ${pid}, pidfile locked: ${lockHeld()}`)
+  console.log(`started: pid ${pid}, pidfile locked: ${await lockHeld()}`)
   const reply = await get(Number(fs.readFileSync(portFile, 'utf8')))
   console.log(`GET / -> ${reply.trim()}`)
   process.kill(pid, 'SIGTERM')
   const deadline = Date.now() + 10_000
-  while (fs.existsSync(pidFile) || lockHeld()) {
+  while (fs.existsSync(pidFile) || (await lockHeld())) {
     if (Date.now() > deadline) throw new Error('the daemon did not stop')
     await new Promise((r) => setTimeout(r, 20))
   }

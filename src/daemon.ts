@@ -102,7 +102,7 @@ export class Daemon {
   /**
    * Launcher: starts the daemon and resolves with its pid once it is ready (the launching
    * process keeps running). Rejects with `AlreadyRunningError` if it runs, or `ReadinessError`
-   * with the daemon's message if it fails first. Daemon: takes over and calls `run()`.
+   * (its `daemonStderr` holding what the daemon wrote) if it fails first. Daemon: takes over and calls `run()`.
    */
   async start(): Promise<{ pid: number }> {
     if (process.platform === 'win32') throw new UnsupportedPlatformError('Daemon needs a Unix system; run the program as a Windows service instead.')

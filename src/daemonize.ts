@@ -1,6 +1,6 @@
 import * as os from 'node:os'
 
-import { UnsupportedPlatformError } from './errors'
+import { ReadinessError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
 import { native } from './native'
@@ -130,7 +130,8 @@ function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: strin
  * In the launching process it takes the pidfile's lock, starts this same script again as a
  * daemon (double fork + execve), relays the daemon's stderr until the daemon is ready, and then
  * exits 0. If the daemon fails first, the returned promise rejects with a `ReadinessError`
- * carrying the daemon's message, and nothing is left behind.
+ * (what the daemon wrote is in its `daemonStderr`, and was relayed to stderr as it happened), and
+ * nothing is left behind. Left uncaught, it ends the launcher with one line saying what happened.
  *
  * In the daemon (the re-executed script), it adopts the hand-off (writes its pid into the locked
  * pidfile, applies `cwd` and `umask`) and resolves with a `DaemonHandle`.
@@ -145,7 +146,33 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
   }
   const opts = normalizeOptions(arg)
   if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
-  const { pid } = await launchSelf(opts)
+  let pid: number
+  try {
+    ;({ pid } = await launchSelf(opts))
+  } catch (err) {
+    if (err instanceof ReadinessError) concludeIfUnhandled(err)
+    throw err
+  }
   if (opts.onLaunched) await opts.onLaunched({ pid })
   process.exit(0)
+}
+
+/**
+ * The daemon's own words already reached the terminal through the relay. If the launcher does not
+ * handle the rejection, say in one line what daemonkit concluded and exit 1, instead of Node's
+ * dump of the error object with a launcher-side stack. Listens for one turn of the event loop only
+ * (unhandled rejections and a rejected top-level await are reported before `setImmediate` runs).
+ */
+function concludeIfUnhandled(err: ReadinessError): void {
+  const conclude = (reason: unknown): void => {
+    if (reason !== err) throw reason
+    process.stderr.write(`daemonkit: ${err.message}\n`)
+    process.exit(1)
+  }
+  process.once('unhandledRejection', conclude)
+  process.once('uncaughtException', conclude)
+  setImmediate(() => {
+    process.off('unhandledRejection', conclude)
+    process.off('uncaughtException', conclude)
+  })
 }

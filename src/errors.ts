@@ -1,16 +1,54 @@
-/** Base class of every error daemonkit throws; `code` is stable and safe to branch on. */
-export class DaemonkitError extends Error {
-  readonly code: string
+import type { SignalError, StopTimeoutError } from './manage'
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+/** Every `code` a daemonkit error can have; each error class has its own literal. */
+export type DaemonkitErrorCode =
+  | 'EDAEMONRUNNING'
+  | 'EPIDFILE'
+  | 'EDAEMONNOTREADY'
+  | 'EDAEMONLAUNCH'
+  | 'EDAEMONPLATFORM'
+  | 'ELOGFILE'
+  | 'EDAEMONSIGNAL'
+  | 'EDAEMONSTOPTIMEOUT'
+  | 'EDAEMONNORUN'
+  | 'EDAEMONSHUTDOWN'
+
+/**
+ * Base class of every error daemonkit throws; `code` is stable and safe to branch on. To narrow
+ * on `code`, test with `isDaemonkitError(err)`, which gives the union of all daemonkit errors.
+ */
+export class DaemonkitError<Code extends DaemonkitErrorCode = DaemonkitErrorCode> extends Error {
+  readonly code: Code
+
+  constructor(code: Code, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = new.target.name
     this.code = code
   }
 }
 
+/**
+ * Any error daemonkit throws, as a union discriminated by `code`: after
+ * `if (err.code === 'EDAEMONRUNNING')` TypeScript knows `err` is an `AlreadyRunningError`.
+ */
+export type AnyDaemonkitError =
+  | AlreadyRunningError
+  | PidfileError
+  | ReadinessError
+  | LaunchError
+  | UnsupportedPlatformError
+  | LogfileError
+  | SignalError
+  | StopTimeoutError
+  | DaemonkitError<'EDAEMONNORUN' | 'EDAEMONSHUTDOWN'>
+
+/** Whether `err` is an error thrown by daemonkit; narrows it to `AnyDaemonkitError`. */
+export function isDaemonkitError(err: unknown): err is AnyDaemonkitError {
+  return err instanceof DaemonkitError
+}
+
 /** The pidfile is locked: a daemon is running (or being launched right now). */
-export class AlreadyRunningError extends DaemonkitError {
+export class AlreadyRunningError extends DaemonkitError<'EDAEMONRUNNING'> {
   /** The running daemon's pid, when the pidfile names one. */
   readonly pid: number | undefined
   /** The pidfile. */
@@ -29,7 +67,7 @@ export class AlreadyRunningError extends DaemonkitError {
 }
 
 /** The pidfile path is unsafe (symlink, FIFO, directory, …) or cannot be read or written. */
-export class PidfileError extends DaemonkitError {
+export class PidfileError extends DaemonkitError<'EPIDFILE'> {
   /** The pidfile. */
   readonly path: string
   /** The system error code behind it (`EACCES`, …), or `EPIDFILEUNSAFE` for an unsafe path. */
@@ -46,17 +84,23 @@ export class PidfileError extends DaemonkitError {
 export type NotReadyReason = 'exited' | 'timeout'
 
 /** The daemon failed, exited or timed out before it was ready. */
-export class ReadinessError extends DaemonkitError {
+export class ReadinessError extends DaemonkitError<'EDAEMONNOTREADY'> {
   /** The daemon's pid. */
   readonly pid: number
   /** What happened. */
   readonly reason: NotReadyReason
   /** The daemon's exit code, when it exited through Node's normal exit path. */
   readonly exitCode: number | undefined
-  /** What the daemon wrote to stderr before it failed (its last 8 KiB). */
-  readonly daemonStderr: string
+  /**
+   * What the daemon wrote to stderr before it failed (its last 8 KiB). Not enumerable when it was
+   * already relayed to the launcher's stderr, so that printing the error does not repeat it.
+   */
+  declare readonly daemonStderr: string
 
-  /** `subject` names what failed in the message; by default the daemon and its pid. */
+  /**
+   * `subject` names what failed in the message; by default the daemon and its pid. `relayed`:
+   * the daemon's stderr already reached the launcher's stderr, so the message does not repeat it.
+   */
   constructor(
     pid: number,
     reason: NotReadyReason,
@@ -64,18 +108,19 @@ export class ReadinessError extends DaemonkitError {
     daemonStderr: string,
     detail: string,
     subject = `daemon (pid ${pid})`,
+    { relayed = false }: { relayed?: boolean } = {},
   ) {
-    const tail = daemonStderr.trim()
+    const tail = relayed ? '' : daemonStderr.trim()
     super('EDAEMONNOTREADY', `${subject} ${detail}${tail ? `:\n${tail}` : ''}`)
     this.pid = pid
     this.reason = reason
     this.exitCode = exitCode
-    this.daemonStderr = daemonStderr
+    Object.defineProperty(this, 'daemonStderr', { value: daemonStderr, enumerable: !relayed, writable: false, configurable: true })
   }
 }
 
 /** The daemon could not be launched (fork or exec failed, or the script cannot be re-executed). */
-export class LaunchError extends DaemonkitError {
+export class LaunchError extends DaemonkitError<'EDAEMONLAUNCH'> {
   /** The system error code (`ENOENT`, `EACCES`, …) or `ENOREEXEC`. */
   readonly reason: string
   /** The program or script concerned. */
@@ -89,7 +134,7 @@ export class LaunchError extends DaemonkitError {
 }
 
 /** Daemons are not supported here (Windows), or no native binary exists for this platform. */
-export class UnsupportedPlatformError extends DaemonkitError {
+export class UnsupportedPlatformError extends DaemonkitError<'EDAEMONPLATFORM'> {
   /** `process.platform`-`process.arch`. */
   readonly platform: string
 
@@ -100,7 +145,7 @@ export class UnsupportedPlatformError extends DaemonkitError {
 }
 
 /** A `stdout` / `stderr` log file that cannot be opened, or is refused as unsafe. */
-export class LogfileError extends DaemonkitError {
+export class LogfileError extends DaemonkitError<'ELOGFILE'> {
   /** The log file. */
   readonly path: string
   /**

@@ -1,6 +1,6 @@
 export { daemonize, type DaemonHandle } from './daemonize'
 export { isDaemon } from './handoff'
-export type { DaemonizeOptions, OutputTarget } from './options'
+export type { DaemonizeOptions, NormalizedOptions, OutputTarget } from './options'
 export {
   AlreadyRunningError,
   DaemonkitError,
@@ -9,6 +9,9 @@ export {
   PidfileError,
   ReadinessError,
   UnsupportedPlatformError,
+  isDaemonkitError,
+  type AnyDaemonkitError,
+  type DaemonkitErrorCode,
   type NotReadyReason,
 } from './errors'
 export { Daemon, LSB, type DaemonAction, type DaemonContext, type DaemonOptions } from './daemon'

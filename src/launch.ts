@@ -442,7 +442,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     handle?.close()
     const stderr = watch.stderrTail()
     if (outcome.kind === 'timeout') {
-      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`)
+      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`, undefined, { relayed: true })
     }
     // Deno runs no 'exit' listener after an uncaught error, so there is no code to report then.
     const unknown = runtimeName() === 'deno' ? 'exited (an uncaught error, or killed by a signal)' : 'exited (killed by a signal?)'
@@ -452,7 +452,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       ? `: it lacks Deno's ${permission.name} permission${permission.target ? ` (for ${permission.target})` : ''}. The daemon ` +
         `gets the launcher's command-line flags, not what was granted at a prompt: start it with ${permission.flag}`
       : ''
-    throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready${why}`)
+    throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready${why}`, undefined, { relayed: true })
   } catch (err) {
     for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
     watch?.close()

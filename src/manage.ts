@@ -36,7 +36,7 @@ export type DaemonStatus =
 export type SignalName = NodeJS.Signals
 
 /** Signalling failed for a reason other than the daemon not running (e.g. `EPERM`). */
-export class SignalError extends DaemonkitError {
+export class SignalError extends DaemonkitError<'EDAEMONSIGNAL'> {
   /** The daemon's pid. */
   readonly pid: number
   /** The system error code, e.g. `EPERM` when the daemon belongs to another user. */
@@ -281,7 +281,7 @@ export type StopResult =
   | { stopped: false; reason: 'not-running' }
 
 /** The daemon outlived both the stop signal and the escalation signal. */
-export class StopTimeoutError extends DaemonkitError {
+export class StopTimeoutError extends DaemonkitError<'EDAEMONSTOPTIMEOUT'> {
   /** The daemon's pid. */
   readonly pid: number
   /** The pidfile. */

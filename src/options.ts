@@ -1,8 +1,11 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-/** Where a daemon's output goes: `'ignore'` (`/dev/null`) or a file path, opened for append. */
-export type OutputTarget = 'ignore' | string
+/**
+ * Where a daemon's output goes: `'ignore'` (`/dev/null`) or a file path, opened for append.
+ * (`string & {}` keeps `'ignore'` offered by editors instead of collapsing into `string`.)
+ */
+export type OutputTarget = 'ignore' | (string & {})
 
 /** Options of `daemonize()`. Every field is optional; defaults are given per field. */
 export interface DaemonizeOptions {

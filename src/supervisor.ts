@@ -9,10 +9,27 @@ const NAME = 'daemonkit-supervise'
 let cached: string | undefined
 
 /**
- * The path of the supervisor executable: next to the binding in a source build, else in the
- * platform package. Throws `UnsupportedPlatformError` if neither has it.
+ * The path of the supervisor executable: `$DAEMONKIT_SUPERVISOR_PATH` when set (as
+ * `NAPI_RS_NATIVE_LIBRARY_PATH` is for the addon), else next to the binding in a source build,
+ * else in the platform package. Throws `UnsupportedPlatformError` if none has it; a variable that
+ * names no executable is an error, never silently passed over.
  */
 export function supervisorPath(): string {
+  const override = process.env.DAEMONKIT_SUPERVISOR_PATH
+  if (override) {
+    const file = path.resolve(override)
+    try {
+      fs.accessSync(file, fs.constants.X_OK)
+      if (!fs.statSync(file).isFile()) throw new Error('not a regular file')
+    } catch (err) {
+      throw new UnsupportedPlatformError(
+        `DAEMONKIT_SUPERVISOR_PATH=${JSON.stringify(override)} does not name an executable file ` +
+          `(${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); unset it to use the bundled ${NAME}`,
+        { cause: err },
+      )
+    }
+    return file
+  }
   if (cached) return cached
   const candidates = [path.join(__dirname, '..', 'binding', NAME)]
   const pkg = platformPackageName()
