@@ -126,6 +126,9 @@ export function lockPidfile(pidFile: string): number {
     )
   }
   if (acquired.running || acquired.fd === undefined) throw new AlreadyRunningError(pidFile, acquired.runningPid)
+  if (acquired.replacedShared) {
+    process.stderr.write(`daemonkit: ${pidFile} was held with shared locks only, which no daemon holds: replaced it with a new pidfile (the old one's readers keep theirs)\n`)
+  }
   return acquired.fd
 }
 

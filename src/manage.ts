@@ -380,7 +380,8 @@ async function stopOnce(
       const reason = raw.state === 'foreign' ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
       throw new PidfileError(file, reason, `${s.state === 'unknown' ? s.reason : `the pidfile is ${s.state}`}; refusing to signal anything`)
     }
-    removeStalePidfile(file)
+    // Nothing was stopped: the file is left as it is (whatever it is), a stale pidfile reads
+    // as "dead" and start takes it over.
     return { stopped: false, reason: 'not-running' }
   }
   const { handle } = holder
