@@ -261,7 +261,7 @@ const MAX_SYMLINKS: u32 = 40;
 /// Whether a directory (or link) could only have been changed by root or by `euid`: owned by
 /// one of them and writable by nobody else. A sticky directory writable by others does not
 /// count, since anyone can create a link in it.
-fn trusted(st: &libc::stat, euid: u32) -> bool {
+pub(crate) fn trusted(st: &libc::stat, euid: u32) -> bool {
     (st.st_uid == 0 || st.st_uid == euid) && st.st_mode & (libc::S_IWGRP | libc::S_IWOTH) == 0
 }
 
