@@ -395,3 +395,16 @@ test('a readyTimeout near 2^31-1 ms does not make the daemon end itself at once'
   t.true(h.isLocked(pidFile))
   t.notRegex(read(log) ?? '', /not ready after/)
 })
+
+test('a daemon that exits before ready without reporting how is not said to be "killed by a signal"', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const script = path.join(dir, 'quits.js')
+  // process.reallyExit skips the 'exit' handlers, so no EXIT line reaches the launcher.
+  fs.writeFileSync(script, `require(${JSON.stringify(path.join(__dirname, '..'))}).daemonize({ pidFile: ${JSON.stringify(pidFile)}, ready: 'manual' }).then(() => process.reallyExit(1))\n`)
+  const r = await h.run(process.execPath, [script], { timeout: 30_000 })
+  t.is(r.code, 1)
+  t.notRegex(r.stderr, /killed by a signal/)
+  t.regex(r.stderr, /exited without reporting how/)
+  t.false(fs.existsSync(pidFile))
+})

@@ -168,7 +168,7 @@ function closeQuietly(fd: number | undefined): void {
 type Outcome =
   | { kind: 'ready' }
   | { kind: 'exited'; exitCode: number | undefined }
-  | { kind: 'timeout' }
+  | { kind: 'timeout'; endedItself?: true }
 
 /** Reads the readiness pipe and relays the daemon's startup stderr until one outcome. */
 function awaitReadiness(
@@ -213,7 +213,7 @@ function awaitReadiness(
         if (from !== token) continue
         if (word === 'READY') settle({ kind: 'ready' })
         else if (word === 'EXIT') exitCode = Number(value)
-        else if (word === 'TIMEOUT') settle({ kind: 'timeout' }) // the daemon's own deadline passed first
+        else if (word === 'TIMEOUT') settle({ kind: 'timeout', endedItself: true }) // the daemon's own deadline passed first
       }
     })
     const ended = (): void => settle({ kind: 'exited', exitCode })
@@ -389,9 +389,11 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     handle?.close()
     const stderr = watch.stderrTail()
     if (outcome.kind === 'timeout') {
-      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`)
+      const end = outcome.endedItself ? 'ended itself (exit code 1)' : 'was killed'
+      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and ${end}${processLimitHint()}`)
     }
-    const how = outcome.exitCode === undefined ? 'exited (killed by a signal?)' : `exited with code ${outcome.exitCode}`
+    // The daemon is not our child: without its EXIT line, how it ended cannot be seen from here.
+    const how = outcome.exitCode === undefined ? 'exited without reporting how (a signal, or an exit that skipped its exit handlers)' : `exited with code ${outcome.exitCode}`
     throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`)
   } catch (err) {
     for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
