@@ -82,6 +82,7 @@ mod imp {
     /// device and inode. Where `st_dev` is not the device the kernel prints there (btrfs
     /// subvolumes, overlayfs), nothing is proven: the answer is then `NotHolder`, never a
     /// wrong `Proven`.
+    #[allow(clippy::unnecessary_cast)] // st_ino is not u64 on every Linux target
     pub(super) fn check(pid: i32, file: RawFd) -> Holder {
         let ours = match fstat(file) {
             Ok(st) => st,
