@@ -345,3 +345,61 @@ test('daemonkit start with an unreachable NOTIFY_SOCKET detaches too', async (t)
   t.regex(r.stderr, /detaching as usual/)
   t.true(h.isLocked(pidFile))
 })
+
+// ---------------------------------------------------------------- readyTimeout edge values
+
+test('every readyTimeout daemonize() accepts survives the hand-off marker (format, then parse)', (t) => {
+  const { formatHandoff, parseHandoff } = require('../dist/handoff')
+  for (const readyTimeout of [1, 0.5, 1500.5, 30_000, 2 ** 31 - 1001, 2 ** 31 - 1.5, 2 ** 31 - 1]) {
+    const h0 = { token: 'a'.repeat(32), readyFd: 3, stderrFd: 4, lockFd: 5, pidFile: '/run/x y.pid', readyTimeout }
+    const parsed = parseHandoff(formatHandoff(h0))
+    t.is(typeof parsed, 'object', `readyTimeout ${readyTimeout}: ${parsed}`)
+    t.is(parsed.readyTimeout, Math.ceil(readyTimeout))
+    t.is(parsed.pidFile, '/run/x y.pid')
+  }
+})
+
+test('a fractional readyTimeout launches a daemon', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const adopted = path.join(dir, 'adopted')
+  cleanupFromPidfile(t, pidFile, dir)
+  const { exited } = spawnLauncher(t, { options: { pidFile, readyTimeout: 1500.5 }, adopted })
+  const r = await exited
+  t.is(r.code, 0)
+  const pid = h.readPid(pidFile)
+  h.cleanupPid(t, pid, dir)
+  t.is(Number(read(adopted)), pid)
+  t.true(h.isLocked(pidFile))
+})
+
+test('a readyTimeout near 2^31-1 ms does not make the daemon end itself at once', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const adopted = path.join(dir, 'adopted')
+  const log = path.join(dir, 'err.log')
+  cleanupFromPidfile(t, pidFile, dir)
+  const { child, exited } = spawnLauncher(t, { options: { pidFile, ready: 'manual', readyTimeout: 2 ** 31 - 1, stderr: log }, adopted })
+  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  h.cleanupPid(t, pid, dir)
+  // Its launcher gone, only the daemon's own deadline could end it.
+  child.kill('SIGKILL')
+  await exited
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  t.true(h.isRunning(pid), 'the daemon still waits for readiness')
+  t.true(h.isLocked(pidFile))
+  t.notRegex(read(log) ?? '', /not ready after/)
+})
+
+test('a daemon that exits before ready without reporting how is not said to be "killed by a signal"', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const script = path.join(dir, 'quits.js')
+  // process.reallyExit skips the 'exit' handlers, so no EXIT line reaches the launcher.
+  fs.writeFileSync(script, `require(${JSON.stringify(path.join(__dirname, '..'))}).daemonize({ pidFile: ${JSON.stringify(pidFile)}, ready: 'manual' }).then(() => process.reallyExit(1))\n`)
+  const r = await h.run(process.execPath, [script], { timeout: 30_000 })
+  t.is(r.code, 1)
+  t.notRegex(r.stderr, /killed by a signal/)
+  t.regex(r.stderr, /exited without reporting how/)
+  t.false(fs.existsSync(pidFile))
+})

@@ -4,7 +4,7 @@
 const test = require('ava')
 const fs = require('node:fs')
 const path = require('node:path')
-const { spawnSync, execFileSync } = require('node:child_process')
+const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const h = require('./helpers')
 const daemonkit = require('..')
 
@@ -278,4 +278,55 @@ h.needs('root', 'mount', 'umount')('a full disk: lines stay whole, and one notic
   t.regex(notice.why, /space/i)
   // The notice stands where the gap is.
   t.is(numbers[notice.at] - numbers[notice.at - 1] - 1, lost)
+})
+
+// ---------------------------------------------------------------- links root made, FIFOs with a reader
+
+test('run -o /dev/stdout and -e /dev/stderr write to the caller\'s own stdout and stderr', async (t) => {
+  const st = fs.lstatSync('/dev/stdout', { throwIfNoEntry: false })
+  if (!st || !st.isSymbolicLink() || st.uid !== 0) return t.pass('/dev/stdout is not root\'s symbolic link here: skipped')
+  // Through sh, so that stdout and stderr are real pipes (Node gives children sockets).
+  const q = (s) => `'${s.replace(/'/g, "'\\''")}'`
+  const script = `${q(process.execPath)} ${q(CLI)} run -o /dev/stdout -e /dev/stderr -- sh -c 'echo out; echo err >&2' 2>&1 | cat`
+  const r = await h.run('sh', ['-c', script])
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stdout, /^out$/m)
+  t.regex(r.stdout, /^err$/m)
+})
+
+test('a FIFO with a reader is a log; a FIFO nobody reads is refused with a clear message', async (t) => {
+  const dir = h.tempDir(t)
+  const fifo = path.join(dir, 'fifo.log')
+  execFileSync('mkfifo', [fifo])
+  let r = await cli(['run', '-o', fifo, '--', 'echo', 'hi'])
+  t.is(r.code, 1, r.stdout)
+  t.regex(r.stderr, /a FIFO that nobody reads/)
+  const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'ignore'] })
+  t.teardown(() => reader.exitCode === null && reader.kill('SIGKILL'))
+  let got = ''
+  reader.stdout.on('data', (d) => (got += d))
+  const readerDone = new Promise((resolve) => reader.on('close', resolve))
+  // cat opens the FIFO (blocking until a writer comes): retry until it is there.
+  await h.waitFor(async () => {
+    r = await cli(['run', '-o', fifo, '--', 'echo', 'hi'])
+    return r.code === 0
+  }, { timeout: 15_000, what: 'a run writing into the FIFO' })
+  await readerDone
+  t.regex(got, /^hi$/m)
+})
+
+h.needs('root', 'setpriv')('a dangling symlink another user planted in a sticky directory is refused as a symlink (exit 1)', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o1777)
+  const log = path.join(dir, 'app.log')
+  asNobody(t, `ln -s ${path.join(dir, 'nowhere')} ${log}`)
+  // The default on most systems (the kernel then answers EACCES, not ELOOP); restored after.
+  const sysctl = '/proc/sys/fs/protected_symlinks'
+  const before = fs.readFileSync(sysctl, 'utf8').trim()
+  fs.writeFileSync(sysctl, '1')
+  t.teardown(() => fs.writeFileSync(sysctl, before))
+  const r = await cli(['run', '-o', log, '--', 'echo', 'hi'])
+  t.is(r.code, 1, r.stderr)
+  t.regex(r.stderr, /symbolic link/)
+  t.false(fs.existsSync(path.join(dir, 'nowhere')))
 })

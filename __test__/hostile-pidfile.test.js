@@ -3,6 +3,7 @@
 // other processes, full filesystems; and stop() against stopped, stubborn and dying daemons.
 const test = require('ava')
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const h = require('./helpers')
@@ -100,8 +101,10 @@ serial('stop on a hard link to a big file neither truncates nor removes it (9: h
   const link = path.join(dir, 'x.pid')
   fs.linkSync(big, link)
 
+  // A file with other names is reported unsafe: stop refuses it (exit 1) and touches nothing.
   let r = await cli(['stop', '-p', link])
-  t.is(r.code, 0, r.stderr)
+  t.is(r.code, 1, r.stderr)
+  t.regex(r.stderr, /hard links/)
   t.is(fs.statSync(big).size, 1 << 20, 'the linked file kept its content')
   t.true(fs.existsSync(link), 'the link was not removed')
 
@@ -115,18 +118,26 @@ serial('stop on a hard link to a big file neither truncates nor removes it (9: h
   t.regex(r.stderr, /hard links/)
   t.is(fs.readFileSync(other, 'utf8'), '4242\n')
   r = await cli(['stop', '-p', pidLink])
-  t.is(r.code, 0, r.stderr)
+  t.is(r.code, 1, r.stderr)
   t.is(fs.readFileSync(other, 'utf8'), '4242\n')
   t.true(fs.existsSync(pidLink))
   t.deepEqual(h.processesMentioning(dir), [])
 })
 
-serial('a real stale pidfile (a pid, nobody locks it) is still removed by stop', async (t) => {
+serial('stop removes nothing when it stopped nothing: a stale pidfile, a port.conf saying 8080, another tool\'s pidfile', async (t) => {
   const dir = h.tempDir(t)
-  const pidFile = path.join(dir, 'stale.pid')
-  fs.writeFileSync(pidFile, '4242\n')
-  t.deepEqual(await daemonkit.stop(pidFile), { stopped: false, reason: 'not-running' })
-  t.false(fs.existsSync(pidFile))
+  const files = { 'stale.pid': '4242\n', 'port.conf': '8080\n', 'other-tool.pid': `${process.pid}\n` }
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(dir, name)
+    fs.writeFileSync(file, content)
+    t.deepEqual(await daemonkit.stop(file), { stopped: false, reason: 'not-running' })
+    const r = await cli(['stop', '-p', file])
+    t.is(r.code, 0, r.stderr)
+    t.is(fs.readFileSync(file, 'utf8'), content, `${name} is left as it was`)
+  }
+  const r = await cli(['status', '-p', path.join(dir, 'stale.pid')])
+  t.is(r.code, 1)
+  t.regex(r.stdout, /^dead: /)
 })
 
 // ------------------------------------------------------------------------------------------
@@ -187,7 +198,7 @@ h.needs('root', 'flock', 'setpriv').serial('after a crash, nobody locks the stal
   t.is((await cli(['status', '-p', pidFile])).code, 4)
 })
 
-h.needs('root', 'flock', 'setpriv').serial('a shared flock held by nobody on a stale pidfile: start says so plainly instead of "already running"', async (t) => {
+h.needs('root', 'flock', 'setpriv').serial('a shared flock held by nobody on a stale pidfile: status says so, start replaces the file and starts', async (t) => {
   const dir = h.tempDir(t)
   fs.chmodSync(dir, 0o755)
   const pidFile = path.join(dir, 'svc.pid')
@@ -198,13 +209,33 @@ h.needs('root', 'flock', 'setpriv').serial('a shared flock held by nobody on a s
   t.is(fs.readFileSync(pidFile, 'utf8'), `${crashed}\n`, 'the crash left the file behind')
   await flockHolder(t, dir, pidFile, '-s', { asNobody: true })
 
-  let r = await cli(['start', '-p', pidFile, '--', ...sleeper(dir)])
-  t.is(r.code, 1)
-  t.notRegex(r.stdout, /already running/)
-  t.regex(r.stderr, new RegExp(`locked, but not by pid ${crashed}`))
-  r = await cli(['status', '-p', pidFile])
+  let r = await cli(['status', '-p', pidFile])
   t.is(r.code, 4)
-  t.regex(r.stdout, /^unknown: .*another process holds its lock/)
+  t.regex(r.stdout, /^unknown: .*shared locks only/)
+  const oldInode = fs.statSync(pidFile).ino
+  r = await cli(['start', '--json', '-p', pidFile, '--', ...sleeper(dir)])
+  t.is(r.code, 0, r.stderr)
+  const started = JSON.parse(r.stdout)
+  h.cleanupPid(t, started.pid, dir)
+  h.cleanupPid(t, started.commandPid, dir)
+  t.regex(r.stderr, /shared locks only.*replaced it with a new pidfile/)
+  t.not(fs.statSync(pidFile).ino, oldInode, 'a fresh file')
+  t.is(h.readPid(pidFile), started.pid)
+  r = await cli(['status', '-p', pidFile])
+  t.is(r.code, 0, r.stdout)
+})
+
+h.needs('root', 'flock', 'setpriv').serial('an exclusive flock held by another process than the named one still refuses start', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o755)
+  const pidFile = path.join(dir, 'svc.pid')
+  const victim = bystander(t, dir)
+  fs.writeFileSync(pidFile, `${victim.pid}\n`)
+  await flockHolder(t, dir, pidFile, '-x', { asNobody: true })
+  const r = await cli(['start', '-p', pidFile, '--', ...sleeper(dir)])
+  t.is(r.code, 1)
+  t.regex(r.stderr, new RegExp(`locked, but not by pid ${victim.pid}`))
+  t.is(fs.readFileSync(pidFile, 'utf8'), `${victim.pid}\n`)
 })
 
 serial('a daemon still starting up (waiting for its command to be ready) is proven to hold its lock, and its start goes on', async (t) => {
@@ -227,7 +258,7 @@ serial('a daemon still starting up (waiting for its command to be ready) is prov
   t.like(await daemonkit.stop(pidFile), { stopped: true, pid: started.pid })
 })
 
-rootTest('as another user, status of root\'s daemon says it cannot verify, and stop signals nothing', async (t) => {
+h.needs('root', 'setpriv').serial('as another user, status of root\'s daemon says it cannot verify, and stop signals nothing', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'root.pid')
   const daemon = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir)])
@@ -345,4 +376,97 @@ rootTest('daemonize() with the pidfile on a full filesystem rejects with a Pidfi
   await h.settle(() => daemons.every((pid) => !h.isRunning(pid)))
   for (const pid of daemons) t.false(h.isRunning(pid), `daemon ${pid} is gone`)
   t.false(fs.existsSync(pidFile))
+})
+
+// ------------------------------------------------------------------------------------------
+// symlinked directories and hard links lead to another service's pidfile
+// ------------------------------------------------------------------------------------------
+
+/** Runs `sh -c script` as nobody. */
+function asNobody(script, cwd) {
+  return spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', script], { cwd, encoding: 'utf8' })
+}
+
+h.needs('root', 'setpriv').serial('a symlinked directory planted by a user does not lead stop, signal or status to another service', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o755)
+  const other = path.join(dir, 'othersvc', 'run')
+  const app = path.join(dir, 'appsvc')
+  fs.mkdirSync(other, { recursive: true })
+  fs.mkdirSync(app)
+  fs.chownSync(app, 65534, 65534)
+  const otherPid = path.join(other, 'daemon.pid')
+  const daemon = await start(t, dir, ['-p', otherPid, '--', ...sleeper(dir)])
+  const r0 = asNobody(`ln -s ${other} run`, app)
+  t.is(r0.status, 0, r0.stderr)
+  const planted = path.join(app, 'run', 'daemon.pid')
+
+  let r = await cli(['stop', '-p', planted])
+  t.not(r.code, 0, r.stdout)
+  t.regex(r.stderr + r.stdout, /symbolic link .*appsvc\/run.* not followed/)
+  r = await cli(['signal', '-p', planted, 'TERM'])
+  t.not(r.code, 0)
+  r = await cli(['status', '-p', planted])
+  t.is(r.code, 4, r.stdout)
+  t.regex(r.stdout, /appsvc\/run/)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.true(h.isRunning(daemon.pid), 'the other service still runs')
+  t.true(h.isLocked(otherPid))
+  t.is(h.readPid(otherPid), daemon.pid)
+})
+
+h.needs('root', 'setpriv').serial('start as root does not write through a symlinked directory a user planted', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o755)
+  const rootOnly = path.join(dir, 'rootonly')
+  const app = path.join(dir, 'appsvc')
+  fs.mkdirSync(rootOnly, { mode: 0o700 })
+  fs.mkdirSync(app)
+  fs.chownSync(app, 65534, 65534)
+  t.is(asNobody(`ln -s ${rootOnly} run`, app).status, 0)
+  const r = await cli(['start', '-p', path.join(app, 'run', 'daemon.pid'), '--', ...sleeper(dir)])
+  t.is(r.code, 1, r.stdout)
+  t.regex(r.stderr, /symbolic link .*appsvc\/run/)
+  t.false(fs.existsSync(path.join(rootOnly, 'daemon.pid')), 'nothing created in the root-only directory')
+})
+
+rootTest('a symlinked directory is followed where nobody else could have planted it, refused below /tmp', async (t) => {
+  // A directory of its own under /run (root's, writable by nobody else), removed at teardown.
+  const dir = fs.mkdtempSync('/run/daemonkit-test-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  fs.mkdirSync(path.join(dir, 'real'), { mode: 0o755 })
+  fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'run'))
+  const daemon = await start(t, dir, ['-p', path.join(dir, 'run', 'd.pid'), '--', ...sleeper(dir)])
+  t.is(h.readPid(path.join(dir, 'real', 'd.pid')), daemon.pid)
+  const r = await cli(['status', '-p', path.join(dir, 'run', 'd.pid')])
+  t.is(r.code, 0, r.stdout)
+
+  const tmp = h.tempDir(t) // below /tmp, which everybody can write to
+  fs.mkdirSync(path.join(tmp, 'real'))
+  fs.symlinkSync(path.join(tmp, 'real'), path.join(tmp, 'run'))
+  const refused = await cli(['start', '-p', path.join(tmp, 'run', 'd.pid'), '--', ...sleeper(tmp)])
+  t.is(refused.code, 1)
+  t.regex(refused.stderr, /symbolic link .*\/run, which others could have planted/)
+  t.false(fs.existsSync(path.join(tmp, 'real', 'd.pid')))
+})
+
+rootTest('a hard link to another service\'s pidfile is reported unsafe and never acted on', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o755)
+  const otherPid = path.join(dir, 'other.pid')
+  const daemon = await start(t, dir, ['-p', otherPid, '--', ...sleeper(dir)])
+  fs.mkdirSync(path.join(dir, 'run'))
+  const linked = path.join(dir, 'run', 'api.pid')
+  fs.linkSync(otherPid, linked)
+  let r = await cli(['status', '-p', linked])
+  t.is(r.code, 4, r.stdout)
+  t.regex(r.stdout, /hard links/)
+  r = await cli(['stop', '-p', linked])
+  t.not(r.code, 0, r.stdout)
+  r = await cli(['signal', '-p', linked, 'TERM'])
+  t.not(r.code, 0, r.stdout)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.true(h.isRunning(daemon.pid), 'the other service still runs')
+  t.true(fs.existsSync(linked) && fs.existsSync(otherPid))
+  fs.unlinkSync(linked)
 })

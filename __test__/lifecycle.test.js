@@ -100,7 +100,7 @@ test('restart: a new daemon replaces the old one, which the relaunch does not st
   t.true(h.isRunning(second), 'the restarted daemon keeps running')
 })
 
-test('status: a daemon killed with SIGKILL is "dead" (exit 1); stop then cleans the stale file', async (t) => {
+test('status: a daemon killed with SIGKILL is "dead" (exit 1); stop leaves the stale file, start takes it over', async (t) => {
   const dir = h.tempDir(t)
   const spec = { pidFile: path.join(dir, 's.pid') }
   const pid = await startService(t, dir, spec)
@@ -113,7 +113,9 @@ test('status: a daemon killed with SIGKILL is "dead" (exit 1); stop then cleans 
   r = await service('stop', spec)
   t.is(r.code, 0)
   t.is(r.stdout, 'not running\n')
-  t.false(fs.existsSync(spec.pidFile))
+  t.is(fs.readFileSync(spec.pidFile, 'utf8'), `${pid}\n`, 'nothing was stopped, so nothing was removed')
+  const again = await startService(t, dir, spec)
+  t.is(h.readPid(spec.pidFile), again)
 })
 
 test('an error in run() fails start in the launcher with its message; nothing is left', async (t) => {

@@ -46,6 +46,8 @@ export interface Acquired {
   foreign: boolean
   /** With `foreign`: the pid the file names, if valid. */
   foreignNamedPid?: number
+  /** The lock was taken on a fresh file: the previous one was held with shared locks only. */
+  replacedShared: boolean
 }
 
 /** Opens, locks and empties the pidfile at `path`. */

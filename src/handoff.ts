@@ -59,11 +59,13 @@ const STATE_KEY = Symbol.for('daemonkit.state')
  * `v2:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<readyTimeout ms>:<pidfile, URI-encoded, or empty>`
  */
 export function formatHandoff(h: Handoff): string {
-  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', h.readyTimeout, encodeURIComponent(h.pidFile ?? '')].join(':')
+  // A fractional readyTimeout is accepted as an option; the marker carries whole milliseconds.
+  const readyTimeout = Math.ceil(h.readyTimeout)
+  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', readyTimeout, encodeURIComponent(h.pidFile ?? '')].join(':')
 }
 
 /** Why a marker cannot be read, or the hand-off it describes. */
-function parseHandoff(raw: string): Handoff | string {
+export function parseHandoff(raw: string): Handoff | string {
   const parts = raw.split(':')
   if (parts.length !== 7 || parts[0] !== 'v2' || !/^[0-9a-f]{32}$/.test(parts[1])) return 'it is not in the format this version writes'
   const numberOf = (s: string): number | undefined => (/^[0-9]{1,10}$/.test(s) ? Number(s) : undefined)
@@ -263,7 +265,8 @@ function watchLauncher(s: DaemonState, h: Handoff): void {
     if (original) Object.defineProperty(process, 'stderr', original)
   }
 
-  s.deadline = setTimeout(() => endNotReady(s, h), h.readyTimeout + DEADLINE_GRACE_MS)
+  // setTimeout fires at once for anything above 2^31-1 ms: cap it (that is 24.8 days).
+  s.deadline = setTimeout(() => endNotReady(s, h), Math.min(h.readyTimeout + DEADLINE_GRACE_MS, 2 ** 31 - 1))
   s.deadline.unref()
 }
 

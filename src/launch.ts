@@ -134,6 +134,9 @@ export function lockPidfile(pidFile: string): number {
     )
   }
   if (acquired.running || acquired.fd === undefined) throw new AlreadyRunningError(pidFile, acquired.runningPid)
+  if (acquired.replacedShared) {
+    process.stderr.write(`daemonkit: ${pidFile} was held with shared locks only, which no daemon holds: replaced it with a new pidfile (the old one's readers keep theirs)\n`)
+  }
   return acquired.fd
 }
 
@@ -220,7 +223,7 @@ export function readPipe(fd: number, onData: (chunk: Buffer) => void, onEnd: () 
 type Outcome =
   | { kind: 'ready' }
   | { kind: 'exited'; exitCode: number | undefined }
-  | { kind: 'timeout' }
+  | { kind: 'timeout'; endedItself?: true }
 
 /** Reads the readiness pipe and relays the daemon's startup stderr until one outcome. */
 function awaitReadiness(
@@ -268,7 +271,7 @@ function awaitReadiness(
           if (from !== token) continue
           if (word === 'READY') settle({ kind: 'ready' })
           else if (word === 'EXIT') exitCode = Number(value)
-          else if (word === 'TIMEOUT') settle({ kind: 'timeout' }) // the daemon's own deadline passed first
+          else if (word === 'TIMEOUT') settle({ kind: 'timeout', endedItself: true }) // the daemon's own deadline passed first
         }
       },
       () => settle({ kind: 'exited', exitCode }),
@@ -442,10 +445,15 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     handle?.close()
     const stderr = watch.stderrTail()
     if (outcome.kind === 'timeout') {
-      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and was killed${processLimitHint()}`, undefined, { relayed: true })
+      const end = outcome.endedItself ? 'ended itself (exit code 1)' : 'was killed'
+      throw new ReadinessError(pid, 'timeout', undefined, stderr, `was not ready after ${opts.readyTimeout} ms and ${end}${processLimitHint()}`, undefined, { relayed: true })
     }
-    // Deno runs no 'exit' listener after an uncaught error, so there is no code to report then.
-    const unknown = runtimeName() === 'deno' ? 'exited (an uncaught error, or killed by a signal)' : 'exited (killed by a signal?)'
+    // The daemon is not our child: without its EXIT line, how it ended cannot be seen from here
+    // (and Deno runs no 'exit' listener after an uncaught error).
+    const unknown =
+      runtimeName() === 'deno'
+        ? 'exited without reporting how (an uncaught error, a signal, or an exit that skipped its exit handlers)'
+        : 'exited without reporting how (a signal, or an exit that skipped its exit handlers)'
     const how = outcome.exitCode === undefined ? unknown : `exited with code ${outcome.exitCode}`
     const permission = runtimeName() === 'deno' ? missingDenoPermission(stderr) : undefined
     const why = permission

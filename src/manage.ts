@@ -75,17 +75,20 @@ function supervisedCommand(pid: number): number | undefined {
   if (process.platform !== 'linux') return undefined
   try {
     if (path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) !== 'daemonkit-supervise') return undefined
-    // Besides the command, the supervisor's children are its guard and, as a child subreaper,
-    // the command's orphaned descendants, all started after the command: the command is the
-    // oldest child that is not the guard.
+    // Besides the command, the supervisor's children are, as a child subreaper, the command's
+    // orphaned descendants, all started after the command (the guard is forked twice, so it is
+    // a child only where the supervisor is PID 1 of a namespace, and it never leads a process
+    // group). The command is the oldest child leading its own process group; a name (comm)
+    // proves nothing, any process can take any.
     let command: { pid: number; started: number } | undefined
     for (const entry of fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')) {
       const child = Number(entry)
       if (!Number.isInteger(child) || child <= 1) continue
       try {
-        if (fs.readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'daemonkit-guard') continue
         const stat = fs.readFileSync(`/proc/${child}/stat`, 'utf8')
-        const started = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19])
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+        if (Number(fields[2]) !== child) continue
+        const started = Number(fields[19])
         if (command === undefined || started < command.started) command = { pid: child, started }
       } catch {
         // exited meanwhile
@@ -380,7 +383,8 @@ async function stopOnce(
       const reason = raw.state === 'foreign' ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
       throw new PidfileError(file, reason, `${s.state === 'unknown' ? s.reason : `the pidfile is ${s.state}`}; refusing to signal anything`)
     }
-    removeStalePidfile(file)
+    // Nothing was stopped: the file is left as it is (whatever it is), a stale pidfile reads
+    // as "dead" and start takes it over.
     return { stopped: false, reason: 'not-running' }
   }
   const { handle } = holder

@@ -7,8 +7,8 @@
 //! open file description, so the line appears in the fdinfo of every process sharing it (a
 //! daemon that inherited its launcher's lock shows it), while the pid inside the line is the
 //! original locker's (the launcher's, long gone): that pid is ignored here. What counts is that
-//! process `pid` has a descriptor on the very same file (device and inode) through which an
-//! exclusive `FLOCK` is held.
+//! process `pid` has a descriptor through which an exclusive `FLOCK` is held on the very same
+//! file, as the device and inode in the lock line show.
 //!
 //! Elsewhere (macOS, the BSDs) no such proof exists: [`check`] answers
 //! [`Holder::Unsupported`].
@@ -45,7 +45,6 @@ pub fn check(pid: i32, file: RawFd) -> Holder {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod imp {
     use super::*;
-    use std::ffi::CString;
     use std::io::ErrorKind;
 
     fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
@@ -56,39 +55,41 @@ mod imp {
         }
     }
 
-    fn stat(path: &str) -> Result<libc::stat, Errno> {
-        let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
-        // SAFETY: `st` is plain data written by stat; `c` is NUL-terminated. stat follows the
-        // /proc magic link to the open file itself.
-        unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            Errno::result(libc::stat(c.as_ptr(), &mut st)).map(|_| st)
-        }
-    }
-
     fn errno_of(e: &std::io::Error) -> Errno {
         e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
     }
 
-    /// Whether an fdinfo text lists an exclusive, granted `flock`. The fdinfo of a descriptor
-    /// lists only the locks held through that descriptor's open file description, so the
-    /// device and inode inside the line need no matching (they would not match `st_dev` on
-    /// btrfs subvolumes or overlayfs anyway).
-    pub(super) fn lists_exclusive_flock(fdinfo: &str) -> bool {
+    /// Whether an fdinfo text lists an exclusive, granted `flock` on the file `dev` (as the
+    /// kernel prints it, `major:minor` in hex) and `ino`. The fdinfo of a descriptor lists only
+    /// the locks held through that descriptor's open file description.
+    pub(super) fn lists_exclusive_flock(fdinfo: &str, dev: (u32, u32), ino: u64) -> bool {
         fdinfo.lines().filter_map(|l| l.strip_prefix("lock:")).any(|rest| {
             let words: Vec<&str> = rest.split_whitespace().collect();
-            // ["1:", "FLOCK", "ADVISORY", "WRITE", pid, dev:ino, start, end]; a blocked
+            // ["1:", "FLOCK", "ADVISORY", "WRITE", pid, maj:min:ino, start, end]; a blocked
             // request would carry "->" after the id.
-            words.len() >= 4 && words[1] == "FLOCK" && words[3] == "WRITE"
+            words.len() >= 6 && words[1] == "FLOCK" && words[3] == "WRITE" && same_file(words[5], dev, ino)
         })
     }
 
+    fn same_file(field: &str, dev: (u32, u32), ino: u64) -> bool {
+        let mut parts = field.split(':');
+        let (Some(maj), Some(min), Some(i), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return false };
+        u32::from_str_radix(maj, 16) == Ok(dev.0) && u32::from_str_radix(min, 16) == Ok(dev.1) && i.parse::<u64>() == Ok(ino)
+    }
+
+    /// The targets of `/proc/PID/fd` are never looked at (a `stat` of a descriptor on a hung
+    /// FUSE or NFS mount would hang): only the fdinfo lock lines, which name the file by
+    /// device and inode. Where `st_dev` is not the device the kernel prints there (btrfs
+    /// subvolumes, overlayfs), nothing is proven: the answer is then `NotHolder`, never a
+    /// wrong `Proven`.
+    #[allow(clippy::unnecessary_cast)] // st_ino is not u64 on every Linux target
     pub(super) fn check(pid: i32, file: RawFd) -> Holder {
         let ours = match fstat(file) {
             Ok(st) => st,
             Err(e) => return Holder::Unverifiable(e),
         };
-        let entries = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        let dev = (libc::major(ours.st_dev) as u32, libc::minor(ours.st_dev) as u32);
+        let entries = match std::fs::read_dir(format!("/proc/{pid}/fdinfo")) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Holder::NotHolder,
             Err(e) => return Holder::Unverifiable(errno_of(&e)),
@@ -97,25 +98,14 @@ mod imp {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(n) = name.to_str() else { continue };
-            let st = match stat(&format!("/proc/{pid}/fd/{n}")) {
-                Ok(st) => st,
-                Err(Errno::EACCES) | Err(Errno::EPERM) => {
-                    unreadable = Some(Errno::EACCES);
-                    continue;
-                }
-                Err(_) => continue, // closed meanwhile, or a descriptor that cannot be stat'ed
-            };
-            if st.st_dev != ours.st_dev || st.st_ino != ours.st_ino {
-                continue;
-            }
             match std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{n}")) {
-                Ok(info) if lists_exclusive_flock(&info) => return Holder::Proven,
+                Ok(info) if lists_exclusive_flock(&info, dev, ours.st_ino as u64) => return Holder::Proven,
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => unreadable = Some(errno_of(&e)),
             }
         }
-        // The process may have exited while we looked: its fd directory is then empty.
+        // The process may have exited while we looked: its fdinfo directory is then empty.
         match unreadable {
             Some(errno) if std::path::Path::new(&format!("/proc/{pid}")).exists() => Holder::Unverifiable(errno),
             _ => Holder::NotHolder,
@@ -138,10 +128,13 @@ mod tests {
 
     #[test]
     fn fdinfo_lines() {
-        assert!(lists_exclusive_flock("pos:\t0\nflags:\t0100000\nlock:\t1: FLOCK  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n"));
-        assert!(!lists_exclusive_flock("pos:\t0\nlock:\t1: FLOCK  ADVISORY  READ 12529 fe:00:9978178 0 EOF\n"));
-        assert!(!lists_exclusive_flock("lock:\t1: POSIX  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n"));
-        assert!(!lists_exclusive_flock("lock:\t1: -> FLOCK  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n"));
-        assert!(!lists_exclusive_flock("pos:\t0\nflags:\t0100000\n"));
+        let (dev, ino) = ((0xfe, 0), 9978178);
+        assert!(lists_exclusive_flock("pos:\t0\nflags:\t0100000\nlock:\t1: FLOCK  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n", dev, ino));
+        assert!(!lists_exclusive_flock("lock:\t1: FLOCK  ADVISORY  WRITE 12529 fe:00:9978179 0 EOF\n", dev, ino), "another inode");
+        assert!(!lists_exclusive_flock("lock:\t1: FLOCK  ADVISORY  WRITE 12529 fe:01:9978178 0 EOF\n", dev, ino), "another device");
+        assert!(!lists_exclusive_flock("pos:\t0\nlock:\t1: FLOCK  ADVISORY  READ 12529 fe:00:9978178 0 EOF\n", dev, ino));
+        assert!(!lists_exclusive_flock("lock:\t1: POSIX  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n", dev, ino));
+        assert!(!lists_exclusive_flock("lock:\t1: -> FLOCK  ADVISORY  WRITE 12529 fe:00:9978178 0 EOF\n", dev, ino));
+        assert!(!lists_exclusive_flock("pos:\t0\nflags:\t0100000\n", dev, ino));
     }
 }

@@ -22,12 +22,13 @@
 use std::ffi::CString;
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
 use crate::launch::Credentials;
-use crate::pidfile::{c_path, fstat, kind_of, lstat};
+use crate::pidfile::{c_path, fstat, kind_of, lstat, trusted};
 
 /// The mode a new log file is created with (before the umask).
 pub const LOG_MODE: libc::mode_t = 0o640;
@@ -46,12 +47,17 @@ pub enum LogProblem {
     InsecureDirectory(PathBuf),
     /// Root was asked to write into a file owned by another user (uid given).
     ForeignOwner(u32),
+    /// The path is a FIFO that no process has open for reading: writing would block or fail.
+    FifoWithoutReader,
 }
 
 impl fmt::Display for LogProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LogProblem::Symlink => f.write_str("it is a symbolic link, which is never followed"),
+            LogProblem::Symlink => f.write_str(
+                "it is a symbolic link, which is not followed (only a link owned by root or the caller, in directories nobody else can change, leading to such a place, is)",
+            ),
+            LogProblem::FifoWithoutReader => f.write_str("it is a FIFO that nobody reads (a FIFO is used only while a reader has it open)"),
             LogProblem::NotRegular(kind) => write!(f, "it is {kind}, not a regular file"),
             LogProblem::HardLinked(n) => write!(f, "it has {n} hard links, which are refused"),
             LogProblem::InsecureDirectory(dir) => write!(
@@ -87,6 +93,7 @@ impl OpenError {
             OpenError::Unsafe(LogProblem::NotRegular("a directory")) => Errno::EISDIR,
             OpenError::Unsafe(LogProblem::NotRegular(_)) => Errno::EINVAL,
             OpenError::Unsafe(LogProblem::HardLinked(_)) => Errno::EMLINK,
+            OpenError::Unsafe(LogProblem::FifoWithoutReader) => Errno::ENXIO,
             OpenError::Unsafe(_) => Errno::EPERM,
             OpenError::Io { errno, .. } => *errno,
         }
@@ -112,7 +119,15 @@ fn io(op: &'static str) -> impl Fn(Errno) -> OpenError {
 /// [module documentation](self). `service` is the user the program whose output goes there runs
 /// as, if not the caller's own. The descriptor is close-on-exec and blocking.
 pub fn open_append(path: impl AsRef<Path>, service: Option<&Credentials>) -> Result<OwnedFd, OpenError> {
-    let path = path.as_ref();
+    let target;
+    let path = match follow_trusted_links(path.as_ref())? {
+        Followed::NotALink => path.as_ref(),
+        Followed::Target(t) => {
+            target = t;
+            target.as_path()
+        }
+        Followed::Magic(link) => return open_magic(&link),
+    };
     let c = c_path(path).map_err(io("open"))?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -147,6 +162,82 @@ pub fn open_append(path: impl AsRef<Path>, service: Option<&Credentials>) -> Res
             _ => Err(OpenError::Unsafe(LogProblem::InsecureDirectory(changeable))),
         },
     }
+}
+
+/// Where [`follow_trusted_links`] leads.
+enum Followed {
+    /// The path is not a symbolic link (or names nothing yet).
+    NotALink,
+    /// The end of a chain of trusted links: a path that is not a link.
+    Target(PathBuf),
+    /// A trusted link in `/proc/PID/fd` (as `/dev/stdout` leads to): it names an open file,
+    /// which may be a pipe or a deleted file, and is opened through the link itself.
+    Magic(PathBuf),
+}
+
+/// Whether the link at `link`, every directory on its path as written (a link on the way counts
+/// as its owner's) and every directory it is in once resolved belong to root or to the caller
+/// and are writable by nobody else.
+fn trusted_link(link: &Path, euid: u32) -> bool {
+    let owned = |st: &libc::stat| st.st_uid == 0 || st.st_uid == euid;
+    let Ok(st) = c_path(link).and_then(|c| lstat(&c)) else { return false };
+    if !owned(&st) {
+        return false;
+    }
+    let Some(parent) = link.parent() else { return false };
+    let Ok(resolved) = std::fs::canonicalize(parent) else { return false };
+    parent.ancestors().chain(resolved.ancestors()).all(|d| match c_path(d).and_then(|c| lstat(&c)) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => owned(&st),
+        Ok(st) => trusted(&st, euid),
+        Err(_) => false,
+    })
+}
+
+/// Follows `path` while it is a symbolic link that nobody but root (or the caller) could have
+/// made or redirected; refuses any other link ([`LogProblem::Symlink`]).
+fn follow_trusted_links(path: &Path) -> Result<Followed, OpenError> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let mut cur = std::env::current_dir().map_err(|e| errno_of(&e)).map_err(io("getcwd"))?.join(path);
+    for hops in 0..8 {
+        match c_path(&cur).and_then(|c| lstat(&c)) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {}
+            _ if hops == 0 => return Ok(Followed::NotALink),
+            _ => return Ok(Followed::Target(cur)),
+        }
+        if !trusted_link(&cur, euid) {
+            return Err(OpenError::Unsafe(LogProblem::Symlink));
+        }
+        let parent = cur.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let resolved = std::fs::canonicalize(&parent).map_err(|e| errno_of(&e)).map_err(io("open"))?;
+        if resolved.starts_with("/proc") && resolved.file_name() == Some(std::ffi::OsStr::new("fd")) {
+            return Ok(Followed::Magic(cur));
+        }
+        let target = std::fs::read_link(&cur).map_err(|e| errno_of(&e)).map_err(io("readlink"))?;
+        cur = resolved.join(target);
+    }
+    Err(OpenError::Unsafe(LogProblem::Symlink))
+}
+
+/// Opens a file already open in this process through its `/proc/PID/fd` link (never creating
+/// anything), with the checks of [`open_file`].
+fn open_magic(link: &Path) -> Result<OwnedFd, OpenError> {
+    let c = c_path(link).map_err(io("open"))?;
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+    // SAFETY: `c` is NUL-terminated; no O_CREAT, so no mode argument is read.
+    let fd = unsafe { libc::open(c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(match Errno::last() {
+            // A socket (what Node gives a child for stdio 'pipe') cannot be opened by name.
+            Errno::ENXIO => match std::fs::metadata(link) {
+                Ok(m) if m.file_type().is_socket() => OpenError::Unsafe(LogProblem::NotRegular("a socket")),
+                _ => OpenError::Unsafe(LogProblem::FifoWithoutReader),
+            },
+            errno => OpenError::Io { op: "open", errno },
+        });
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    checked(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {
@@ -186,16 +277,26 @@ fn open_file(path: &CString) -> Result<OwnedFd, OpenError> {
         return Err(match Errno::last() {
             Errno::ELOOP | Errno::EMLINK => OpenError::Unsafe(LogProblem::Symlink),
             Errno::EISDIR => OpenError::Unsafe(LogProblem::NotRegular("a directory")),
-            Errno::ENXIO => OpenError::Unsafe(LogProblem::NotRegular("a FIFO")),
+            Errno::ENXIO => OpenError::Unsafe(LogProblem::FifoWithoutReader),
+            // O_CREAT on another user's link in a sticky directory fails with EACCES
+            // (protected_symlinks) before O_NOFOLLOW is looked at: it is still a link.
+            Errno::EACCES if lstat(path).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) => {
+                OpenError::Unsafe(LogProblem::Symlink)
+            }
             errno => OpenError::Io { op: "open", errno },
         });
     }
     // SAFETY: `fd` was just opened and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    checked(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Accepts a regular file with one name, a character device or a FIFO (open, so it has a
+/// reader), and makes the descriptor blocking.
+fn checked(fd: OwnedFd) -> Result<OwnedFd, OpenError> {
     let st = fstat(fd.as_raw_fd()).map_err(io("fstat"))?;
     match st.st_mode & libc::S_IFMT {
         libc::S_IFREG if st.st_nlink > 1 => return Err(OpenError::Unsafe(LogProblem::HardLinked(st.st_nlink as u64))),
-        libc::S_IFREG | libc::S_IFCHR => {}
+        libc::S_IFREG | libc::S_IFCHR | libc::S_IFIFO => {}
         mode => return Err(OpenError::Unsafe(LogProblem::NotRegular(kind_of(mode).unwrap_or("not a regular file")))),
     }
     // O_NONBLOCK was only for the open (a FIFO must not block it); writes must block.

@@ -76,6 +76,9 @@ pub enum PathProblem {
     /// The file holds something other than a pid (its size is given): it is not a pidfile and
     /// is never written, truncated or removed.
     NotAPidfile(u64),
+    /// The path to the pidfile's directory goes through this symbolic link, which sits below a
+    /// directory that users other than the caller (and root) can change: it is not followed.
+    UntrustedSymlink(PathBuf),
 }
 
 impl fmt::Display for PathProblem {
@@ -93,6 +96,11 @@ impl fmt::Display for PathProblem {
             PathProblem::NotAPidfile(size) => {
                 write!(f, "the file is not a pidfile ({size} bytes that are not a pid); it is left untouched")
             }
+            PathProblem::UntrustedSymlink(link) => write!(
+                f,
+                "the path goes through the symbolic link {}, which others could have planted (a directory on the way can be changed by other users); it is not followed",
+                link.display()
+            ),
         }
     }
 }
@@ -241,9 +249,153 @@ pub(crate) fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
     }
 }
 
-/// Refuses anything but a regular file (or nothing) at `path`, without opening it.
-fn check_path(path: &CString) -> Result<(), AcquireError> {
-    match lstat(path) {
+/// How directories on a pidfile's path are opened: only to walk through them.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const DIR_FLAGS: libc::c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// The most symbolic links followed on one path (as the kernel's own limit).
+const MAX_SYMLINKS: u32 = 40;
+
+/// Whether a directory (or link) could only have been changed by root or by `euid`: owned by
+/// one of them and writable by nobody else. A sticky directory writable by others does not
+/// count, since anyone can create a link in it.
+pub(crate) fn trusted(st: &libc::stat, euid: u32) -> bool {
+    (st.st_uid == 0 || st.st_uid == euid) && st.st_mode & (libc::S_IWGRP | libc::S_IWOTH) == 0
+}
+
+/// A pidfile's directory, opened by walking the path one component at a time, and the file's
+/// name in it. Every later look at the file goes through the directory descriptor, so a
+/// directory on the path swapped for a symlink afterwards changes nothing.
+pub(crate) struct Located {
+    dir: OwnedFd,
+    name: CString,
+}
+
+impl Located {
+    /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+    fn lstat(&self) -> Result<libc::stat, Errno> {
+        // SAFETY: `st` is plain data written by fstatat; `name` is NUL-terminated.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            Errno::result(libc::fstatat(self.dir.as_raw_fd(), self.name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW))
+                .map(|_| st)
+        }
+    }
+
+    /// `unlinkat(dir, name, 0)`.
+    fn unlink(&self) -> Result<(), Errno> {
+        // SAFETY: `name` is NUL-terminated; the directory descriptor is open.
+        Errno::result(unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) }).map(drop)
+    }
+
+    /// `openat(dir, name, flags, 0644)`.
+    fn open(&self, flags: libc::c_int) -> Result<OwnedFd, Errno> {
+        // SAFETY: `name` is NUL-terminated; the mode argument is read only with O_CREAT.
+        let fd = unsafe { libc::openat(self.dir.as_raw_fd(), self.name.as_ptr(), flags, 0o644 as libc::c_uint) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+fn open_dir_at(dir: RawFd, name: &CString) -> Result<OwnedFd, Errno> {
+    // SAFETY: `name` is NUL-terminated; no O_CREAT, so no mode is read.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), DIR_FLAGS) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn readlink_at(dir: RawFd, name: &CString) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `buf` has room for buf.len() bytes; `name` is NUL-terminated.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+fn components_of(path: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(<[u8]>::to_vec)
+}
+
+/// Opens the directory of the pidfile at `path` without trusting symbolic links others could
+/// have planted: the path is walked one component at a time from `/` (relative paths start at
+/// the current directory's absolute path); a symbolic link is followed only while every
+/// directory reached so far (and the link) belongs to root or to the caller and is writable by
+/// nobody else, otherwise it is refused with [`PathProblem::UntrustedSymlink`].
+pub(crate) fn locate(path: &Path) -> Result<Located, AcquireError> {
+    let io = |op: &'static str| move |errno| AcquireError::Io { op, errno };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| io("getcwd")(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?.join(path)
+    };
+    let bytes = abs.as_os_str().as_bytes();
+    let name = match components_of(bytes).last() {
+        Some(n) if !bytes.ends_with(b"/") && n != b".." => n,
+        _ => return Err(AcquireError::Unsafe(PathProblem::NotRegular("a directory"))),
+    };
+    let name = CString::new(name).map_err(|_| io("open")(Errno::EINVAL))?;
+    let mut pending: std::collections::VecDeque<Vec<u8>> = components_of(bytes).collect();
+    pending.pop_back();
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let root = CString::new("/").expect("no NUL");
+    let mut cur = open_dir_at(libc::AT_FDCWD, &root).map_err(io("open"))?;
+    let mut safe = trusted(&fstat(cur.as_raw_fd()).map_err(io("fstat"))?, euid);
+    let mut walked = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(comp) = pending.pop_front() {
+        let c = CString::new(comp.clone()).map_err(|_| io("open")(Errno::EINVAL))?;
+        // SAFETY: `st` is plain data written by fstatat; `c` is NUL-terminated.
+        let st = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            Errno::result(libc::fstatat(cur.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW)).map(|_| st)
+        }
+        .map_err(io("stat"))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            if !safe || !(st.st_uid == 0 || st.st_uid == euid) {
+                return Err(AcquireError::Unsafe(PathProblem::UntrustedSymlink(walked.join(std::ffi::OsStr::from_bytes(&comp)))));
+            }
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(io("open")(Errno::ELOOP));
+            }
+            let target = readlink_at(cur.as_raw_fd(), &c).map_err(io("readlink"))?;
+            if target.starts_with(b"/") {
+                cur = open_dir_at(libc::AT_FDCWD, &root).map_err(io("open"))?;
+                safe = safe && trusted(&fstat(cur.as_raw_fd()).map_err(io("fstat"))?, euid);
+                walked = PathBuf::from("/");
+            }
+            for t in components_of(&target).collect::<Vec<_>>().into_iter().rev() {
+                pending.push_front(t);
+            }
+            continue;
+        }
+        let next = open_dir_at(cur.as_raw_fd(), &c).map_err(io("open"))?;
+        safe = safe && trusted(&fstat(next.as_raw_fd()).map_err(io("fstat"))?, euid);
+        if comp == b".." {
+            walked.pop();
+        } else {
+            walked.push(std::ffi::OsStr::from_bytes(&comp));
+        }
+        cur = next;
+    }
+    Ok(Located { dir: cur, name })
+}
+
+/// Refuses anything but a regular file (or nothing) at `loc`, without opening it.
+fn check_path(loc: &Located) -> Result<(), AcquireError> {
+    match loc.lstat() {
         Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => Err(AcquireError::Unsafe(PathProblem::Symlink)),
         Ok(st) => match kind_of(st.st_mode) {
             Some(kind) => Err(AcquireError::Unsafe(PathProblem::NotRegular(kind))),
@@ -254,20 +406,14 @@ fn check_path(path: &CString) -> Result<(), AcquireError> {
     }
 }
 
-fn open_checked(path: &CString, flags: libc::c_int) -> Result<OwnedFd, AcquireError> {
-    check_path(path)?;
+fn open_checked(loc: &Located, flags: libc::c_int) -> Result<OwnedFd, AcquireError> {
+    check_path(loc)?;
     let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
-    // SAFETY: `path` is NUL-terminated; the mode argument is read only with O_CREAT.
-    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644 as libc::c_uint) };
-    if fd < 0 {
-        return Err(match Errno::last() {
-            Errno::ELOOP => AcquireError::Unsafe(PathProblem::Symlink),
-            Errno::EISDIR => AcquireError::Unsafe(PathProblem::NotRegular("a directory")),
-            errno => AcquireError::Io { op: "open", errno },
-        });
-    }
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = loc.open(flags).map_err(|errno| match errno {
+        Errno::ELOOP => AcquireError::Unsafe(PathProblem::Symlink),
+        Errno::EISDIR => AcquireError::Unsafe(PathProblem::NotRegular("a directory")),
+        errno => AcquireError::Io { op: "open", errno },
+    })?;
     let st = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
     if let Some(kind) = kind_of(st.st_mode) {
         return Err(AcquireError::Unsafe(PathProblem::NotRegular(kind)));
@@ -332,13 +478,20 @@ pub fn write_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
 /// whether it was removed. Call it while holding the lock, so that no new daemon can have
 /// created and locked a new file at the path in between. A file with other names (hard links)
 /// is left in place.
+///
+/// The path is resolved again as [`Pidfile::acquire`] does: a symbolic link on it that someone
+/// else could have planted meanwhile leaves the file in place.
 pub fn remove_if_same(path: &Path, fd: RawFd) -> Result<bool, Errno> {
-    let c = c_path(path)?;
+    let loc = match locate(path) {
+        Ok(loc) => loc,
+        Err(AcquireError::Io { errno: Errno::ENOENT, .. }) | Err(AcquireError::Io { errno: Errno::ENOTDIR, .. }) => return Ok(false),
+        Err(AcquireError::Io { errno, .. }) => return Err(errno),
+        Err(_) => return Ok(false),
+    };
     let ours = fstat(fd)?;
-    match lstat(&c) {
+    match loc.lstat() {
         Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino && st.st_nlink == 1 => {
-            // SAFETY: `c` is NUL-terminated.
-            Errno::result(unsafe { libc::unlink(c.as_ptr()) })?;
+            loc.unlink()?;
             Ok(true)
         }
         Ok(_) | Err(Errno::ENOENT) => Ok(false),
@@ -346,17 +499,25 @@ pub fn remove_if_same(path: &Path, fd: RawFd) -> Result<bool, Errno> {
     }
 }
 
+/// Unlinks the file open at `fd` (held by others with shared locks only) if it reads as a
+/// pidfile, belongs to root when we are root, and the name still leads to it.
+fn replace_shared(loc: &Located, fd: RawFd, as_root: bool) -> Result<(), AcquireError> {
+    let io = |op: &'static str| move |errno| AcquireError::Io { op, errno };
+    let st = fstat(fd).map_err(io("fstat"))?;
+    if as_root && st.st_uid != 0 {
+        return Err(AcquireError::Unsafe(PathProblem::ForeignOwner(st.st_uid)));
+    }
+    check_pidfile_like(fd, &st).map_err(AcquireError::Unsafe)?;
+    match loc.lstat() {
+        Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => loc.unlink().or_else(|e| if e == Errno::ENOENT { Ok(()) } else { Err(e) }).map_err(io("unlink")),
+        Ok(_) | Err(Errno::ENOENT) => Ok(()),
+        Err(errno) => Err(io("stat")(errno)),
+    }
+}
+
 /// Refuses, for root, a directory that others may write to without the sticky bit.
-fn check_directory_for_root(path: &Path) -> Result<(), AcquireError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let c = c_path(dir).map_err(|errno| AcquireError::Io { op: "stat", errno })?;
-    // SAFETY: `stat` is plain data, valid when zeroed; stat() overwrites it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` is a valid out-pointer.
-    Errno::result(unsafe { libc::stat(c.as_ptr(), &mut st) }).map_err(|errno| AcquireError::Io { op: "stat", errno })?;
+fn check_directory_for_root(loc: &Located) -> Result<(), AcquireError> {
+    let st = fstat(loc.dir.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "stat", errno })?;
     let writable_by_others = st.st_mode & libc::S_IWOTH != 0;
     let sticky = st.st_mode & libc::S_ISVTX != 0;
     if writable_by_others && !sticky {
@@ -373,6 +534,7 @@ fn check_directory_for_root(path: &Path) -> Result<(), AcquireError> {
 pub struct Pidfile {
     fd: OwnedFd,
     path: PathBuf,
+    replaced_shared: bool,
 }
 
 impl Pidfile {
@@ -382,14 +544,15 @@ impl Pidfile {
     /// may have unlinked it between our open and our lock) and starts over if not.
     pub fn acquire(path: impl AsRef<Path>) -> Result<Pidfile, AcquireError> {
         let path = path.as_ref();
-        let c = c_path(path).map_err(|errno| AcquireError::Io { op: "open", errno })?;
+        let loc = locate(path)?;
         // SAFETY: geteuid has no preconditions.
         let as_root = unsafe { libc::geteuid() } == 0;
         if as_root {
-            check_directory_for_root(path)?;
+            check_directory_for_root(&loc)?;
         }
-        for _ in 0..16 {
-            let fd = open_checked(&c, libc::O_RDWR | libc::O_CREAT)?;
+        let mut replaced_shared = false;
+        'open: for _ in 0..16 {
+            let fd = open_checked(&loc, libc::O_RDWR | libc::O_CREAT)?;
             if as_root {
                 let st = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
                 if st.st_uid != 0 {
@@ -417,7 +580,13 @@ impl Pidfile {
                         locked = true;
                         break;
                     }
-                    LockState::SharedOnly => return Err(AcquireError::LockedByOther { named: pid }),
+                    // Only shared locks: no daemon's (a daemon holds an exclusive one). The file
+                    // is replaced by a fresh one; its readers keep their locks on the old inode.
+                    LockState::SharedOnly => {
+                        replace_shared(&loc, fd.as_raw_fd(), as_root)?;
+                        replaced_shared = true;
+                        continue 'open;
+                    }
                     LockState::Exclusive if !not_holder => return Err(AcquireError::AlreadyRunning { pid }),
                     LockState::Exclusive if round + 1 == HOLDER_ROUNDS => {
                         return Err(AcquireError::LockedByOther { named: pid })
@@ -430,7 +599,7 @@ impl Pidfile {
                 return Err(AcquireError::AlreadyRunning { pid: None });
             }
             let ours = fstat(fd.as_raw_fd()).map_err(|errno| AcquireError::Io { op: "fstat", errno })?;
-            match lstat(&c) {
+            match loc.lstat() {
                 Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {
                     // Only now, holding the lock on the file the path names, may it be emptied:
                     // and only if it is nobody's but ours and reads as a pidfile.
@@ -438,7 +607,7 @@ impl Pidfile {
                     // SAFETY: plain integer arguments on a descriptor we own.
                     Errno::result(unsafe { libc::ftruncate(fd.as_raw_fd(), 0) })
                         .map_err(|errno| AcquireError::Io { op: "ftruncate", errno })?;
-                    return Ok(Pidfile { fd, path: path.to_path_buf() });
+                    return Ok(Pidfile { fd, path: path.to_path_buf(), replaced_shared });
                 }
                 Ok(_) | Err(Errno::ENOENT) => continue,
                 Err(errno) => return Err(AcquireError::Io { op: "stat", errno }),
@@ -453,7 +622,13 @@ impl Pidfile {
     ///
     /// `fd` must be an open descriptor owned by nobody else in this process.
     pub unsafe fn from_raw_fd(fd: RawFd, path: impl AsRef<Path>) -> Pidfile {
-        Pidfile { fd: OwnedFd::from_raw_fd(fd), path: path.as_ref().to_path_buf() }
+        Pidfile { fd: OwnedFd::from_raw_fd(fd), path: path.as_ref().to_path_buf(), replaced_shared: false }
+    }
+
+    /// Whether [`Pidfile::acquire`] found the previous file held with shared locks only (which
+    /// no daemon holds) and replaced it with a new one.
+    pub fn replaced_shared_lock(&self) -> bool {
+        self.replaced_shared
     }
 
     /// Writes `pid` (truncate, write, fsync).
@@ -488,14 +663,25 @@ impl AsRawFd for Pidfile {
 /// The lock is tested by taking a shared `flock` for an instant; [`Pidfile::acquire`] retries
 /// briefly so that a concurrent probe never makes a launch fail.
 pub fn probe(path: impl AsRef<Path>) -> Result<Probe, Errno> {
-    let c = c_path(path.as_ref())?;
-    let fd = match open_checked(&c, libc::O_RDONLY) {
+    let loc = match locate(path.as_ref()) {
+        Ok(loc) => loc,
+        Err(AcquireError::Unsafe(problem)) => return Ok(Probe::Unsafe(problem)),
+        Err(AcquireError::Io { errno: Errno::ENOENT, .. }) => return Ok(Probe::NotRunning { stale: None }),
+        Err(AcquireError::Io { errno, .. }) => return Err(errno),
+        Err(_) => return Err(Errno::EIO),
+    };
+    let fd = match open_checked(&loc, libc::O_RDONLY) {
         Ok(fd) => fd,
         Err(AcquireError::Unsafe(problem)) => return Ok(Probe::Unsafe(problem)),
         Err(AcquireError::Io { errno: Errno::ENOENT, .. }) => return Ok(Probe::NotRunning { stale: None }),
         Err(AcquireError::Io { errno, .. }) => return Err(errno),
         Err(_) => return Err(Errno::EIO),
     };
+    // A file with other names may be another service's pidfile: never report it as ours.
+    let st = fstat(fd.as_raw_fd())?;
+    if st.st_nlink > 1 {
+        return Ok(Probe::Unsafe(PathProblem::HardLinked(links(&st))));
+    }
     let mut round = 0;
     loop {
         round += 1;
@@ -503,7 +689,8 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe, Errno> {
         let content = read_pid_fd(fd.as_raw_fd());
         return Ok(match (state, content) {
             (LockState::Free, stale) => Probe::NotRunning { stale: Some(stale) },
-            (LockState::SharedOnly, content) => Probe::LockedByOther { named: content.ok() },
+            // Worded as shared locks, whatever the file names: no daemon holds those.
+            (LockState::SharedOnly, _) => Probe::LockedByOther { named: None },
             (LockState::Exclusive, Ok(pid)) => match crate::holder::check(pid, fd.as_raw_fd()) {
                 Holder::Proven => Probe::Running { pid },
                 // The daemon may have exited between the two looks: look at the lock again.
@@ -618,8 +805,14 @@ pub enum StaleRemoval {
 /// is taken (non-blocking) before the path is checked to still name the same file and
 /// unlinked, so a daemon starting at the same moment never loses its new pidfile.
 pub fn remove_stale(path: impl AsRef<Path>) -> Result<StaleRemoval, Errno> {
-    let c = c_path(path.as_ref())?;
-    let fd = match open_checked(&c, libc::O_RDONLY) {
+    let loc = match locate(path.as_ref()) {
+        Ok(loc) => loc,
+        Err(AcquireError::Unsafe(problem)) => return Ok(StaleRemoval::Kept(problem)),
+        Err(AcquireError::Io { errno: Errno::ENOENT, .. }) => return Ok(StaleRemoval::Missing),
+        Err(AcquireError::Io { errno, .. }) => return Err(errno),
+        Err(_) => return Err(Errno::EIO),
+    };
+    let fd = match open_checked(&loc, libc::O_RDONLY) {
         Ok(fd) => fd,
         Err(AcquireError::Unsafe(problem)) => return Ok(StaleRemoval::Kept(problem)),
         Err(AcquireError::Io { errno: Errno::ENOENT, .. }) => return Ok(StaleRemoval::Missing),
@@ -638,10 +831,9 @@ pub fn remove_stale(path: impl AsRef<Path>) -> Result<StaleRemoval, Errno> {
         return Ok(StaleRemoval::Locked);
     }
     // Locked: nobody can start on this file now. The path must still name it, once.
-    match lstat(&c) {
+    match loc.lstat() {
         Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino && now.st_nlink == 1 => {
-            // SAFETY: `c` is NUL-terminated.
-            Errno::result(unsafe { libc::unlink(c.as_ptr()) })?;
+            loc.unlink()?;
             Ok(StaleRemoval::Removed)
         }
         Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
@@ -712,23 +904,23 @@ pub fn verify_inherited_lock(fd: RawFd, path: impl AsRef<Path>) -> Result<(), In
     if flags & libc::O_ACCMODE == libc::O_RDONLY {
         return Err(InheritedLockProblem::NotWritable);
     }
-    let c = c_path(path.as_ref()).map_err(InheritedLockProblem::Io)?;
-    match lstat(&c) {
+    let loc = match locate(path.as_ref()) {
+        Ok(loc) => loc,
+        Err(AcquireError::Io { errno, .. }) if errno != Errno::ENOENT && errno != Errno::ENOTDIR => {
+            return Err(InheritedLockProblem::Io(errno))
+        }
+        Err(_) => return Err(InheritedLockProblem::OtherFile),
+    };
+    match loc.lstat() {
         Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {}
         Ok(_) | Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Err(InheritedLockProblem::OtherFile),
         Err(errno) => return Err(InheritedLockProblem::Io(errno)),
     }
     let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
-    // SAFETY: `c` is NUL-terminated; no O_CREAT, so no mode argument is read.
-    let raw = unsafe { libc::open(c.as_ptr(), flags) };
-    if raw < 0 {
-        return Err(match Errno::last() {
-            Errno::ELOOP | Errno::ENOENT => InheritedLockProblem::OtherFile,
-            errno => InheritedLockProblem::Io(errno),
-        });
-    }
-    // SAFETY: `raw` was just opened and is owned by nothing else.
-    let fresh = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fresh = loc.open(flags).map_err(|errno| match errno {
+        Errno::ELOOP | Errno::ENOENT => InheritedLockProblem::OtherFile,
+        errno => InheritedLockProblem::Io(errno),
+    })?;
     let st = fstat(fresh.as_raw_fd()).map_err(InheritedLockProblem::Io)?;
     if st.st_dev != ours.st_dev || st.st_ino != ours.st_ino {
         return Err(InheritedLockProblem::OtherFile);

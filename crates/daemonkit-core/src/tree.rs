@@ -101,11 +101,42 @@ pub fn descendants(ancestor: i32) -> Vec<ProcessInfo> {
     descendants_in(&processes(), ancestor)
 }
 
-fn send(pid: i32, signal: libc::c_int) {
-    if pid > 1 {
-        // SAFETY: kill has no memory-safety preconditions; pid > 1 never means a group or "all".
-        unsafe { libc::kill(pid, signal) };
+/// Sends `signal` to the process `found` describes, only if it is still that process: on Linux
+/// a pidfd is opened first, then `/proc/PID/stat` must still show the same parent, process
+/// group and session, and the signal goes through the pidfd (so a pid recycled after the
+/// check is never hit). Returns whether it was sent. Elsewhere (or before Linux 5.3) a plain
+/// `kill`.
+pub fn signal_if_same(found: &ProcessInfo, signal: libc::c_int) -> bool {
+    let pid = found.pid;
+    if pid <= 1 {
+        return false;
     }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            // SAFETY: `fd` was just opened and is owned by nothing else.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+            let same = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|t| parse_stat(&t))
+                .is_some_and(|now| now.ppid == found.ppid && now.pgid == found.pgid && now.sid == found.sid);
+            if !same {
+                return false;
+            }
+            // SAFETY: plain arguments on a pidfd we own; a null siginfo is allowed.
+            return unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
+            } == 0;
+        }
+        if Errno::last() != Errno::ENOSYS {
+            return false; // gone (ESRCH), or not ours to open
+        }
+    }
+    // SAFETY: kill has no memory-safety preconditions; pid > 1 never means a group or "all".
+    unsafe { libc::kill(pid, signal) == 0 }
 }
 
 /// How [`end_processes`] went.
@@ -137,7 +168,7 @@ pub fn end_processes(
     let mut pause = Duration::from_millis(1);
     loop {
         between();
-        let alive: Vec<i32> = find().into_iter().filter(|p| !p.is_zombie()).map(|p| p.pid).collect();
+        let alive: Vec<ProcessInfo> = find().into_iter().filter(|p| !p.is_zombie()).collect();
         if alive.is_empty() {
             return ended;
         }
@@ -147,19 +178,18 @@ pub fn end_processes(
             return ended;
         }
         let kill = elapsed >= grace;
-        for pid in alive {
+        for p in alive {
+            let pid = p.pid;
             if !termed.contains(&pid) && !killed.contains(&pid) {
                 ended.signalled += 1;
             }
             if kill {
-                if !killed.contains(&pid) {
-                    send(pid, libc::SIGKILL);
+                if !killed.contains(&pid) && signal_if_same(&p, libc::SIGKILL) {
                     killed.push(pid);
                     ended.killed = true;
                 }
-            } else if !termed.contains(&pid) {
-                send(pid, libc::SIGTERM);
-                send(pid, libc::SIGCONT);
+            } else if !termed.contains(&pid) && signal_if_same(&p, libc::SIGTERM) {
+                signal_if_same(&p, libc::SIGCONT);
                 termed.push(pid);
             }
         }

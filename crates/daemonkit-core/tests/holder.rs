@@ -7,6 +7,7 @@ mod common;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -116,15 +117,39 @@ fn probe_and_acquire_tell_a_lock_held_by_someone_else_than_the_named_process() {
     assert!(matches!(probe(&path).unwrap(), Probe::RunningUnknownPid { .. }));
     drop(h);
 
-    // Shared locks only: never a daemon, whatever the file says.
-    fs::write(&path, b"").unwrap();
+    // Shared locks only: never a daemon, whatever the file says. acquire replaces the file;
+    // the readers keep their shared locks on the old inode.
+    fs::write(&path, b"4242\n").unwrap();
     let shared = Holders::hold(&path, "-s");
     assert_eq!(probe(&path).unwrap(), Probe::LockedByOther { named: None });
-    assert_eq!(Pidfile::acquire(&path).unwrap_err(), AcquireError::LockedByOther { named: None });
-    fs::write(&path, b"4242\n").unwrap();
-    assert_eq!(probe(&path).unwrap(), Probe::LockedByOther { named: Some(4242) });
+    let old = fs::metadata(&path).unwrap().ino();
+    let pf = Pidfile::acquire(&path).unwrap();
+    assert!(pf.replaced_shared_lock());
+    assert_ne!(fs::metadata(&path).unwrap().ino(), old, "a fresh file");
+    pf.write_pid(me).unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: me });
+    assert!(pf.remove().unwrap());
+    drop(pf);
     drop(shared);
-    assert_eq!(probe(&path).unwrap(), Probe::NotRunning { stale: Some(Ok(4242)) });
+
+    // An exclusive lock held by another process than the named one is still refused.
+    fs::write(&path, format!("{me}\n")).unwrap();
+    let h = Holders::hold(&path, "-x");
+    assert_eq!(Pidfile::acquire(&path).unwrap_err(), AcquireError::LockedByOther { named: Some(me) });
+    drop(h);
+    assert_eq!(probe(&path).unwrap(), Probe::NotRunning { stale: Some(Ok(me)) });
+}
+
+#[test]
+fn a_shared_lock_on_a_file_that_is_not_a_pidfile_is_not_a_reason_to_remove_it() {
+    let _s = serial();
+    let dir = TempDir::new("holder-shared-conf");
+    let conf = dir.join("app.conf");
+    fs::write(&conf, b"db_password=x\n").unwrap();
+    let shared = Holders::hold(&conf, "-s");
+    assert_eq!(Pidfile::acquire(&conf).unwrap_err(), AcquireError::Unsafe(PathProblem::NotAPidfile(14)));
+    assert_eq!(fs::read(&conf).unwrap(), b"db_password=x\n");
+    drop(shared);
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn refuses_symlinks_hard_links_fifos_and_directories_without_touching_them() {
     assert!(!dir.join("nowhere").exists(), "nothing created where the dangling link points");
     assert_eq!(logfile::open_append(&hard, None).unwrap_err(), OpenError::Unsafe(LogProblem::HardLinked(2)));
     let started = Instant::now();
-    assert_eq!(logfile::open_append(&fifo, None).unwrap_err(), OpenError::Unsafe(LogProblem::NotRegular("a FIFO")));
+    assert_eq!(logfile::open_append(&fifo, None).unwrap_err(), OpenError::Unsafe(LogProblem::FifoWithoutReader));
     assert!(started.elapsed() < Duration::from_secs(10), "a FIFO without a reader does not block the open");
     assert_eq!(logfile::open_append(dir.path(), None).unwrap_err().errno(), daemonkit_core::Errno::EISDIR);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
@@ -177,4 +177,85 @@ fn a_line_cut_short_is_taken_back_out_of_the_file() {
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn a_fifo_with_a_reader_is_a_fine_log() {
+    let _serial = serial();
+    let dir = TempDir::new("logfile-fifo-reader");
+    let fifo = dir.join("fifo.log");
+    let c = CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is NUL-terminated.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // SAFETY: `c` is NUL-terminated; a non-blocking read end opens at once.
+    let reader = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    assert!(reader >= 0);
+    let fd = logfile::open_append(&fifo, None).unwrap();
+    // SAFETY: writes a valid buffer; reads into a valid buffer.
+    unsafe {
+        assert_eq!(libc::write(fd.as_raw_fd(), b"hi\n".as_ptr() as *const libc::c_void, 3), 3);
+        let mut buf = [0u8; 8];
+        assert_eq!(libc::read(reader, buf.as_mut_ptr() as *mut libc::c_void, 8), 3);
+        libc::close(reader);
+    }
+}
+
+#[test]
+fn dev_stdout_and_other_links_nobody_else_could_have_made_are_followed() {
+    let _serial = serial();
+    let meta = std::fs::symlink_metadata("/dev/stdout");
+    if !meta.is_ok_and(|m| m.file_type().is_symlink() && m.uid() == 0) {
+        eprintln!("skipped: /dev/stdout is not root's symbolic link here");
+        return;
+    }
+    // Our fd 1 is whatever cargo gave us (a pipe, a file, a terminal): all fine.
+    let fd = logfile::open_append("/dev/stdout", None).unwrap();
+    let st = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    let one = std::fs::metadata("/proc/self/fd/1").unwrap();
+    assert_eq!((st.dev(), st.ino()), (one.dev(), one.ino()), "/dev/stdout opened our stdout");
+    assert!(logfile::open_append("/dev/stderr", None).is_ok());
+}
+
+/// Sets a `fs.protected_*` sysctl for the life of the guard.
+struct Sysctl(&'static str, String);
+
+impl Sysctl {
+    fn set(name: &'static str, value: &str) -> Option<Sysctl> {
+        let path = format!("/proc/sys/fs/{name}");
+        let old = std::fs::read_to_string(&path).ok()?;
+        std::fs::write(&path, value).ok()?;
+        Some(Sysctl(name, old))
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(format!("/proc/sys/fs/{}", self.0), self.1.trim());
+    }
+}
+
+#[test]
+fn a_dangling_link_another_user_planted_in_a_sticky_directory_is_refused_as_a_link() {
+    let _serial = serial();
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = TempDir::new("logfile-sticky-link");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let link = dir.join("app.log");
+    let planted = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ln", "-s"])
+        .arg(dir.join("nowhere"))
+        .arg(&link)
+        .status();
+    if !planted.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: setpriv (util-linux) is missing");
+        return;
+    }
+    // The default on most systems, which makes the kernel answer EACCES rather than ELOOP.
+    let _guard = Sysctl::set("protected_symlinks", "1");
+    let err = logfile::open_append(&link, None).unwrap_err();
+    assert_eq!(err, OpenError::Unsafe(LogProblem::Symlink));
+    assert!(!dir.join("nowhere").exists());
 }

@@ -584,3 +584,80 @@ fn remove_leaves_alone_a_file_that_replaced_ours() {
     drop(pf);
     drop(pf2);
 }
+
+/// Whether `dir` is writable by others (as `/tmp` is): a symlink below it could be anyone's.
+fn writable_by_others(dir: &Path) -> bool {
+    fs::metadata(dir).unwrap().permissions().mode() & 0o002 != 0
+}
+
+#[test]
+fn a_symlinked_directory_below_a_directory_others_can_write_to_is_never_followed() {
+    let _s = serial();
+    let dir = TempDir::new("pid-symdir");
+    if !writable_by_others(&std::env::temp_dir()) {
+        eprintln!("the temp directory is not writable by others: skipped");
+        return;
+    }
+    let other = dir.join("other");
+    fs::create_dir(&other).unwrap();
+    let real = other.join("d.pid");
+    let pf = Pidfile::acquire(&real).unwrap();
+    pf.write_pid(std::process::id() as i32).unwrap();
+    std::os::unix::fs::symlink(&other, dir.join("run")).unwrap();
+    let via = dir.join("run").join("d.pid");
+    let refused = PathProblem::UntrustedSymlink(dir.join("run"));
+
+    assert_eq!(probe(&via).unwrap(), Probe::Unsafe(refused.clone()));
+    assert_eq!(pidfile::remove_stale(&via).unwrap(), pidfile::StaleRemoval::Kept(refused.clone()));
+    assert_eq!(Pidfile::acquire(&via).unwrap_err(), AcquireError::Unsafe(refused.clone()));
+    assert!(!pidfile::remove_if_same(&via, pf.as_raw_fd()).unwrap(), "removed through the link");
+    assert!(pidfile::verify_inherited_lock(pf.as_raw_fd(), &via).is_err());
+    assert!(real.exists());
+    assert!(refused.to_string().contains("symbolic link"));
+    // The real path is unaffected.
+    assert_eq!(probe(&real).unwrap(), Probe::Running { pid: std::process::id() as i32 });
+    assert!(pf.remove().unwrap());
+}
+
+#[test]
+fn a_symlinked_directory_nobody_else_could_have_planted_is_followed() {
+    let _s = serial();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || writable_by_others(Path::new("/run")) {
+        eprintln!("needs root and a /run only root can write to: skipped");
+        return;
+    }
+    let dir = Path::new("/run").join(format!("daemonkit-test-symdir-{}", std::process::id()));
+    fs::create_dir(&dir).unwrap();
+    struct Gone<'a>(&'a Path);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(self.0);
+        }
+    }
+    let _gone = Gone(&dir);
+    fs::create_dir(dir.join("real")).unwrap();
+    std::os::unix::fs::symlink("real", dir.join("run")).unwrap();
+    let via = dir.join("run").join("d.pid");
+    let pf = Pidfile::acquire(&via).unwrap();
+    pf.write_pid(std::process::id() as i32).unwrap();
+    assert_eq!(fs::read(dir.join("real").join("d.pid")).unwrap(), format!("{}\n", std::process::id()).into_bytes());
+    assert_eq!(probe(&via).unwrap(), Probe::Running { pid: std::process::id() as i32 });
+    assert!(pf.remove().unwrap());
+    assert!(!dir.join("real").join("d.pid").exists());
+}
+
+#[test]
+fn probe_reports_a_hard_linked_pidfile_as_unsafe() {
+    let _s = serial();
+    let dir = TempDir::new("pid-probe-hardlink");
+    let path = dir.join("other.pid");
+    let pf = Pidfile::acquire(&path).unwrap();
+    pf.write_pid(std::process::id() as i32).unwrap();
+    let link = dir.join("api.pid");
+    fs::hard_link(&path, &link).unwrap();
+    assert_eq!(probe(&link).unwrap(), Probe::Unsafe(PathProblem::HardLinked(2)));
+    assert_eq!(probe(&path).unwrap(), Probe::Unsafe(PathProblem::HardLinked(2)));
+    fs::remove_file(&link).unwrap();
+    assert_eq!(probe(&path).unwrap(), Probe::Running { pid: std::process::id() as i32 });
+}

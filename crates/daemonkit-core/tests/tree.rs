@@ -122,3 +122,22 @@ fn own_cgroup_dir_names_a_directory_with_cgroup_procs_listing_us() {
     };
     assert!(tree::cgroup_members(&dir).contains(&me()), "{}", dir.display());
 }
+
+#[test]
+fn signal_if_same_signals_only_the_process_as_it_was_found() {
+    let _s = serial();
+    let mut child = std::process::Command::new("sleep").arg("60").spawn().expect("sleep");
+    let pid = child.id() as i32;
+    let found = tree::processes().into_iter().find(|p| p.pid == pid).expect("sleep in /proc");
+    // The same pid, seen with another group (as a recycled pid would be): nothing is sent.
+    let stale = ProcessInfo { pgid: found.pgid + 1, ..found };
+    assert!(!tree::signal_if_same(&stale, libc::SIGKILL));
+    let stale = ProcessInfo { ppid: found.ppid + 1, ..found };
+    assert!(!tree::signal_if_same(&stale, libc::SIGKILL));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(child.try_wait().unwrap().is_none(), "the process was signalled");
+    assert!(tree::signal_if_same(&found, libc::SIGKILL));
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+}

@@ -41,18 +41,23 @@ pub struct Acquired {
     pub foreign: bool,
     /// With `foreign`: the pid the file names, if valid.
     pub foreign_named_pid: Option<i32>,
+    /// The lock was taken on a fresh file: the previous one was held with shared locks only.
+    pub replaced_shared: bool,
 }
 
 /// Opens, locks and empties the pidfile at `path`.
 #[napi]
 pub fn acquire_pidfile(env: Env, path: String) -> Result<Acquired> {
     match Pidfile::acquire(&path) {
-        Ok(file) => Ok(Acquired { fd: Some(file.into_raw_fd()), running: false, running_pid: None, foreign: false, foreign_named_pid: None }),
+        Ok(file) => {
+            let replaced_shared = file.replaced_shared_lock();
+            Ok(Acquired { fd: Some(file.into_raw_fd()), running: false, running_pid: None, foreign: false, foreign_named_pid: None, replaced_shared })
+        }
         Err(AcquireError::AlreadyRunning { pid }) => {
-            Ok(Acquired { fd: None, running: true, running_pid: pid, foreign: false, foreign_named_pid: None })
+            Ok(Acquired { fd: None, running: true, running_pid: pid, foreign: false, foreign_named_pid: None, replaced_shared: false })
         }
         Err(AcquireError::LockedByOther { named }) => {
-            Ok(Acquired { fd: None, running: false, running_pid: None, foreign: true, foreign_named_pid: named })
+            Ok(Acquired { fd: None, running: false, running_pid: None, foreign: true, foreign_named_pid: named, replaced_shared: false })
         }
         Err(AcquireError::Unsafe(problem)) => Err(coded(&env, "EPIDFILEUNSAFE", problem)),
         Err(AcquireError::Unstable) => Err(coded(&env, "EPIDFILEUNSAFE", AcquireError::Unstable)),

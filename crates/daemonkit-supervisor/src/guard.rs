@@ -101,11 +101,20 @@ impl Guard {
 
     /// Tells the guard which process group to end should the supervisor die: the command's
     /// (its pid), or 0 for none.
-    pub fn watch(&self, pgid: i32) {
+    ///
+    /// Returns false when the guard is gone (`EPIPE`: nobody reads the pipe any more).
+    pub fn watch(&self, pgid: i32) -> bool {
         let bytes = pgid.to_ne_bytes();
-        // A 4-byte write to a pipe is atomic; a guard that is gone cannot be helped.
+        // A 4-byte write to a pipe is atomic. SIGPIPE is ignored in the supervisor (the Rust
+        // runtime's default), so a gone reader shows as EPIPE.
         // SAFETY: writes from a live 4-byte buffer.
-        unsafe { libc::write(self.pipe, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        let n = unsafe { libc::write(self.pipe, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        !(n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPIPE))
+    }
+
+    /// The write end of the guard's pipe: poll reports `POLLERR` on it once the guard is gone.
+    pub fn pipe(&self) -> RawFd {
+        self.pipe
     }
 }
 

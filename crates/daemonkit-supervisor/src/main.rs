@@ -343,6 +343,8 @@ struct Supervisor {
     /// Started with the first command; `None` before, or if it could not be started.
     guard: Option<guard::Guard>,
     guard_started: bool,
+    /// The cgroup of our own we entered, if any: left and removed at exit.
+    cgroup: Option<PathBuf>,
 }
 
 /// How much of the command's stderr a readiness failure carries.
@@ -524,14 +526,16 @@ impl Supervisor {
             if let Some(dir) = cgroup {
                 if self.guard.is_none() || tree::enter_cgroup(&dir).is_err() {
                     let _ = std::fs::remove_dir(&dir);
+                } else {
+                    self.cgroup = Some(dir);
                 }
             }
         }
         let pid = self.command().spawn()?.pid;
         self.child = Some(pid);
         self.started_at = Instant::now();
-        if let Some(g) = &self.guard {
-            g.watch(pid);
+        if self.guard.as_ref().is_some_and(|g| !g.watch(pid)) {
+            self.guard_lost();
         }
         Ok(pid)
     }
@@ -558,8 +562,29 @@ impl Supervisor {
         if ended.left {
             self.log_line("some of the command's processes did not end after SIGKILL");
         }
-        if let Some(g) = &self.guard {
-            g.watch(0);
+        if self.guard.as_ref().is_some_and(|g| !g.watch(0)) {
+            self.guard_lost();
+        }
+    }
+
+    /// The guard process is gone (killed): says that the protection it gave is gone too.
+    fn guard_lost(&mut self) {
+        if let Some(g) = self.guard.take() {
+            self.log_line(&format!(
+                "the guard process (pid {}) has ended: if this supervisor is killed now, the command's processes are no longer ended",
+                g.pid
+            ));
+        }
+    }
+
+    /// Leaves our cgroup for its parent and removes it, so that it does not outlive us when no
+    /// guard is left to remove it.
+    fn leave_cgroup(&mut self) {
+        let Some(dir) = self.cgroup.take() else { return };
+        if let Some(parent) = dir.parent() {
+            if tree::enter_cgroup(parent).is_ok() {
+                let _ = std::fs::remove_dir(&dir);
+            }
         }
     }
 
@@ -682,6 +707,7 @@ impl Supervisor {
     fn finish(&mut self, code: i32) -> ! {
         self.end_tree();
         self.drain_logs();
+        self.leave_cgroup();
         if let (Some(path), Some(fd)) = (&self.cfg.pidfile, self.cfg.lock_fd) {
             let _ = pidfile::remove_if_same(path, fd);
         }
@@ -748,9 +774,18 @@ impl Supervisor {
                 use std::os::fd::AsRawFd;
                 fds.push(libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
+            // No events asked: POLLERR comes when the guard, the pipe's only reader, is gone.
+            if let Some(g) = &self.guard {
+                fds.push(libc::pollfd { fd: g.pipe(), events: 0, revents: 0 });
+            }
             let timeout = restart_at.map_or(-1, |t| t.saturating_duration_since(Instant::now()).as_millis() as i32);
             // SAFETY: `fds` is a valid array of fds.len() pollfds.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if let Some(g) = &self.guard {
+                if fds.iter().any(|p| p.fd == g.pipe() && p.revents & (libc::POLLERR | libc::POLLHUP) != 0) {
+                    self.guard_lost();
+                }
+            }
             self.drain_logs();
             self.read_ready_socket();
 
@@ -950,6 +985,7 @@ fn main() {
         tail: Vec::new(),
         guard: None,
         guard_started: false,
+        cgroup: None,
     };
     if let Some(line) = startup_error {
         sup.report(&line);
