@@ -51,6 +51,12 @@ export interface Acquired {
 /** Opens, locks and empties the pidfile at `path`. */
 export declare function acquirePidfile(path: string): Acquired
 
+/**
+ * Binds a listening stream socket at `address` (`IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`);
+ * returns its descriptor (close-on-exec). Errors carry the errno name as `code`.
+ */
+export declare function bindListener(address: string): number
+
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
 
@@ -77,6 +83,9 @@ export interface FdAccess {
  * `path`; returns `null` when it does, else why not.
  */
 export declare function inheritedLockProblem(fd: number, path: string): string | null
+
+/** Whether `fd` is a stream socket that listens. */
+export declare function isListeningSocket(fd: number): boolean
 
 /** Launches a daemon (double fork + execve); returns once it has exec'd. */
 export declare function launch(spec: LaunchSpec): LaunchResult

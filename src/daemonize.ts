@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 
 import { UnsupportedPlatformError } from './errors'
-import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
+import { currentHandoff, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
 import { native } from './native'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
@@ -94,6 +94,7 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
   }
   n.setCloexec(handoff.readyFd, true)
   n.setCloexec(handoff.stderrFd, true)
+  for (const { fd } of inheritedSockets()) n.setCloexec(fd, true)
   const lock = handoff.lockFd === undefined || handoff.pidFile === undefined ? undefined : { fd: handoff.lockFd, path: handoff.pidFile }
   return finishAdoption(opts, lock, false)
 }

@@ -116,3 +116,21 @@ export class LogfileError extends DaemonkitError {
     this.reason = reason
   }
 }
+
+/**
+ * A `listen` address cannot be listened on: it does not parse, the port is in use or needs
+ * root, the folder of a unix socket is missing, a file that is not a socket is in the way.
+ * Nothing was started when it is thrown, and no pidfile or socket file is left.
+ */
+export class ListenError extends DaemonkitError {
+  /** The address as given. */
+  readonly address: string
+  /** The system error code behind it (`EADDRINUSE`, `EACCES`, `ENOENT`, …); `EINVAL` for an address that does not parse. */
+  readonly reason: string
+
+  constructor(address: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('ELISTEN', `cannot listen on ${address}: ${message}`, options)
+    this.address = address
+    this.reason = reason
+  }
+}

@@ -1,10 +1,12 @@
 export { daemonize, type DaemonHandle } from './daemonize'
 export { isDaemon } from './handoff'
-export type { DaemonizeOptions, OutputTarget } from './options'
+export type { DaemonizeOptions, ListenAddress, OutputTarget } from './options'
+export { listenFds, type ListenFd } from './listen'
 export {
   AlreadyRunningError,
   DaemonkitError,
   LaunchError,
+  ListenError,
   LogfileError,
   PidfileError,
   ReadinessError,

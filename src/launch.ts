@@ -3,6 +3,7 @@ import type * as netTypes from 'node:net'
 
 import { AlreadyRunningError, LaunchError, LogfileError, PidfileError, ReadinessError } from './errors'
 import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
+import { bindListeners, type BoundSockets } from './listen'
 import { native } from './native'
 import type { NormalizedOptions, OutputTarget } from './options'
 
@@ -287,6 +288,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
   const argsBytes = reexecArgBytes(args)
   const n = native()
   const lockFd = opts.pidFile === undefined ? undefined : lockPidfile(opts.pidFile)
+  let sockets: BoundSockets | undefined
   const toClose: number[] = []
   /** Our read ends, ours to close until awaitReadiness() owns them. */
   const readEnds: number[] = []
@@ -294,6 +296,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
   let handle: ReturnType<typeof n.openProcess> | undefined
   let watch: ReturnType<typeof awaitReadiness> | undefined
   try {
+    if (opts.listen.length > 0) sockets = bindListeners(opts.listen)
     const stdoutFd = opts.stdout === 'ignore' ? undefined : openOutput(opts.stdout)
     if (stdoutFd !== undefined) toClose.push(stdoutFd)
     const finalStderrFd = openOutput(opts.stderr)
@@ -313,9 +316,10 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       lockFd: lockFd === undefined ? undefined : HANDOFF_FDS.lock,
       pidFile: opts.pidFile,
       readyTimeout: opts.readyTimeout,
+      listen: sockets?.names ?? [],
     })
     const env = { ...process.env, ...opts.env, [HANDOFF_VAR]: marker }
-    const passFds = lockFd === undefined ? [readyWrite, finalStderrFd] : [readyWrite, finalStderrFd, lockFd]
+    const passFds = [readyWrite, finalStderrFd, ...(lockFd === undefined ? [] : [lockFd]), ...(sockets?.fds ?? [])]
     try {
       launched = n.launch({
         program: process.execPath,
@@ -362,6 +366,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       watch.close()
       handle?.close()
       if (lockFd !== undefined) closeQuietly(lockFd)
+      sockets?.close()
       return { pid }
     }
 
@@ -392,6 +397,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready`)
   } catch (err) {
     for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
+    sockets?.discard()
     watch?.close()
     handle?.close()
     if (lockFd !== undefined) {

@@ -7,6 +7,7 @@ import { LaunchError, PidfileError, ReadinessError } from './errors'
 import { lockPidfile, openOutput } from './launch'
 import { native } from './native'
 import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
+import { bindListeners, type BoundSockets } from './listen'
 import { supervisorPath } from './supervisor'
 
 /** When the supervisor restarts the command. */
@@ -116,8 +117,9 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (cwd !== undefined) base.cwd = chroot !== undefined ? path.posix.resolve('/', cwd) : path.resolve(cwd)
   const restart = raw.restart === undefined ? 'never' : raw.restart
   if (restart !== 'never' && restart !== 'on-failure' && restart !== 'always') fail('restart', "must be 'never', 'on-failure' or 'always'")
-  const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true : raw.supervise
+  const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true || base.listen.length > 0 : raw.supervise
   if (typeof supervise !== 'boolean') fail('supervise', 'must be a boolean')
+  if (!supervise && base.listen.length > 0) fail('listen', 'needs the supervisor (supervise: true): it holds the sockets')
   if (!supervise && restart !== 'never') fail('restart', 'needs the supervisor (supervise: true)')
   const notify = raw.notify === undefined ? Boolean(process.env.NOTIFY_SOCKET) : raw.notify
   if (typeof notify !== 'boolean') fail('notify', 'must be a boolean')
@@ -291,18 +293,23 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   const lockFd = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
   let reportRead: number | undefined
   let handle: ReturnType<typeof n.openProcess> | undefined
+  let sockets: BoundSockets | undefined
   try {
+    // Bound here, as the caller (root binds a privileged port for a command run as a user).
+    if (o.base.listen.length > 0) sockets = bindListeners(o.base.listen)
     const [r, w] = n.pipe()
     reportRead = r
     const flags = ['--ready-fd', '3', ...supervisorFlags(o)]
     if (lockFd !== undefined) flags.push('--lock-fd', '4', '--pidfile', o.base.pidFile as string)
+    const firstSocket = lockFd === undefined ? 4 : 5
+    sockets?.names.forEach((name, i) => flags.push('--listen-fd', `${firstSocket + i}:${name}`))
     let pid: number
     try {
       pid = n.launch({
         program: supervisor,
         args: [supervisor, ...flags, '--', command, ...args],
         env,
-        passFds: lockFd === undefined ? [w] : [w, lockFd],
+        passFds: [w, ...(lockFd === undefined ? [] : [lockFd]), ...(sockets?.fds ?? [])],
         cwd: '/',
       }).pid
     } finally {
@@ -319,6 +326,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
       if (lockFd !== undefined) fs.closeSync(lockFd)
+      sockets?.close()
       return { pid, commandPid: Number(ready[1]) }
     }
     const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/s)
@@ -353,6 +361,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       ? new ReadinessError(pid, 'timeout', undefined, '', `did not report within ${o.base.readyTimeout} ms and was killed`, `the supervisor (pid ${pid}) of ${command}`)
       : new ReadinessError(pid, 'exited', undefined, report.line ?? '', 'exited without reporting', `the supervisor (pid ${pid}) of ${command}`)
   } catch (err) {
+    sockets?.discard()
     if (reportRead !== undefined) fs.closeSync(reportRead)
     if (lockFd !== undefined) {
       try {

@@ -399,3 +399,18 @@ pub fn notify_socket_problem() -> Option<String> {
     let path = notify::socket_path()?;
     notify::reachable(&path).err().map(|e| e.to_string())
 }
+
+/// Binds a listening stream socket at `address` (`IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`);
+/// returns its descriptor (close-on-exec). Errors carry the errno name as `code`.
+#[napi]
+pub fn bind_listener(env: Env, address: String) -> Result<i32> {
+    use std::os::fd::IntoRawFd;
+    let parsed = daemonkit_core::listen::Address::parse(&address).map_err(|e| coded(&env, &format!("{:?}", e.errno), e.message))?;
+    daemonkit_core::listen::bind_listener(&parsed).map(IntoRawFd::into_raw_fd).map_err(|e| coded(&env, &format!("{:?}", e.errno), e.message))
+}
+
+/// Whether `fd` is a stream socket that listens.
+#[napi]
+pub fn is_listening_socket(env: Env, fd: i32) -> Result<bool> {
+    daemonkit_core::listen::is_listening_socket(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
+}

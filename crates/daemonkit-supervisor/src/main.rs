@@ -74,13 +74,15 @@ struct Config {
     /// stop it).
     new_session: bool,
     wait_ready: bool,
+    /// Listening sockets we hold and pass to every command we start, with their names.
+    listen: Vec<(RawFd, String)>,
 }
 
 fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
      \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
-     \x20      [--new-session]\n\
+     \x20      [--new-session] [--listen-fd N:NAME ...]\n\
      \x20      -- PROGRAM [ARGS...]"
 }
 
@@ -121,6 +123,7 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         forward_hup: false,
         new_session: false,
         wait_ready: false,
+        listen: Vec::new(),
     };
     let mut user: Option<String> = None;
     let mut group: Option<String> = None;
@@ -153,6 +156,14 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         match flag.as_str() {
             "--ready-fd" => cfg.ready_fd = Some(fd(text()?)?),
             "--lock-fd" => cfg.lock_fd = Some(fd(text()?)?),
+            "--listen-fd" => {
+                let t = text()?;
+                let (n, name) = t.split_once(':').unwrap_or((t.as_str(), "unknown"));
+                if name.is_empty() || name.contains(':') || name.len() > 255 {
+                    return Err(format!("--listen-fd: bad socket name {name:?}"));
+                }
+                cfg.listen.push((fd(n.to_string())?, name.to_string()));
+            }
             "--pidfile" => cfg.pidfile = Some(PathBuf::from(value)),
             "--stdout" => cfg.stdout = Some(PathBuf::from(value)),
             "--stderr" => cfg.stderr = Some(PathBuf::from(value)),
@@ -493,10 +504,24 @@ impl Supervisor {
         if let Some(creds) = &self.cfg.credentials {
             cmd.credentials(creds.clone());
         }
-        if let Some((_, name)) = &self.ready_socket {
-            // The command tells us, not systemd, that it is ready.
-            let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET").collect();
-            vars.push(("NOTIFY_SOCKET".into(), name.clone()));
+        if self.ready_socket.is_some() || !self.cfg.listen.is_empty() {
+            let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+                .filter(|(k, _)| !(k == "NOTIFY_SOCKET" && self.ready_socket.is_some()) && !matches!(k.to_str(), Some("LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES")))
+                .collect();
+            if let Some((_, name)) = &self.ready_socket {
+                // The command tells us, not systemd, that it is ready.
+                vars.push(("NOTIFY_SOCKET".into(), name.clone()));
+            }
+            if !self.cfg.listen.is_empty() {
+                // The systemd socket-activation protocol: the sockets at 3, 4, …, LISTEN_PID
+                // written by the command's own process just before execve.
+                let fds: Vec<RawFd> = self.cfg.listen.iter().map(|(fd, _)| *fd).collect();
+                cmd.pass_fds(&fds);
+                cmd.listen_pid(true);
+                vars.push(("LISTEN_FDS".into(), fds.len().to_string().into()));
+                let names: Vec<&str> = self.cfg.listen.iter().map(|(_, n)| n.as_str()).collect();
+                vars.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
+            }
             cmd.env_list(vars);
         }
         cmd.parent_death_signal(libc::SIGKILL);
@@ -872,7 +897,7 @@ fn main() {
         }
     };
     // Our children must not inherit the lock, the readiness pipe or the logs.
-    for fd in cfg.ready_fd.iter().chain(cfg.lock_fd.iter()) {
+    for fd in cfg.ready_fd.iter().chain(cfg.lock_fd.iter()).chain(cfg.listen.iter().map(|(fd, _)| fd)) {
         let _ = stdio::set_cloexec(*fd, true);
     }
     if let (Some(fd), Some(path)) = (cfg.lock_fd, &cfg.pidfile) {
