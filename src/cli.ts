@@ -3,8 +3,9 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { LSB } from './daemon'
-import { AlreadyRunningError, DaemonkitError, LaunchError } from './errors'
+import { AlreadyRunningError, DaemonkitError, LaunchError, ListenError } from './errors'
 import { lockPidfile } from './launch'
+import { bindListeners } from './listen'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
@@ -52,6 +53,10 @@ Options:
                             (systemd's protocol; Node programs using daemonize() do it
                             themselves); if it exits first, start prints its stderr, exits 1
       --ready-timeout MS    how long start waits for PROGRAM (default 30000)
+      --listen [NAME=]ADDR  a listening socket the supervisor binds and holds, handed to
+                            PROGRAM (and every restart of it) at fd 3, 4, … with LISTEN_FDS,
+                            LISTEN_PID, LISTEN_FDNAMES; ADDR is IPV4:PORT, [IPV6]:PORT or
+                            unix:PATH (repeatable)
       --notify auto|yes|no  tell systemd READY=1 and STOPPING=1 over $NOTIFY_SOCKET
                             (auto, the default: when it is set)
   -t, --timeout MS          stop: wait this long before SIGKILL (default 10000)
@@ -101,7 +106,7 @@ const VALUE_FLAGS: Record<string, string> = {
   '--restart-delay-max': 'restartDelayMax', '--restart-burst': 'restartBurst', '--restart-window': 'restartWindow',
   '--detach': 'detach', '--ready-timeout': 'readyTimeout', '-t': 'timeout', '--timeout': 'timeout',
   '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal', '--kill-timeout': 'killTimeout',
-  '--notify': 'notify',
+  '--notify': 'notify', '--listen': 'listen',
 }
 
 function integer(flag: string, value: string): number {
@@ -162,6 +167,13 @@ export function parse(argv: string[]): Parsed {
     if (value === undefined) throw new UsageError(`${flag} needs a value`)
     switch (key) {
       case 'pidfile': out.opts.pidFile = value; break
+      case 'listen': {
+        const named = /^([A-Za-z0-9_.-]{1,255})=(.+)$/.exec(value)
+        const list = [...(out.opts.listen ?? [])]
+        list.push(named ? { address: named[2], name: named[1] } : value)
+        out.opts.listen = list
+        break
+      }
       case 'cwd': out.opts.cwd = value; break
       case 'umask':
         if (!/^[0-7]{1,4}$/.test(value)) throw new UsageError(`--umask needs an octal number, got ${value}`)
@@ -253,9 +265,14 @@ function runForeground(p: Parsed): number {
   if (lockFd !== undefined) flags.push('--lock-fd', String(lockFd), '--pidfile', pidFile as string)
   const env = envList(o.base, program)
   const n = native()
+  let sockets: ReturnType<typeof bindListeners> | undefined
   try {
-    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, lockFd === undefined ? [] : [lockFd])
+    sockets = bindListeners(o.base.listen)
+    const fds = sockets.fds
+    sockets.names.forEach((name, i) => flags.push('--listen-fd', `${fds[i]}:${name}`))
+    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, [...(lockFd === undefined ? [] : [lockFd]), ...fds])
   } catch (err) {
+    sockets?.discard()
     const e = err as { code?: unknown; message?: unknown }
     if (lockFd !== undefined) {
       try {
@@ -265,6 +282,7 @@ function runForeground(p: Parsed): number {
       }
       fs.closeSync(lockFd)
     }
+    if (err instanceof ListenError) throw err
     const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'
     throw new LaunchError(reason, `cannot run the supervisor: ${String(e.message)}`, supervisor, { cause: err })
   }

@@ -14,7 +14,7 @@ import { supervisorPath } from './supervisor'
 export type RestartPolicy = 'never' | 'on-failure' | 'always'
 
 /** Options of `spawnDaemon()`. */
-export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'cwd' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout'> {
+export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'cwd' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout' | 'listen'> {
   /** Run as this user (name or uid); supplementary groups from the group database. Needs root. */
   user?: string | number
   /** Run with this primary group (name or gid). Default: the user's. Needs root. */
