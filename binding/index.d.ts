@@ -51,11 +51,17 @@ export interface Acquired {
 /** Opens, locks and empties the pidfile at `path`. */
 export declare function acquirePidfile(path: string): Acquired
 
+/** Listens on this process's graceful-restart control socket (Linux); returns the descriptor. */
+export declare function bindControl(): number
+
 /**
  * Binds a listening stream socket at `address` (`IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`);
  * returns its descriptor (close-on-exec). Errors carry the errno name as `code`.
  */
 export declare function bindListener(address: string): number
+
+/** Connects to the graceful-restart control socket of `pid` (Linux); returns the descriptor. */
+export declare function connectControl(pid: number): number
 
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
@@ -144,6 +150,9 @@ export declare function openLog(path: string, user?: string | undefined | null, 
 
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
+
+/** The user id of the peer of the unix socket `fd` (Linux). */
+export declare function peerUid(fd: number): number
 
 /** What a pidfile says, judged by its lock. */
 export interface PidfileProbe {

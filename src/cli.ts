@@ -6,6 +6,7 @@ import { LSB } from './daemon'
 import { AlreadyRunningError, DaemonkitError, LaunchError, ListenError } from './errors'
 import { lockPidfile } from './launch'
 import { bindListeners } from './listen'
+import { gracefulRestart } from './upgrade'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
@@ -24,6 +25,11 @@ Commands:
                                           process becomes the supervisor: execve, same pid)
   stop    -p FILE [-t MS] [-s SIG]        stop the daemon: SIG, wait, SIGKILL after MS
   restart [options] -- PROGRAM [ARGS...]  stop it if it runs, then start it
+  restart --graceful -p FILE              start a new copy beside the running daemon, with the
+                                          same sockets; stop the old one once the new one is
+                                          ready; if the new one fails, the old one runs on
+                                          (exit 1 with its message). Needs --wait-ready for a
+                                          supervised PROGRAM; daemonize() apps take it as is
   status  -p FILE                         0 running, 1 dead (stale pidfile), 3 not running, 4 unknown
   signal  SIG -p FILE                     send SIG if, and only if, the daemon holds the pidfile lock
 
@@ -96,6 +102,7 @@ interface Parsed {
   stopSignal?: SignalName
   killSignal?: SignalName
   killTimeout?: number
+  graceful?: boolean
 }
 
 const VALUE_FLAGS: Record<string, string> = {
@@ -144,6 +151,10 @@ export function parse(argv: string[]): Parsed {
     }
     if (arg === '--forward-hup') {
       out.opts.forwardHup = true
+      continue
+    }
+    if (arg === '--graceful') {
+      out.graceful = true
       continue
     }
     if (arg === '--wait-ready') {
@@ -330,6 +341,11 @@ async function main(argv: string[]): Promise<number> {
         return runForeground(p)
       case 'restart': {
         const file = needPidfile(p)
+        if (p.graceful) {
+          const r = await gracefulRestart(file)
+          print(p.json, { restarted: true, graceful: true, ...r }, `restarted gracefully (pid ${r.pid}, now serving: pid ${r.newPid})`)
+          return LSB.ok
+        }
         needProgram(p)
         await stop(file, stopOptions(p))
         return await startCommand(p)

@@ -134,3 +134,23 @@ export class ListenError extends DaemonkitError {
     this.reason = reason
   }
 }
+
+/** Why a graceful restart did not happen. */
+export type GracefulRestartReason = 'not-running' | 'unsupported' | 'busy' | 'starting' | 'stopping' | 'exited' | 'timeout' | 'spawn' | 'failed'
+
+/**
+ * A graceful restart failed or was refused; the running daemon was left serving untouched.
+ * When the new copy failed, `message` carries its own error output.
+ */
+export class GracefulRestartError extends DaemonkitError {
+  /** What happened. */
+  readonly reason: GracefulRestartReason
+  /** The pid of the daemon that was asked (the pidfile's), when known. */
+  readonly pid: number | undefined
+
+  constructor(reason: GracefulRestartReason, pid: number | undefined, message: string, options?: { cause?: unknown }) {
+    super('EGRACEFUL', message, options)
+    this.reason = reason
+    this.pid = pid
+  }
+}

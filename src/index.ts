@@ -5,14 +5,17 @@ export { listenFds, type ListenFd } from './listen'
 export {
   AlreadyRunningError,
   DaemonkitError,
+  GracefulRestartError,
   LaunchError,
   ListenError,
   LogfileError,
   PidfileError,
   ReadinessError,
   UnsupportedPlatformError,
+  type GracefulRestartReason,
   type NotReadyReason,
 } from './errors'
+export { gracefulRestart, type GracefulRestartResult } from './upgrade'
 export { Daemon, LSB, type DaemonAction, type DaemonContext, type DaemonOptions } from './daemon'
 export {
   signal,

@@ -214,7 +214,7 @@ export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
   if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
   if (o.notify) flags.push('--notify')
   if (o.forwardHup) flags.push('--forward-hup')
-  if (o.waitReady) flags.push('--wait-ready')
+  if (o.waitReady) flags.push('--wait-ready', '--upgrade-timeout', String(o.base.readyTimeout))
   return flags
 }
 

@@ -217,3 +217,39 @@ pub fn is_listening_socket(fd: RawFd) -> Result<bool, Errno> {
     }
     Ok(get_int_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_STREAM && get_int_opt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 1)
 }
+
+/// The abstract socket name (Linux) on which the daemon with pid `pid` (daemonkit's supervisor,
+/// or a `daemonize()` app) takes graceful-restart requests: one line `UPGRADE`, answered by
+/// `OK <new pid>` or `FAIL <reason> <message as JSON>` once the restart is over.
+pub fn control_name(pid: i32) -> String {
+    format!("daemonkit-control/{pid}")
+}
+
+/// Binds and listens on the stream socket `name` in Linux's abstract namespace (nothing on
+/// disk). Close-on-exec.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn bind_abstract(name: &str) -> std::io::Result<OwnedFd> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    Ok(listener.into())
+}
+
+/// Connects to the stream socket `name` in Linux's abstract namespace. Close-on-exec, blocking.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn connect_abstract(name: &str) -> std::io::Result<OwnedFd> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+    Ok(stream.into())
+}
+
+/// The user id of the process at the other end of the unix socket `fd` (`SO_PEERCRED`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_uid(fd: RawFd) -> Result<libc::uid_t, Errno> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    Errno::result(rc).map(|_| cred.uid)
+}
