@@ -5,6 +5,7 @@ import { UnsupportedPlatformError } from './errors'
 import { currentHandoff, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
 import { native } from './native'
+import { enableGracefulRestart } from './takeover'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 
 /** What the daemon gets back from `daemonize()`. */
@@ -90,7 +91,7 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
   // the readiness pipe or the final stderr target.
   if (handoff.lockFd !== undefined) {
     n.setCloexec(handoff.lockFd, true)
-    writePidfile(handoff.pidFile as string, handoff.lockFd, process.pid)
+    if (!handoff.takeover) writePidfile(handoff.pidFile as string, handoff.lockFd, process.pid)
   }
   n.setCloexec(handoff.readyFd, true)
   n.setCloexec(handoff.stderrFd, true)
@@ -121,6 +122,7 @@ function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: strin
       if (isReady() || inPlace) redirect(opts.stderr, 2)
     },
   }
+  if (!inPlace && lock) enableGracefulRestart(opts, lock)
   if (opts.ready === 'auto') adoptedHandle.ready()
   return adoptedHandle
 }

@@ -30,6 +30,12 @@ export interface Handoff {
    * own descriptors (see `firstSocketFd`).
    */
   listen: string[]
+  /**
+   * Set when the launcher is the running daemon, handing over to a new copy of itself (a
+   * graceful restart): the pidfile is written only at readiness, and never removed by this
+   * process before it, since the old daemon still serves under it.
+   */
+  takeover: boolean
 }
 
 /**
@@ -71,16 +77,16 @@ const DEADLINE_GRACE_MS = 1_000
 const STATE_KEY = Symbol.for('daemonkit.state')
 
 /**
- * `v2:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<readyTimeout ms>:<pidfile, URI-encoded, or empty>:<socket names, comma-separated, or empty>`
+ * `v2:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<readyTimeout ms>:<pidfile, URI-encoded, or empty>:<socket names, comma-separated, or empty>:<'takeover' or empty>`
  */
 export function formatHandoff(h: Handoff): string {
-  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', h.readyTimeout, encodeURIComponent(h.pidFile ?? ''), h.listen.join(',')].join(':')
+  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', h.readyTimeout, encodeURIComponent(h.pidFile ?? ''), h.listen.join(','), h.takeover ? 'takeover' : ''].join(':')
 }
 
 /** Why a marker cannot be read, or the hand-off it describes. */
 function parseHandoff(raw: string): Handoff | string {
   const parts = raw.split(':')
-  if (parts.length !== 8 || parts[0] !== 'v2' || !/^[0-9a-f]{32}$/.test(parts[1])) return 'it is not in the format this version writes'
+  if (parts.length !== 9 || parts[0] !== 'v2' || !/^[0-9a-f]{32}$/.test(parts[1])) return 'it is not in the format this version writes'
   const numberOf = (s: string): number | undefined => (/^[0-9]{1,10}$/.test(s) ? Number(s) : undefined)
   const readyFd = numberOf(parts[2])
   const stderrFd = numberOf(parts[3])
@@ -97,7 +103,8 @@ function parseHandoff(raw: string): Handoff | string {
   }
   const listen = parts[7] === '' ? [] : parts[7].split(',')
   if (listen.length > 64 || !listen.every((name) => /^[A-Za-z0-9_.-]{1,255}$/.test(name))) return 'its socket names are not in the format this version writes'
-  return { token: parts[1], readyFd, stderrFd, lockFd, pidFile, readyTimeout, listen }
+  if (parts[8] !== '' && parts[8] !== 'takeover') return 'it is not in the format this version writes'
+  return { token: parts[1], readyFd, stderrFd, lockFd, pidFile, readyTimeout, listen, takeover: parts[8] === 'takeover' }
 }
 
 /** The kind of file open at `fd` and how it is open, or undefined when `fd` is not open. */
@@ -207,8 +214,9 @@ function installExitReport(s: DaemonState): void {
       try {
         fs.writeSync(h.readyFd, `EXIT ${h.token} ${code}\n`)
       } catch {
-        // The launcher is gone, so it cannot remove the pidfile: do it while the lock is ours.
-        if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
+        // The launcher is gone, so it cannot remove the pidfile: do it while the lock is ours
+        // (not in a takeover: the pidfile still names the old daemon).
+        if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed && !h.takeover) {
           s.removed = true
           try {
             native().removePidfile(h.pidFile, h.lockFd)
@@ -319,7 +327,7 @@ function endNotReady(s: DaemonState, h: Handoff): void {
   } catch {
     // Nowhere to say it.
   }
-  if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
+  if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed && !h.takeover) {
     s.removed = true
     try {
       native().removePidfile(h.pidFile, h.lockFd)
@@ -393,6 +401,8 @@ export function reportReady(): void {
   }
   const n = native()
   if (s.deadline) clearTimeout(s.deadline)
+  // A takeover names itself in the pidfile only now, once it can serve.
+  if (h.takeover && h.lockFd !== undefined) n.writePid(h.lockFd, process.pid)
   n.dup2(h.stderrFd, 2)
   fs.closeSync(h.stderrFd)
   s.ready = true
@@ -410,6 +420,15 @@ export function reportReady(): void {
   } finally {
     fs.closeSync(h.readyFd)
   }
+}
+
+/**
+ * This daemon handed its pidfile to a new copy of itself (a graceful restart): from now on it
+ * leaves the pidfile alone when it ends.
+ */
+export function releasePidfile(): void {
+  const s = state()
+  s.removed = true
 }
 
 /** Unlinks the pidfile while still holding its lock, if this daemon adopted it. Idempotent. */
