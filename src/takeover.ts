@@ -79,7 +79,12 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: numbe
   server.on('error', () => {})
   server.listen({ fd })
   server.unref()
-  process.on('SIGUSR2', () => void upgrade(opts, lock, () => {}))
+  const onUsr2 = (): void => {
+    // An app with a SIGUSR2 handler of its own keeps the signal for itself.
+    if (process.listenerCount('SIGUSR2') > 1) return
+    void upgrade(opts, lock, () => {})
+  }
+  process.on('SIGUSR2', onUsr2)
   closeControl = () => server.close()
 }
 
