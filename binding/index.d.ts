@@ -196,6 +196,9 @@ export declare function removePidfile(path: string, fd: number): boolean
  */
 export declare function removeStalePidfile(path: string): string
 
+/** Replaces the pid in the locked pidfile at `fd` without the file ever reading empty. */
+export declare function replacePid(fd: number, pid: number): void
+
 /** Sends `state` to systemd's `$NOTIFY_SOCKET`; returns false when it is not set. */
 export declare function sdNotify(state: string): boolean
 

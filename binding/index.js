@@ -854,6 +854,7 @@ module.exports.pipe = nativeBinding.pipe
 module.exports.probePidfile = nativeBinding.probePidfile
 module.exports.removePidfile = nativeBinding.removePidfile
 module.exports.removeStalePidfile = nativeBinding.removeStalePidfile
+module.exports.replacePid = nativeBinding.replacePid
 module.exports.sdNotify = nativeBinding.sdNotify
 module.exports.setCloexec = nativeBinding.setCloexec
 module.exports.supported = nativeBinding.supported

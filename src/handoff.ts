@@ -402,7 +402,7 @@ export function reportReady(): void {
   const n = native()
   if (s.deadline) clearTimeout(s.deadline)
   // A takeover names itself in the pidfile only now, once it can serve.
-  if (h.takeover && h.lockFd !== undefined) n.writePid(h.lockFd, process.pid)
+  if (h.takeover && h.lockFd !== undefined) n.replacePid(h.lockFd, process.pid)
   n.dup2(h.stderrFd, 2)
   fs.closeSync(h.stderrFd)
   s.ready = true

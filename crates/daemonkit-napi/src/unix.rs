@@ -455,3 +455,12 @@ pub fn peer_uid(env: Env, fd: i32) -> Result<u32> {
     #[cfg(not(target_os = "linux"))]
     Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
 }
+
+/// Replaces the pid in the locked pidfile at `fd` without the file ever reading empty.
+#[napi]
+pub fn replace_pid(env: Env, fd: i32, pid: i32) -> Result<()> {
+    pidfile::replace_pid_fd(fd, pid).map_err(|e| match e {
+        Errno::EMLINK => coded(&env, "EPIDFILEUNSAFE", "writing the pidfile: it has other names (hard links), so it is left untouched"),
+        e => errno_error(&env, e, "writing the pidfile"),
+    })
+}
