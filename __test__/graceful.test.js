@@ -379,3 +379,14 @@ test.serial('graceful restart: SIGUSR2 asks for it too; a supervisor without --w
   t.regex(g.stderr, /takes no graceful restarts: a supervised command needs --wait-ready/)
   await cli(['stop', '-p', pidFile])
 })
+
+test('daemonize({ listen }) in place (detach: false, as under systemd without a socket unit) binds its sockets itself', async (t) => {
+  const dir = h.tempDir(t)
+  const ev = path.join(dir, 'events')
+  const spec = { pidFile: path.join(dir, 'app.pid'), events: ev, listen: [{ address: '127.0.0.1:0', name: 'web' }], detach: false }
+  const child = require('node:child_process').spawn(process.execPath, [SERVER, JSON.stringify(spec)], { stdio: 'ignore' })
+  t.teardown(() => child.kill('SIGKILL'))
+  await h.waitFor(() => listening(ev, child.pid), { what: 'the server to listen' })
+  t.true(events(ev).some((l) => l.startsWith(`fds ${child.pid} [{"fd":`) && l.includes('"name":"web"')))
+  t.is(await get(listening(ev, child.pid)), `v1 ${child.pid}\n`)
+})

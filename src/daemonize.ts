@@ -4,6 +4,7 @@ import * as os from 'node:os'
 import { UnsupportedPlatformError } from './errors'
 import { currentHandoff, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
+import { bindInPlace } from './listen'
 import { native } from './native'
 import { enableGracefulRestart } from './takeover'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
@@ -79,7 +80,11 @@ function adoptInPlace(opts: NormalizedOptions): { fd: number; path: string } | u
 export function adopt(opts: NormalizedOptions): DaemonHandle {
   if (adoptedHandle) return adoptedHandle
   const handoff = currentHandoff()
-  if (!handoff) return finishAdoption(opts, adoptInPlace(opts), true)
+  if (!handoff) {
+    // Sockets from systemd (a socket unit) are used as they are; else the daemon binds its own.
+    bindInPlace(opts.listen)
+    return finishAdoption(opts, adoptInPlace(opts), true)
+  }
   if (handoff.pidFile !== opts.pidFile) {
     throw new TypeError(
       `daemonize: the daemon was launched with pidFile ${JSON.stringify(handoff.pidFile)} but now ` +

@@ -79,8 +79,9 @@ const STATE_KEY = Symbol.for('daemonkit.state')
 /**
  * `v2:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<readyTimeout ms>:<pidfile, URI-encoded, or empty>:<socket names, comma-separated, or empty>:<'takeover' or empty>`
  */
-export function formatHandoff(h: Handoff): string {
-  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', h.readyTimeout, encodeURIComponent(h.pidFile ?? ''), h.listen.join(','), h.takeover ? 'takeover' : ''].join(':')
+export function formatHandoff(h: Omit<Handoff, 'listen' | 'takeover'> & Partial<Pick<Handoff, 'listen' | 'takeover'>>): string {
+  const sockets = (h.listen ?? []).join(',')
+  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', h.readyTimeout, encodeURIComponent(h.pidFile ?? ''), sockets, h.takeover ? 'takeover' : ''].join(':')
 }
 
 /** Why a marker cannot be read, or the hand-off it describes. */

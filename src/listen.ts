@@ -61,6 +61,16 @@ export function bindListeners(listen: readonly { address: string; name: string }
 let taken: ListenFd[] | undefined
 
 /**
+ * A daemon that runs in place (under systemd, `detach: false`) with `listen` but was given no
+ * sockets binds them itself: this makes them what `listenFds()` returns.
+ */
+export function bindInPlace(listen: readonly { address: string; name: string }[]): void {
+  if (listen.length === 0 || listenFds().length > 0) return
+  const bound = bindListeners(listen)
+  taken = bound.fds.map((fd, i) => ({ fd, name: bound.names[i] }))
+}
+
+/**
  * The listening sockets this process inherited, as `[{ fd, name }]`, ready for
  * `server.listen({ fd })`: from a daemonkit launcher (`daemonize({ listen })`, a graceful
  * restart), from daemonkit's supervisor or from systemd (`LISTEN_FDS` with `LISTEN_PID` naming
