@@ -80,7 +80,7 @@ test('cli: an unknown action prints usage and exits 2', async (t) => {
   const dir = h.tempDir(t)
   const r = await service('frobnicate', { pidFile: path.join(dir, 's.pid') })
   t.is(r.code, 2)
-  t.regex(r.stderr, /usage: .*\{start\|stop\|restart\|status\|reload\}/)
+  t.regex(r.stderr, /usage: .*\{start\|stop\|restart\|status\|reload\|graceful-restart\}/)
   t.false(fs.existsSync(path.join(dir, 's.pid')))
 })
 

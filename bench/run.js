@@ -8,13 +8,14 @@
 //   3. stop latency and start -> status -> stop round trips (stop.js);
 //   4. idle daemon memory over a bare Node process, and the supervisor's (memory.js);
 //   5. require() time (requiretime.js);
-//   6. correctness properties, observed (correctness.js).
+//   6. correctness properties, observed (correctness.js);
+//   7. restarts under load: daemonkit's graceful restarts against pm2 reloads (restarts.js).
 //
 // Prints the tables and writes bench/RESULTS.md and bench/results.svg (report.js). Needs Linux,
 // gcc, start-stop-daemon, util-linux script and flock. Knobs (environment): BENCH_RUNS (launch runs
 // per launcher, default 15), BENCH_TRACE_RUNS (10), BENCH_BLOCK_RUNS (per size, 12),
 // BENCH_STOP_RUNS (10), BENCH_STOP_PID1_RUNS (3; 0 skips), BENCH_MEM_BATCHES (5),
-// BENCH_REQUIRE_RUNS (15).
+// BENCH_REQUIRE_RUNS (15), BENCH_RESTARTS (20), BENCH_STEADY_SECONDS (5).
 
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -159,6 +160,9 @@ async function main() {
     log('6. correctness')
     const correctness = await benchCorrectness({ tools, probe: bin.probe, log })
 
+    log(`7. restarts under load (${process.env.BENCH_RESTARTS ?? 20} per path; daemonkit graceful, pm2 reload)`)
+    const restarts = runChild([NODE, path.join(__dirname, 'restarts.js')], 'bench/restarts.js', 900_000)
+
     const left = leftovers()
     for (const p of left) {
       log(`WARNING: left behind: pid ${p.pid} (${p.state}) ${p.cmd}: stopping it`)
@@ -187,6 +191,9 @@ async function main() {
     process.stdout.write(out.console)
     fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), out.md)
     fs.writeFileSync(path.join(__dirname, 'results.svg'), out.svg)
+    const restartsReport = require('./restarts')
+    restartsReport.write(restarts) // its own section of RESULTS.md, and restarts.svg
+    process.stdout.write(`\nRestarts under load:\n${restartsReport.table(restarts)}\n`)
   } finally {
     removeDir(binDir)
   }

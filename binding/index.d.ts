@@ -53,11 +53,23 @@ export interface Acquired {
 /** Opens, locks and empties the pidfile at `path`. */
 export declare function acquirePidfile(path: string): Acquired
 
+/** Listens on this process's graceful-restart control socket (Linux); returns the descriptor. */
+export declare function bindControl(): number
+
+/**
+ * Binds a listening stream socket at `address` (`IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`);
+ * returns its descriptor (close-on-exec). Errors carry the errno name as `code`.
+ */
+export declare function bindListener(address: string): number
+
 /**
  * Closes `fd`, a descriptor the binding handed out (`pipe`, `acquirePidfile`) or inherited.
  * Bun and Deno keep tables of their own descriptors, whose `fs.closeSync` refuses these.
  */
 export declare function closeFd(fd: number): void
+
+/** Connects to the graceful-restart control socket of `pid` (Linux); returns the descriptor. */
+export declare function connectControl(pid: number): number
 
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
@@ -100,6 +112,9 @@ export interface FdStat {
  * `path`; returns `null` when it does, else why not.
  */
 export declare function inheritedLockProblem(fd: number, path: string): string | null
+
+/** Whether `fd` is a stream socket that listens. */
+export declare function isListeningSocket(fd: number): boolean
 
 /** Launches a daemon (double fork + execve); returns once it has exec'd. */
 export declare function launch(spec: LaunchSpec): LaunchResult
@@ -159,6 +174,9 @@ export declare function openLog(path: string, user?: string | undefined | null, 
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
 
+/** The user id of the peer of the unix socket `fd` (Linux). */
+export declare function peerUid(fd: number): number
+
 /** What a pidfile says, judged by its lock. */
 export interface PidfileProbe {
   /**
@@ -213,6 +231,9 @@ export declare function removePidfile(path: string, fd: number): boolean
  * `pidfile::remove_stale`): `"removed"`, `"missing"`, `"locked"`, or why it was kept.
  */
 export declare function removeStalePidfile(path: string): string
+
+/** Replaces the pid in the locked pidfile at `fd` without the file ever reading empty. */
+export declare function replacePid(fd: number, pid: number): void
 
 /** Sends `state` to systemd's `$NOTIFY_SOCKET`; returns false when it is not set. */
 export declare function sdNotify(state: string): boolean

@@ -3,8 +3,10 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { LSB } from './daemon'
-import { AlreadyRunningError, DaemonkitError, LaunchError } from './errors'
+import { AlreadyRunningError, DaemonkitError, LaunchError, ListenError } from './errors'
 import { lockPidfile } from './launch'
+import { bindListeners } from './listen'
+import { gracefulRestart } from './upgrade'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
@@ -23,6 +25,11 @@ Commands:
                                           process becomes the supervisor: execve, same pid)
   stop    -p FILE [-t MS] [-s SIG]        stop the daemon: SIG, wait, SIGKILL after MS
   restart [options] -- PROGRAM [ARGS...]  stop it if it runs, then start it
+  restart --graceful -p FILE              start a new copy beside the running daemon, with the
+                                          same sockets; stop the old one once the new one is
+                                          ready; if the new one fails, the old one runs on
+                                          (exit 1 with its message). Needs --wait-ready for a
+                                          supervised PROGRAM; daemonize() apps take it as is
   status  -p FILE                         0 running, 1 dead (stale pidfile), 3 not running, 4 unknown
   signal  SIG -p FILE                     send SIG if, and only if, the daemon holds the pidfile lock
 
@@ -52,6 +59,10 @@ Options:
                             (systemd's protocol; Node programs using daemonize() do it
                             themselves); if it exits first, start prints its stderr, exits 1
       --ready-timeout MS    how long start waits for PROGRAM (default 30000)
+      --listen [NAME=]ADDR  a listening socket the supervisor binds and holds, handed to
+                            PROGRAM (and every restart of it) at fd 3, 4, … with LISTEN_FDS,
+                            LISTEN_PID, LISTEN_FDNAMES; ADDR is IPV4:PORT, [IPV6]:PORT or
+                            unix:PATH (repeatable)
       --notify auto|yes|no  tell systemd READY=1 and STOPPING=1 over $NOTIFY_SOCKET
                             (auto, the default: when it is set)
   -t, --timeout MS          stop: wait this long before SIGKILL (default 10000)
@@ -91,6 +102,7 @@ interface Parsed {
   stopSignal?: SignalName
   killSignal?: SignalName
   killTimeout?: number
+  graceful?: boolean
 }
 
 const VALUE_FLAGS: Record<string, string> = {
@@ -101,7 +113,7 @@ const VALUE_FLAGS: Record<string, string> = {
   '--restart-delay-max': 'restartDelayMax', '--restart-burst': 'restartBurst', '--restart-window': 'restartWindow',
   '--detach': 'detach', '--ready-timeout': 'readyTimeout', '-t': 'timeout', '--timeout': 'timeout',
   '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal', '--kill-timeout': 'killTimeout',
-  '--notify': 'notify',
+  '--notify': 'notify', '--listen': 'listen',
 }
 
 function integer(flag: string, value: string): number {
@@ -141,6 +153,10 @@ export function parse(argv: string[]): Parsed {
       out.opts.forwardHup = true
       continue
     }
+    if (arg === '--graceful') {
+      out.graceful = true
+      continue
+    }
     if (arg === '--wait-ready') {
       out.opts.waitReady = true
       continue
@@ -162,6 +178,13 @@ export function parse(argv: string[]): Parsed {
     if (value === undefined) throw new UsageError(`${flag} needs a value`)
     switch (key) {
       case 'pidfile': out.opts.pidFile = value; break
+      case 'listen': {
+        const named = /^([A-Za-z0-9_.-]{1,255})=(.+)$/.exec(value)
+        const list = [...(out.opts.listen ?? [])]
+        list.push(named ? { address: named[2], name: named[1] } : value)
+        out.opts.listen = list
+        break
+      }
       case 'cwd': out.opts.cwd = value; break
       case 'umask':
         if (!/^[0-7]{1,4}$/.test(value)) throw new UsageError(`--umask needs an octal number, got ${value}`)
@@ -253,9 +276,14 @@ function runForeground(p: Parsed): number {
   if (lockFd !== undefined) flags.push('--lock-fd', String(lockFd), '--pidfile', pidFile as string)
   const env = envList(o.base, program)
   const n = native()
+  let sockets: ReturnType<typeof bindListeners> | undefined
   try {
-    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, lockFd === undefined ? [] : [lockFd])
+    sockets = bindListeners(o.base.listen)
+    const fds = sockets.fds
+    sockets.names.forEach((name, i) => flags.push('--listen-fd', `${fds[i]}:${name}`))
+    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, [...(lockFd === undefined ? [] : [lockFd]), ...fds])
   } catch (err) {
+    sockets?.discard()
     const e = err as { code?: unknown; message?: unknown }
     if (lockFd !== undefined) {
       try {
@@ -265,6 +293,7 @@ function runForeground(p: Parsed): number {
       }
       fs.closeSync(lockFd)
     }
+    if (err instanceof ListenError) throw err
     const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'
     throw new LaunchError(reason, `cannot run the supervisor: ${String(e.message)}`, supervisor, { cause: err })
   }
@@ -312,6 +341,11 @@ async function main(argv: string[]): Promise<number> {
         return runForeground(p)
       case 'restart': {
         const file = needPidfile(p)
+        if (p.graceful) {
+          const r = await gracefulRestart(file)
+          print(p.json, { restarted: true, graceful: true, ...r }, `restarted gracefully (pid ${r.pid}, now serving: pid ${r.newPid})`)
+          return LSB.ok
+        }
         needProgram(p)
         await stop(file, stopOptions(p))
         return await startCommand(p)

@@ -3,6 +3,7 @@ import { AlreadyRunningError, DaemonkitError, UnsupportedPlatformError } from '.
 import { currentHandoff, notifySystemd } from './handoff'
 import { launchSelf } from './launch'
 import { signal, status, stop, type DaemonStatus, type SignalName, type SignalResult, type StopResult } from './manage'
+import { gracefulRestart } from './upgrade'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions } from './options'
 
 /** What `run()` gets in the daemon. */
@@ -49,7 +50,7 @@ export const LSB = {
   actionNotRunning: 7,
 } as const
 
-const ACTIONS = ['start', 'stop', 'restart', 'status', 'reload'] as const
+const ACTIONS = ['start', 'stop', 'restart', 'status', 'reload', 'graceful-restart'] as const
 /** An action `cli()` understands. */
 export type DaemonAction = (typeof ACTIONS)[number]
 
@@ -119,9 +120,16 @@ export class Daemon {
     })
   }
 
-  /** Stops the daemon if it runs, then starts it. In the daemon role it means "take over". */
-  async restart(): Promise<{ pid: number }> {
+  /**
+   * Stops the daemon if it runs, then starts it. In the daemon role it means "take over".
+   * With `graceful: true`, a new copy starts beside the running daemon with the same pidfile
+   * lock and listening sockets, and the old one stops once the new one is ready (see
+   * `gracefulRestart()`); it rejects with a `GracefulRestartError`, the old one serving on,
+   * when the new one fails.
+   */
+  async restart(options: { graceful?: boolean } = {}): Promise<{ pid: number }> {
     if (this.#isDaemonRole()) return this.#becomeDaemon()
+    if (options.graceful) return { pid: (await gracefulRestart(this.pidFile)).pid }
     await this.stop()
     return this.start()
   }
@@ -178,6 +186,11 @@ export class Daemon {
         case 'restart': {
           const { pid } = await this.restart()
           say(`restarted (pid ${pid})`)
+          return LSB.ok
+        }
+        case 'graceful-restart': {
+          const { pid } = await this.restart({ graceful: true })
+          say(`restarted gracefully (pid ${pid})`)
           return LSB.ok
         }
         case 'reload': {

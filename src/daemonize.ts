@@ -1,9 +1,11 @@
 import * as os from 'node:os'
 
 import { ReadinessError, UnsupportedPlatformError } from './errors'
-import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
+import { currentHandoff, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
+import { bindInPlace } from './listen'
 import { native } from './native'
+import { enableGracefulRestart } from './takeover'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 import { closeFd } from './runtime'
 
@@ -78,7 +80,11 @@ function adoptInPlace(opts: NormalizedOptions): { fd: number; path: string } | u
 export function adopt(opts: NormalizedOptions): DaemonHandle {
   if (adoptedHandle) return adoptedHandle
   const handoff = currentHandoff()
-  if (!handoff) return finishAdoption(opts, adoptInPlace(opts), true)
+  if (!handoff) {
+    // Sockets from systemd (a socket unit) are used as they are; else the daemon binds its own.
+    bindInPlace(opts.listen)
+    return finishAdoption(opts, adoptInPlace(opts), true)
+  }
   if (handoff.pidFile !== opts.pidFile) {
     throw new TypeError(
       `daemonize: the daemon was launched with pidFile ${JSON.stringify(handoff.pidFile)} but now ` +
@@ -90,10 +96,11 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
   // the readiness pipe or the final stderr target.
   if (handoff.lockFd !== undefined) {
     n.setCloexec(handoff.lockFd, true)
-    writePidfile(handoff.pidFile as string, handoff.lockFd, process.pid)
+    if (!handoff.takeover) writePidfile(handoff.pidFile as string, handoff.lockFd, process.pid)
   }
   n.setCloexec(handoff.readyFd, true)
   n.setCloexec(handoff.stderrFd, true)
+  for (const { fd } of inheritedSockets()) n.setCloexec(fd, true)
   const lock = handoff.lockFd === undefined || handoff.pidFile === undefined ? undefined : { fd: handoff.lockFd, path: handoff.pidFile }
   return finishAdoption(opts, lock, false)
 }
@@ -120,6 +127,7 @@ function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: strin
       if (isReady() || inPlace) redirect(opts.stderr, 2)
     },
   }
+  if (!inPlace && lock) enableGracefulRestart(opts, lock)
   if (opts.ready === 'auto') adoptedHandle.ready()
   return adoptedHandle
 }

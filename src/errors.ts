@@ -12,6 +12,8 @@ export type DaemonkitErrorCode =
   | 'EDAEMONSTOPTIMEOUT'
   | 'EDAEMONNORUN'
   | 'EDAEMONSHUTDOWN'
+  | 'ELISTEN'
+  | 'EGRACEFUL'
 
 /**
  * Base class of every error daemonkit throws; `code` is stable and safe to branch on. To narrow
@@ -40,6 +42,8 @@ export type AnyDaemonkitError =
   | LogfileError
   | SignalError
   | StopTimeoutError
+  | ListenError
+  | GracefulRestartError
   | DaemonkitError<'EDAEMONNORUN' | 'EDAEMONSHUTDOWN'>
 
 /** Whether `err` is an error thrown by daemonkit; narrows it to `AnyDaemonkitError`. */
@@ -159,5 +163,43 @@ export class LogfileError extends DaemonkitError<'ELOGFILE'> {
     super('ELOGFILE', `cannot open the log file ${path}: ${message}`, options)
     this.path = path
     this.reason = reason
+  }
+}
+
+/**
+ * A `listen` address cannot be listened on: it does not parse, the port is in use or needs
+ * root, the folder of a unix socket is missing, a file that is not a socket is in the way.
+ * Nothing was started when it is thrown, and no pidfile or socket file is left.
+ */
+export class ListenError extends DaemonkitError<'ELISTEN'> {
+  /** The address as given. */
+  readonly address: string
+  /** The system error code behind it (`EADDRINUSE`, `EACCES`, `ENOENT`, …); `EINVAL` for an address that does not parse. */
+  readonly reason: string
+
+  constructor(address: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('ELISTEN', `cannot listen on ${address}: ${message}`, options)
+    this.address = address
+    this.reason = reason
+  }
+}
+
+/** Why a graceful restart did not happen. */
+export type GracefulRestartReason = 'not-running' | 'unsupported' | 'busy' | 'starting' | 'stopping' | 'exited' | 'timeout' | 'spawn' | 'failed'
+
+/**
+ * A graceful restart failed or was refused; the running daemon was left serving untouched.
+ * When the new copy failed, `message` carries its own error output.
+ */
+export class GracefulRestartError extends DaemonkitError<'EGRACEFUL'> {
+  /** What happened. */
+  readonly reason: GracefulRestartReason
+  /** The pid of the daemon that was asked (the pidfile's), when known. */
+  readonly pid: number | undefined
+
+  constructor(reason: GracefulRestartReason, pid: number | undefined, message: string, options?: { cause?: unknown }) {
+    super('EGRACEFUL', message, options)
+    this.reason = reason
+    this.pid = pid
   }
 }

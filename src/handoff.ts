@@ -26,6 +26,26 @@ export interface Handoff {
    * that it holds when the launcher is gone.
    */
   readyTimeout: number
+  /**
+   * The names of the listening sockets passed on, in order; they sit right after the hand-off's
+   * own descriptors (see `firstSocketFd`).
+   */
+  listen: string[]
+  /**
+   * Set when the launcher is the running daemon, handing over to a new copy of itself (a
+   * graceful restart): the pidfile is written only at readiness, and never removed by this
+   * process before it, since the old daemon still serves under it.
+   */
+  takeover: boolean
+}
+
+/**
+ * Where the listening sockets start: after the readiness pipe (3), the final stderr (4) and the
+ * lock (5, when there is a pidfile). The hand-off's descriptors keep their fixed numbers, so the
+ * sockets cannot start at 3 as in systemd's protocol; `listenFds()` gives their numbers.
+ */
+export function firstSocketFd(h: { lockFd: number | undefined }): number {
+  return h.lockFd === undefined ? HANDOFF_FDS.lock : HANDOFF_FDS.lock + 1
 }
 
 /** The daemon's state, shared by every copy of this package loaded in the process. */
@@ -45,6 +65,8 @@ interface DaemonState {
   deadline: NodeJS.Timeout | undefined
   /** Puts back `process.stderr` as Node defines it (see `watchLauncher`). */
   restoreStderr: (() => void) | undefined
+  /** The listening sockets handed down, proven to be ones. */
+  sockets: { fd: number; name: string }[]
 }
 
 /**
@@ -56,18 +78,19 @@ const DEADLINE_GRACE_MS = 1_000
 const STATE_KEY = Symbol.for('daemonkit.state')
 
 /**
- * `v2:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<readyTimeout ms>:<pidfile, URI-encoded, or empty>`
+ * `v2:<token>:<ready fd>:<stderr fd>:<lock fd or ->:<readyTimeout ms>:<pidfile, URI-encoded, or empty>:<socket names, comma-separated, or empty>:<'takeover' or empty>`
  */
-export function formatHandoff(h: Handoff): string {
+export function formatHandoff(h: Omit<Handoff, 'listen' | 'takeover'> & Partial<Pick<Handoff, 'listen' | 'takeover'>>): string {
+  const sockets = (h.listen ?? []).join(',')
   // A fractional readyTimeout is accepted as an option; the marker carries whole milliseconds.
   const readyTimeout = Math.ceil(h.readyTimeout)
-  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', readyTimeout, encodeURIComponent(h.pidFile ?? '')].join(':')
+  return ['v2', h.token, h.readyFd, h.stderrFd, h.lockFd ?? '-', readyTimeout, encodeURIComponent(h.pidFile ?? ''), sockets, h.takeover ? 'takeover' : ''].join(':')
 }
 
 /** Why a marker cannot be read, or the hand-off it describes. */
 export function parseHandoff(raw: string): Handoff | string {
   const parts = raw.split(':')
-  if (parts.length !== 7 || parts[0] !== 'v2' || !/^[0-9a-f]{32}$/.test(parts[1])) return 'it is not in the format this version writes'
+  if (parts.length !== 9 || parts[0] !== 'v2' || !/^[0-9a-f]{32}$/.test(parts[1])) return 'it is not in the format this version writes'
   const numberOf = (s: string): number | undefined => (/^[0-9]{1,10}$/.test(s) ? Number(s) : undefined)
   const readyFd = numberOf(parts[2])
   const stderrFd = numberOf(parts[3])
@@ -82,7 +105,10 @@ export function parseHandoff(raw: string): Handoff | string {
   if (readyFd === undefined || stderrFd === undefined || readyTimeout === undefined || (lockFd === undefined && parts[4] !== '-')) {
     return 'it is not in the format this version writes'
   }
-  return { token: parts[1], readyFd, stderrFd, lockFd, pidFile, readyTimeout }
+  const listen = parts[7] === '' ? [] : parts[7].split(',')
+  if (listen.length > 64 || !listen.every((name) => /^[A-Za-z0-9_.-]{1,255}$/.test(name))) return 'its socket names are not in the format this version writes'
+  if (parts[8] !== '' && parts[8] !== 'takeover') return 'it is not in the format this version writes'
+  return { token: parts[1], readyFd, stderrFd, lockFd, pidFile, readyTimeout, listen, takeover: parts[8] === 'takeover' }
 }
 
 /** The kind of file open at `fd` and how it is open, or undefined when `fd` is not open. */
@@ -119,6 +145,16 @@ function handoffProblem(h: Handoff): string | undefined {
   if (h.lockFd !== undefined && h.pidFile !== undefined) {
     const problem = native().inheritedLockProblem(h.lockFd, h.pidFile)
     if (problem) return `descriptor ${h.lockFd} is not the locked pidfile ${h.pidFile}: ${problem}`
+  }
+  const first = firstSocketFd(h)
+  for (let i = 0; i < h.listen.length; i++) {
+    let listening = false
+    try {
+      listening = native().isListeningSocket(first + i)
+    } catch {
+      listening = false
+    }
+    if (!listening) return `descriptor ${first + i} is not a listening socket`
   }
   return undefined
 }
@@ -161,6 +197,11 @@ function state(): DaemonState {
       launcherGone: false,
       deadline: undefined,
       restoreStderr: undefined,
+      sockets: [],
+    }
+    if (s.handoff) {
+      const first = firstSocketFd(s.handoff)
+      s.sockets = s.handoff.listen.map((name, i) => ({ fd: first + i, name }))
     }
     g[STATE_KEY] = s
     if (s.handoff) {
@@ -180,8 +221,9 @@ function installExitReport(s: DaemonState): void {
       try {
         writeFd(h.readyFd, `EXIT ${h.token} ${code}\n`)
       } catch {
-        // The launcher is gone, so it cannot remove the pidfile: do it while the lock is ours.
-        if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
+        // The launcher is gone, so it cannot remove the pidfile: do it while the lock is ours
+        // (not in a takeover: the pidfile still names the old daemon).
+        if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed && !h.takeover) {
           s.removed = true
           try {
             native().removePidfile(h.pidFile, h.lockFd)
@@ -293,7 +335,7 @@ function endNotReady(s: DaemonState, h: Handoff): void {
   } catch {
     // Nowhere to say it.
   }
-  if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
+  if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed && !h.takeover) {
     s.removed = true
     try {
       native().removePidfile(h.pidFile, h.lockFd)
@@ -307,6 +349,11 @@ function endNotReady(s: DaemonState, h: Handoff): void {
 /** The hand-off of this process, if it was launched as a daemon and has not adopted it yet. */
 export function currentHandoff(): Handoff | undefined {
   return state().handoff
+}
+
+/** The listening sockets a launcher handed to this process (proven), as `{ fd, name }`. */
+export function inheritedSockets(): { fd: number; name: string }[] {
+  return state().sockets.map((l) => ({ ...l }))
 }
 
 /** True in the daemon role: from package load on when detached, after `daemonize()` in the foreground. */
@@ -362,6 +409,8 @@ export function reportReady(): void {
   }
   const n = native()
   if (s.deadline) clearTimeout(s.deadline)
+  // A takeover names itself in the pidfile only now, once it can serve.
+  if (h.takeover && h.lockFd !== undefined) n.replacePid(h.lockFd, process.pid)
   n.dup2(h.stderrFd, 2)
   closeFd(h.stderrFd)
   s.ready = true
@@ -379,6 +428,15 @@ export function reportReady(): void {
   } finally {
     closeFd(h.readyFd)
   }
+}
+
+/**
+ * This daemon handed its pidfile to a new copy of itself (a graceful restart): from now on it
+ * leaves the pidfile alone when it ends.
+ */
+export function releasePidfile(): void {
+  const s = state()
+  s.removed = true
 }
 
 /** Unlinks the pidfile while still holding its lock, if this daemon adopted it. Idempotent. */

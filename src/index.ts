@@ -1,19 +1,24 @@
 export { daemonize, type DaemonHandle } from './daemonize'
 export { isDaemon } from './handoff'
-export type { DaemonizeOptions, NormalizedOptions, OutputTarget } from './options'
+export type { DaemonizeOptions, ListenAddress, NormalizedOptions, OutputTarget } from './options'
+export { listenFds, type ListenFd } from './listen'
 export {
   AlreadyRunningError,
   DaemonkitError,
+  GracefulRestartError,
   LaunchError,
+  ListenError,
   LogfileError,
   PidfileError,
   ReadinessError,
   UnsupportedPlatformError,
+  type GracefulRestartReason,
   isDaemonkitError,
   type AnyDaemonkitError,
   type DaemonkitErrorCode,
   type NotReadyReason,
 } from './errors'
+export { gracefulRestart, type GracefulRestartResult } from './upgrade'
 export { Daemon, LSB, type DaemonAction, type DaemonContext, type DaemonOptions } from './daemon'
 export {
   signal,

@@ -3,6 +3,7 @@ import type * as netTypes from 'node:net'
 
 import { AlreadyRunningError, LaunchError, LogfileError, PidfileError, ReadinessError } from './errors'
 import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
+import { bindListeners, type BoundSockets } from './listen'
 import { native } from './native'
 import type { NormalizedOptions, OutputTarget } from './options'
 import { closeFd, denoReexecArgs, missingDenoPermission, runtimeName } from './runtime'
@@ -340,12 +341,28 @@ function processLimitHint(): string {
     'a Node process starts about seven, and hangs when it cannot create them)'
 }
 
-/** The launcher's side of the hand-off: everything up to "ready" or a `ReadinessError`. */
-export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number }> {
+/**
+ * A running daemon handing over to a new copy of itself (a graceful restart): its locked
+ * pidfile and its listening sockets, which stay its own whatever happens.
+ */
+export interface Takeover {
+  lockFd: number
+  sockets: { fds: number[]; names: string[] }
+  /** Where the new copy is exec'd: where the first one was launched. */
+  cwd: string
+}
+
+/**
+ * The launcher's side of the hand-off: everything up to "ready" or a `ReadinessError`. With
+ * `takeover`, the launcher is the running daemon: the lock and sockets are its own (never
+ * removed nor closed here), and the new copy names itself in the pidfile when it is ready.
+ */
+export async function launchSelf(opts: NormalizedOptions, takeover?: Takeover): Promise<{ pid: number }> {
   const args = reexecArgs()
   const argsBytes = reexecArgBytes(args)
   const n = native()
-  const lockFd = opts.pidFile === undefined ? undefined : lockPidfile(opts.pidFile)
+  const lockFd = takeover ? takeover.lockFd : opts.pidFile === undefined ? undefined : lockPidfile(opts.pidFile)
+  let sockets: BoundSockets | undefined
   const toClose: number[] = []
   /** Our read ends, ours to close until awaitReadiness() owns them. */
   const readEnds: number[] = []
@@ -353,6 +370,8 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
   let handle: ReturnType<typeof n.openProcess> | undefined
   let watch: ReturnType<typeof awaitReadiness> | undefined
   try {
+    if (takeover) sockets = { ...takeover.sockets, close: () => {}, discard: () => {} }
+    else if (opts.listen.length > 0) sockets = bindListeners(opts.listen)
     const stdoutFd = opts.stdout === 'ignore' ? undefined : openOutput(opts.stdout)
     if (stdoutFd !== undefined) toClose.push(stdoutFd)
     const finalStderrFd = openOutput(opts.stderr)
@@ -372,9 +391,11 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       lockFd: lockFd === undefined ? undefined : HANDOFF_FDS.lock,
       pidFile: opts.pidFile,
       readyTimeout: opts.readyTimeout,
+      listen: sockets?.names ?? [],
+      takeover: takeover !== undefined,
     })
     const env = { ...process.env, ...opts.env, [HANDOFF_VAR]: marker }
-    const passFds = lockFd === undefined ? [readyWrite, finalStderrFd] : [readyWrite, finalStderrFd, lockFd]
+    const passFds = [readyWrite, finalStderrFd, ...(lockFd === undefined ? [] : [lockFd]), ...(sockets?.fds ?? [])]
     try {
       launched = n.launch({
         program: process.execPath,
@@ -384,6 +405,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
         stdout: stdoutFd,
         stderr: relayWrite,
         passFds,
+        cwd: takeover?.cwd,
       })
     } catch (err) {
       throw new LaunchError(codeOf(err), `daemonize: launching ${process.execPath} failed: ${messageOf(err)}`, process.execPath, { cause: err })
@@ -397,7 +419,7 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     } catch {
       handle = undefined // Already exited and reaped: the readiness pipe tells the rest.
     }
-    if (lockFd !== undefined) {
+    if (lockFd !== undefined && !takeover) {
       try {
         writePidfile(opts.pidFile as string, lockFd, pid)
       } catch (err) {
@@ -420,7 +442,8 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
       await withTimeout(watch.relayClosed, 200)
       watch.close()
       handle?.close()
-      if (lockFd !== undefined) closeQuietly(lockFd)
+      if (lockFd !== undefined && !takeover) closeQuietly(lockFd)
+      sockets?.close()
       return { pid }
     }
 
@@ -463,9 +486,10 @@ export async function launchSelf(opts: NormalizedOptions): Promise<{ pid: number
     throw new ReadinessError(pid, 'exited', outcome.exitCode, stderr, `${how} before it was ready${why}`, undefined, { relayed: true })
   } catch (err) {
     for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
+    sockets?.discard()
     watch?.close()
     handle?.close()
-    if (lockFd !== undefined) {
+    if (lockFd !== undefined && !takeover) {
       try {
         n.removePidfile(opts.pidFile as string, lockFd)
       } catch {

@@ -7,6 +7,12 @@ import * as path from 'node:path'
  */
 export type OutputTarget = 'ignore' | (string & {})
 
+/**
+ * A socket to listen on: `'IPV4:PORT'`, `'[IPV6]:PORT'` or `'unix:PATH'`, or that with a name
+ * (`LISTEN_FDNAMES`, default `'unknown'` as in systemd).
+ */
+export type ListenAddress = string | { address: string; name?: string }
+
 /** Options of `daemonize()`. Every field is optional; defaults are given per field. */
 export interface DaemonizeOptions {
   /**
@@ -47,6 +53,13 @@ export interface DaemonizeOptions {
    * systemd and redirects only the stdout / stderr given as files. `true` / `false` force it.
    */
   detach?: 'auto' | boolean
+  /**
+   * Listening sockets that outlive the process: bound by the launcher before anything forks
+   * (a bad address, a port in use, … reject with a `ListenError` and start nothing), passed to
+   * the daemon, and handed to its next copy by a graceful restart. Get them with `listenFds()`.
+   * Default none.
+   */
+  listen?: readonly ListenAddress[]
 }
 
 /** Options after validation, with defaults applied and paths made absolute. */
@@ -61,11 +74,32 @@ export interface NormalizedOptions {
   readyTimeout: number
   onLaunched: ((info: { pid: number }) => void | Promise<void>) | undefined
   detach: 'auto' | boolean
+  /** Unix socket paths made absolute. */
+  listen: { address: string; name: string }[]
 }
 
 const KNOWN = new Set([
-  'pidFile', 'cwd', 'umask', 'stdout', 'stderr', 'env', 'ready', 'readyTimeout', 'onLaunched', 'detach',
+  'pidFile', 'cwd', 'umask', 'stdout', 'stderr', 'env', 'ready', 'readyTimeout', 'onLaunched', 'detach', 'listen',
 ])
+
+/** Validates `listen` (its shape only: whether an address works is learnt by binding it). */
+function listenOption(value: unknown): { address: string; name: string }[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value)) fail('listen', 'must be an array of addresses')
+  return value.map((entry: unknown) => {
+    const obj = typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>) : undefined
+    const address = obj ? obj.address : entry
+    const name = obj && obj.name !== undefined ? obj.name : 'unknown'
+    if (typeof address !== 'string' || address === '' || address.includes('\0')) {
+      fail('listen', 'entries must be address strings (or { address, name })')
+    }
+    if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]{1,255}$/.test(name)) {
+      fail('listen', `name ${JSON.stringify(name)} must be 1 to 255 letters, digits, '_', '.' or '-'`)
+    }
+    const abs = address.startsWith('unix:') && address.length > 5 ? `unix:${path.resolve(address.slice(5))}` : address
+    return { address: abs, name }
+  })
+}
 
 function fail(field: string, message: string): never {
   throw new TypeError(`daemonize: option "${field}" ${message}`)
@@ -154,6 +188,7 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
     ready,
     readyTimeout,
     onLaunched: onLaunched as NormalizedOptions['onLaunched'],
+    listen: listenOption(raw.listen),
   }
 }
 

@@ -7,13 +7,14 @@ import { lockPidfile, openOutput, readPipe } from './launch'
 import { native } from './native'
 import { closeFd } from './runtime'
 import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
+import { bindListeners, type BoundSockets } from './listen'
 import { supervisorPath } from './supervisor'
 
 /** When the supervisor restarts the command. */
 export type RestartPolicy = 'never' | 'on-failure' | 'always'
 
 /** Options of `spawnDaemon()`. */
-export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'cwd' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout'> {
+export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'cwd' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout' | 'listen'> {
   /** Run as this user (name or uid); supplementary groups from the group database. Needs root. */
   user?: string | number
   /** Run with this primary group (name or gid). Default: the user's. Needs root. */
@@ -116,8 +117,9 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (cwd !== undefined) base.cwd = chroot !== undefined ? path.posix.resolve('/', cwd) : path.resolve(cwd)
   const restart = raw.restart === undefined ? 'never' : raw.restart
   if (restart !== 'never' && restart !== 'on-failure' && restart !== 'always') fail('restart', "must be 'never', 'on-failure' or 'always'")
-  const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true : raw.supervise
+  const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true || base.listen.length > 0 : raw.supervise
   if (typeof supervise !== 'boolean') fail('supervise', 'must be a boolean')
+  if (!supervise && base.listen.length > 0) fail('listen', 'needs the supervisor (supervise: true): it holds the sockets')
   if (!supervise && restart !== 'never') fail('restart', 'needs the supervisor (supervise: true)')
   const notify = raw.notify === undefined ? Boolean(process.env.NOTIFY_SOCKET) : raw.notify
   if (typeof notify !== 'boolean') fail('notify', 'must be a boolean')
@@ -212,7 +214,7 @@ export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
   if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
   if (o.notify) flags.push('--notify')
   if (o.forwardHup) flags.push('--forward-hup')
-  if (o.waitReady) flags.push('--wait-ready')
+  if (o.waitReady) flags.push('--wait-ready', '--upgrade-timeout', String(o.base.readyTimeout))
   return flags
 }
 
@@ -294,18 +296,23 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   const lockFd = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
   let reportRead: number | undefined
   let handle: ReturnType<typeof n.openProcess> | undefined
+  let sockets: BoundSockets | undefined
   try {
+    // Bound here, as the caller (root binds a privileged port for a command run as a user).
+    if (o.base.listen.length > 0) sockets = bindListeners(o.base.listen)
     const [r, w] = n.pipe()
     reportRead = r
     const flags = ['--ready-fd', '3', ...supervisorFlags(o)]
     if (lockFd !== undefined) flags.push('--lock-fd', '4', '--pidfile', o.base.pidFile as string)
+    const firstSocket = lockFd === undefined ? 4 : 5
+    sockets?.names.forEach((name, i) => flags.push('--listen-fd', `${firstSocket + i}:${name}`))
     let pid: number
     try {
       pid = n.launch({
         program: supervisor,
         args: [supervisor, ...flags, '--', command, ...args],
         env,
-        passFds: lockFd === undefined ? [w] : [w, lockFd],
+        passFds: [w, ...(lockFd === undefined ? [] : [lockFd]), ...(sockets?.fds ?? [])],
         cwd: '/',
       }).pid
     } finally {
@@ -322,6 +329,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
       if (lockFd !== undefined) closeFd(lockFd)
+      sockets?.close()
       return { pid, commandPid: Number(ready[1]) }
     }
     const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/s)
@@ -356,6 +364,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       ? new ReadinessError(pid, 'timeout', undefined, '', `did not report within ${o.base.readyTimeout} ms and was killed`, `the supervisor (pid ${pid}) of ${command}`)
       : new ReadinessError(pid, 'exited', undefined, report.line ?? '', 'exited without reporting', `the supervisor (pid ${pid}) of ${command}`)
   } catch (err) {
+    sockets?.discard()
     if (reportRead !== undefined) closeFd(reportRead)
     if (lockFd !== undefined) {
       try {

@@ -174,6 +174,7 @@ pub struct Command {
     parent_death_signal: Option<c_int>,
     new_session: bool,
     process_group: bool,
+    listen_pid: bool,
 }
 
 /// The user and groups a launched program runs as.
@@ -207,6 +208,7 @@ impl Command {
             parent_death_signal: None,
             new_session: false,
             process_group: false,
+            listen_pid: false,
         }
     }
 
@@ -321,6 +323,15 @@ impl Command {
     /// own, and must not lead it).
     pub fn new_session(&mut self, own: bool) -> &mut Command {
         self.new_session = own;
+        self
+    }
+
+    /// Sets `LISTEN_PID` in the program's environment to its own pid, written in the new process
+    /// just before `execve` (the systemd socket-activation protocol: the sockets passed with
+    /// [`Command::pass_fds`] are for this process only). Any `LISTEN_PID` in the environment is
+    /// replaced. Off by default.
+    pub fn listen_pid(&mut self, set: bool) -> &mut Command {
+        self.listen_pid = set;
         self
     }
 
@@ -457,6 +468,8 @@ struct Plan {
     new_session: bool,
     process_group: bool,
     report_fd: RawFd,
+    /// Where the daemon writes its pid's digits (in the `LISTEN_PID=` entry of `envp`), or null.
+    listen_pid_digits: *mut u8,
     /// Set by the daemon process when a step failed, so that the intermediate process (which
     /// shares memory with it on Linux) reaps it instead of leaving a zombie to init.
     daemon_failed: bool,
@@ -484,7 +497,12 @@ struct Prepared {
     program_ptr: *const c_char,
     cwd_ptr: *const c_char,
     umask: Option<libc::mode_t>,
+    /// `LISTEN_PID=` and room for the digits, which the new process writes (see `envp`).
+    listen_pid: Option<Vec<u8>>,
 }
+
+/// Room for `LISTEN_PID=`, a pid's digits and the NUL.
+const LISTEN_PID_ENTRY: usize = 11 + 20 + 1;
 
 impl Prepared {
     fn new(cmd: &Command) -> Result<Prepared, LaunchError> {
@@ -517,7 +535,16 @@ impl Prepared {
 
         let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(ptr::null());
-        let mut envp: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        let mut envp: Vec<*const c_char> =
+            env.iter().filter(|e| !(cmd.listen_pid && e.as_bytes().starts_with(b"LISTEN_PID="))).map(|e| e.as_ptr()).collect();
+        let mut listen_pid = cmd.listen_pid.then(|| {
+            let mut entry = vec![0u8; LISTEN_PID_ENTRY];
+            entry[..11].copy_from_slice(b"LISTEN_PID=");
+            entry
+        });
+        if let Some(entry) = &mut listen_pid {
+            envp.push(entry.as_mut_ptr() as *const c_char);
+        }
         envp.push(ptr::null());
         let scratch = vec![-1; sources.len()];
         Ok(Prepared {
@@ -539,6 +566,7 @@ impl Prepared {
             scratch,
             _dev_null: dev_null,
             umask: cmd.umask,
+            listen_pid,
         })
     }
 
@@ -568,6 +596,7 @@ impl Prepared {
             new_session: self.new_session,
             process_group: self.process_group,
             report_fd: report_write.as_raw_fd(),
+            listen_pid_digits: self.listen_pid.as_mut().map_or(ptr::null_mut(), |e| e[11..].as_mut_ptr()),
             daemon_failed: false,
             #[cfg(any(target_os = "linux", target_os = "android"))]
             grandchild_stack_top: grandchild_stack.top(),
@@ -889,8 +918,33 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
 
+    if !plan.listen_pid_digits.is_null() {
+        write_decimal(plan.listen_pid_digits, libc::getpid() as u64);
+    }
     libc::execve(plan.program, plan.argv, plan.envp);
     fail_daemon(plan, report_fd, Stage::Exec)
+}
+
+/// Writes `n` in decimal and a NUL at `out`, which has room for 21 bytes. Async-signal-safe.
+///
+/// # Safety
+///
+/// `out` must be valid for writes of 21 bytes.
+unsafe fn write_decimal(out: *mut u8, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        *out.add(i) = digits[len - 1 - i];
+    }
+    *out.add(len) = 0;
 }
 
 /// `setgroups`, then `setgid`, then `setuid`, all three ids (real, effective, saved). Returns -1

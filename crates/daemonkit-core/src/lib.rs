@@ -7,6 +7,7 @@
 //! - [`launch`]: double fork (a `vfork`-style `clone` on Linux) + `setsid` + `execve`, with
 //!   signal, stdio and file-descriptor hygiene done between fork and exec using only
 //!   async-signal-safe calls on data prepared beforehand.
+//! - [`listen`]: listening sockets bound by a launcher and passed on to the daemons it starts.
 //! - [`pidfile`]: pidfiles locked with `flock`, safe against symlinks, FIFOs, recycled pids and
 //!   garbage content.
 //! - [`logfile`]: log files opened for append safely (no symlinks, hard links or paths others
@@ -27,6 +28,7 @@
 pub mod exec;
 pub mod holder;
 pub mod launch;
+pub mod listen;
 pub mod logfile;
 pub mod notify;
 pub mod pidfile;

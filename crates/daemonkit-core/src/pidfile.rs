@@ -474,6 +474,26 @@ pub fn write_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Replaces the pid in the locked pidfile at `fd` with `pid` without the file ever reading empty
+/// (a graceful restart hands the pidfile over while others poll it): writes over the old
+/// content, then cuts what is left of it. Same checks as [`write_pid_fd`].
+pub fn replace_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
+    if fstat(fd)?.st_nlink > 1 {
+        return Err(Errno::EMLINK);
+    }
+    let text = format!("{pid}\n");
+    // SAFETY: plain integer arguments; `text` outlives the pwrite call.
+    unsafe {
+        let n = Errno::result(libc::pwrite(fd, text.as_ptr() as *const libc::c_void, text.len(), 0))?;
+        if n as usize != text.len() {
+            return Err(Errno::EIO);
+        }
+        Errno::result(libc::ftruncate(fd, text.len() as libc::off_t))?;
+        Errno::result(libc::fsync(fd))?;
+    }
+    Ok(())
+}
+
 /// Unlinks `path` if it still names the file open at `fd` (same device and inode). Returns
 /// whether it was removed. Call it while holding the lock, so that no new daemon can have
 /// created and locked a new file at the path in between. A file with other names (hard links)

@@ -405,6 +405,71 @@ pub fn notify_socket_problem() -> Option<String> {
     notify::reachable(&path).err().map(|e| e.to_string())
 }
 
+/// Binds a listening stream socket at `address` (`IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`);
+/// returns its descriptor (close-on-exec). Errors carry the errno name as `code`.
+#[napi]
+pub fn bind_listener(env: Env, address: String) -> Result<i32> {
+    use std::os::fd::IntoRawFd;
+    let parsed = daemonkit_core::listen::Address::parse(&address).map_err(|e| coded(&env, &format!("{:?}", e.errno), e.message))?;
+    daemonkit_core::listen::bind_listener(&parsed).map(IntoRawFd::into_raw_fd).map_err(|e| coded(&env, &format!("{:?}", e.errno), e.message))
+}
+
+/// Whether `fd` is a stream socket that listens.
+#[napi]
+pub fn is_listening_socket(env: Env, fd: i32) -> Result<bool> {
+    daemonkit_core::listen::is_listening_socket(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
+}
+
+fn io_error(env: &Env, e: std::io::Error, what: &str) -> napi::Error {
+    errno_error(env, Errno::from_raw(e.raw_os_error().unwrap_or(5)), what)
+}
+
+/// Listens on this process's graceful-restart control socket (Linux); returns the descriptor.
+#[napi]
+pub fn bind_control(env: Env) -> Result<i32> {
+    use std::os::fd::IntoRawFd;
+    #[cfg(target_os = "linux")]
+    {
+        let name = daemonkit_core::listen::control_name(std::process::id() as i32);
+        daemonkit_core::listen::bind_abstract(&name).map(IntoRawFd::into_raw_fd).map_err(|e| io_error(&env, e, "binding the control socket"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+}
+
+/// Connects to the graceful-restart control socket of `pid` (Linux); returns the descriptor.
+#[napi]
+pub fn connect_control(env: Env, pid: i32) -> Result<i32> {
+    use std::os::fd::IntoRawFd;
+    #[cfg(target_os = "linux")]
+    {
+        let name = daemonkit_core::listen::control_name(pid);
+        daemonkit_core::listen::connect_abstract(&name).map(IntoRawFd::into_raw_fd).map_err(|e| io_error(&env, e, "connecting to the control socket"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+}
+
+/// The user id of the peer of the unix socket `fd` (Linux).
+#[napi]
+pub fn peer_uid(env: Env, fd: i32) -> Result<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        daemonkit_core::listen::peer_uid(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+}
+
+/// Replaces the pid in the locked pidfile at `fd` without the file ever reading empty.
+#[napi]
+pub fn replace_pid(env: Env, fd: i32, pid: i32) -> Result<()> {
+    pidfile::replace_pid_fd(fd, pid).map_err(|e| match e {
+        Errno::EMLINK => coded(&env, "EPIDFILEUNSAFE", "writing the pidfile: it has other names (hard links), so it is left untouched"),
+        e => errno_error(&env, e, "writing the pidfile"),
+    })
+}
+
 /// Closes `fd`, a descriptor the binding handed out (`pipe`, `acquirePidfile`) or inherited.
 /// Bun and Deno keep tables of their own descriptors, whose `fs.closeSync` refuses these.
 #[napi]

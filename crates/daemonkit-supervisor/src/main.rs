@@ -13,6 +13,11 @@
 //! - forwards SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGUSR2 to the command, and SIGHUP too unless it
 //!   writes log files: then SIGHUP reopens them (so `logrotate` works without `copytruncate`)
 //!   and reaches the command only with `--forward-hup`, since most programs die of it;
+//! - with `--wait-ready`, answers a graceful restart (SIGUSR2, or `UPGRADE` on its control
+//!   socket, see `daemonkit_core::listen::control_name`): starts a new copy of the command beside the running one,
+//!   with the same listening sockets, waits for its `READY=1`, then stops the old one
+//!   (SIGTERM, SIGKILL after `--stop-timeout`); a new copy that exits or is not ready within
+//!   `--upgrade-timeout` is killed and the old one keeps running untouched;
 //! - optionally restarts the command when it dies, with exponential backoff and a burst limit;
 //! - is a child subreaper, so the processes the command leaves behind are re-parented to it:
 //!   once the command has exited (stopped or by itself), every remaining descendant gets
@@ -74,13 +79,20 @@ struct Config {
     /// stop it).
     new_session: bool,
     wait_ready: bool,
+    /// Listening sockets we hold and pass to every command we start, with their names.
+    listen: Vec<(RawFd, String)>,
+    /// How long an old command has between SIGTERM and SIGKILL after a graceful restart.
+    stop_timeout: Duration,
+    /// How long a graceful restart waits for the new command's `READY=1`.
+    upgrade_timeout: Duration,
 }
 
 fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
      \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
-     \x20      [--new-session]\n\
+     \x20      [--new-session] [--listen-fd N:NAME ...]\n\
+     \x20      [--stop-timeout MS] [--upgrade-timeout MS]\n\
      \x20      -- PROGRAM [ARGS...]"
 }
 
@@ -121,6 +133,9 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         forward_hup: false,
         new_session: false,
         wait_ready: false,
+        listen: Vec::new(),
+        stop_timeout: Duration::from_secs(10),
+        upgrade_timeout: Duration::from_secs(30),
     };
     let mut user: Option<String> = None;
     let mut group: Option<String> = None;
@@ -153,6 +168,14 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         match flag.as_str() {
             "--ready-fd" => cfg.ready_fd = Some(fd(text()?)?),
             "--lock-fd" => cfg.lock_fd = Some(fd(text()?)?),
+            "--listen-fd" => {
+                let t = text()?;
+                let (n, name) = t.split_once(':').unwrap_or((t.as_str(), "unknown"));
+                if name.is_empty() || name.contains(':') || name.len() > 255 {
+                    return Err(format!("--listen-fd: bad socket name {name:?}"));
+                }
+                cfg.listen.push((fd(n.to_string())?, name.to_string()));
+            }
             "--pidfile" => cfg.pidfile = Some(PathBuf::from(value)),
             "--stdout" => cfg.stdout = Some(PathBuf::from(value)),
             "--stderr" => cfg.stderr = Some(PathBuf::from(value)),
@@ -164,6 +187,8 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
                     other => return Err(format!("--restart: unknown policy {other}")),
                 }
             }
+            "--stop-timeout" => cfg.stop_timeout = Duration::from_millis(number(text()?)?),
+            "--upgrade-timeout" => cfg.upgrade_timeout = Duration::from_millis(number(text()?)?),
             "--backoff-min" => cfg.backoff_min = Duration::from_millis(number(text()?)?),
             "--backoff-max" => cfg.backoff_max = Duration::from_millis(number(text()?)?),
             "--burst" => cfg.burst = number(text()?)? as u32,
@@ -345,6 +370,54 @@ struct Supervisor {
     guard_started: bool,
     /// The cgroup of our own we entered, if any: left and removed at exit.
     cgroup: Option<PathBuf>,
+    /// With `--wait-ready` (Linux): where graceful restarts are asked for.
+    control: Option<std::os::unix::net::UnixListener>,
+    /// The graceful restart in progress.
+    upgrade: Option<Upgrade>,
+    /// Old commands told to stop after a graceful restart: pid, and when to SIGKILL them.
+    retiring: Vec<(i32, Instant)>,
+}
+
+/// A graceful restart in progress: the new command, not ready yet.
+struct Upgrade {
+    pid: i32,
+    deadline: Instant,
+    /// Who asked, to be told the outcome (none for SIGUSR2).
+    reply: Option<std::os::unix::net::UnixStream>,
+    /// The wait status of the old command, had it exited meanwhile.
+    old_exit: Option<i32>,
+}
+
+/// Binds the control socket (Linux only: an abstract name leaves nothing on disk).
+fn bind_control() -> Option<std::os::unix::net::UnixListener> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid has no preconditions.
+        let name = daemonkit_core::listen::control_name(unsafe { libc::getpid() });
+        let listener: std::os::unix::net::UnixListener = daemonkit_core::listen::bind_abstract(&name).ok()?.into();
+        listener.set_nonblocking(true).ok()?;
+        Some(listener)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// The uid of the process at the other end of `stream` (SO_PEERCRED).
+#[cfg(target_os = "linux")]
+fn peer_uid(stream: &std::os::unix::net::UnixStream) -> Option<libc::uid_t> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+    let rc = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    (rc == 0).then_some(cred.uid)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_uid(_stream: &std::os::unix::net::UnixStream) -> Option<libc::uid_t> {
+    None
 }
 
 /// How much of the command's stderr a readiness failure carries.
@@ -448,6 +521,14 @@ fn descends_from(mut pid: i32, ancestor: i32) -> bool {
     false
 }
 
+/// Tells whoever asked for a graceful restart how it went; nobody to tell is fine.
+fn reply(to: Option<std::os::unix::net::UnixStream>, line: &str) {
+    if let Some(stream) = to {
+        use std::io::Write;
+        let _ = (&stream).write_all(line.as_bytes());
+    }
+}
+
 /// `s` as a JSON string literal.
 fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -495,10 +576,24 @@ impl Supervisor {
         if let Some(creds) = &self.cfg.credentials {
             cmd.credentials(creds.clone());
         }
-        if let Some((_, name)) = &self.ready_socket {
-            // The command tells us, not systemd, that it is ready.
-            let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET").collect();
-            vars.push(("NOTIFY_SOCKET".into(), name.clone()));
+        if self.ready_socket.is_some() || !self.cfg.listen.is_empty() {
+            let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+                .filter(|(k, _)| !(k == "NOTIFY_SOCKET" && self.ready_socket.is_some()) && !matches!(k.to_str(), Some("LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES")))
+                .collect();
+            if let Some((_, name)) = &self.ready_socket {
+                // The command tells us, not systemd, that it is ready.
+                vars.push(("NOTIFY_SOCKET".into(), name.clone()));
+            }
+            if !self.cfg.listen.is_empty() {
+                // The systemd socket-activation protocol: the sockets at 3, 4, …, LISTEN_PID
+                // written by the command's own process just before execve.
+                let fds: Vec<RawFd> = self.cfg.listen.iter().map(|(fd, _)| *fd).collect();
+                cmd.pass_fds(&fds);
+                cmd.listen_pid(true);
+                vars.push(("LISTEN_FDS".into(), fds.len().to_string().into()));
+                let names: Vec<&str> = self.cfg.listen.iter().map(|(_, n)| n.as_str()).collect();
+                vars.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
+            }
             cmd.env_list(vars);
         }
         cmd.parent_death_signal(libc::SIGKILL);
@@ -644,7 +739,7 @@ impl Supervisor {
     }
 
     fn drain_logs(&mut self) {
-        let watching = self.awaiting_ready;
+        let watching = self.awaiting_ready || self.upgrade.is_some();
         let tail = &mut self.tail;
         let mut keep = |chunk: &[u8]| {
             if watching {
@@ -685,9 +780,16 @@ impl Supervisor {
     /// Reads what the command sent on the readiness socket.
     fn read_ready_socket(&mut self) {
         let mut ready = false;
+        let mut upgrade_ready = false;
         if let Some((socket, _)) = &self.ready_socket {
             let mut buf = [0u8; 4096];
             while let Some((n, sender)) = recv_with_sender(socket, &mut buf) {
+                if let (Some(sender), Some(up)) = (sender, &self.upgrade) {
+                    if descends_from(sender, up.pid) {
+                        upgrade_ready |= String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1");
+                        continue;
+                    }
+                }
                 let from_command = match (sender, self.child) {
                     (Some(sender), Some(child)) => descends_from(sender, child),
                     // Without sender credentials (not Linux) the socket's privacy must do.
@@ -702,6 +804,127 @@ impl Supervisor {
         if ready {
             self.command_ready();
         }
+        if upgrade_ready {
+            self.upgrade_ready();
+        }
+    }
+
+    /// Takes graceful-restart requests waiting on the control socket.
+    fn accept_control(&mut self) {
+        loop {
+            let Some(listener) = &self.control else { return };
+            let Ok((stream, _)) = listener.accept() else { return };
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            if !matches!(peer_uid(&stream), Some(uid) if uid == 0 || uid == me) {
+                continue;
+            }
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut line = [0u8; 16];
+            let mut got = 0;
+            while got < line.len() {
+                use std::io::Read;
+                match (&stream).read(&mut line[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+                if line[..got].contains(&b'\n') {
+                    break;
+                }
+            }
+            if &line[..got] == b"UPGRADE\n" {
+                self.start_upgrade(Some(stream));
+            } else {
+                reply(Some(stream), &format!("FAIL usage {}\n", json_string("unknown request")));
+            }
+        }
+    }
+
+    /// Starts a graceful restart: a new command beside the running one.
+    fn start_upgrade(&mut self, from: Option<std::os::unix::net::UnixStream>) {
+        let refuse = if self.upgrade.is_some() {
+            Some(("busy", "a graceful restart is already in progress"))
+        } else if self.stopping {
+            Some(("stopping", "the daemon is stopping"))
+        } else if self.awaiting_ready || self.child.is_none() {
+            Some(("starting", "the command is not running and ready (starting or restarting); try again"))
+        } else {
+            None
+        };
+        if let Some((reason, message)) = refuse {
+            self.log_line(&format!("graceful restart refused: {message}"));
+            reply(from, &format!("FAIL {reason} {}\n", json_string(message)));
+            return;
+        }
+        self.tail.clear();
+        match self.command().spawn() {
+            Ok(launched) => {
+                self.log_line(&format!("graceful restart: started the new command (pid {}); the old one (pid {}) serves until it is ready", launched.pid, self.child.unwrap_or(0)));
+                self.upgrade = Some(Upgrade { pid: launched.pid, deadline: Instant::now() + self.cfg.upgrade_timeout, reply: from, old_exit: None });
+            }
+            Err(e) => {
+                let message = format!("cannot start {:?}: {e}", self.cfg.program);
+                self.log_line(&format!("graceful restart failed: {message}"));
+                reply(from, &format!("FAIL spawn {}\n", json_string(&message)));
+            }
+        }
+    }
+
+    /// The new command said `READY=1`: it takes over, the old one is told to stop.
+    fn upgrade_ready(&mut self) {
+        let Some(up) = self.upgrade.take() else { return };
+        let old = self.child.replace(up.pid);
+        self.started_at = Instant::now();
+        self.attempt = 0;
+        self.tail.clear();
+        if let Some(g) = &self.guard {
+            g.watch(up.pid);
+        }
+        if let Some(old) = old {
+            // SAFETY: `old` is our own unreaped child, so it cannot have been recycled.
+            unsafe {
+                libc::kill(old, libc::SIGTERM);
+                libc::kill(old, libc::SIGCONT);
+            }
+            self.retiring.push((old, Instant::now() + self.cfg.stop_timeout));
+        }
+        self.log_line(&format!("graceful restart: the new command (pid {}) is ready; stopping the old one", up.pid));
+        reply(up.reply, &format!("OK {}\n", up.pid));
+        if self.cfg.notify {
+            // SAFETY: getpid has no preconditions.
+            let _ = notify::notify(&format!("READY=1\nMAINPID={}", unsafe { libc::getpid() }));
+        }
+    }
+
+    /// The new command exited or timed out before it was ready: it is ended, the old one runs on.
+    fn upgrade_failed(&mut self, reason: &str, status: Option<i32>) -> Option<i32> {
+        let up = self.upgrade.take()?;
+        if status.is_none() {
+            // SAFETY: `up.pid` is our own unreaped child; its group is its pid.
+            unsafe { libc::kill(-up.pid, libc::SIGKILL) };
+            let mut st = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(up.pid, &mut st, 0) };
+        } else {
+            // What it left in its group goes with it.
+            // SAFETY: its group is its pid, which stays reserved while any member lives.
+            unsafe { libc::kill(-up.pid, libc::SIGKILL) };
+        }
+        self.drain_logs();
+        let tail = String::from_utf8_lossy(&self.tail).into_owned();
+        self.tail.clear();
+        let what = match status {
+            Some(st) => {
+                let code = if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) };
+                format!("the new command (pid {}) exited with status {code} before it was ready", up.pid)
+            }
+            None => format!("the new command (pid {}) was not ready after {} ms and was killed", up.pid, self.cfg.upgrade_timeout.as_millis()),
+        };
+        self.log_line(&format!("graceful restart failed: {what}; the old command keeps running"));
+        let message = if tail.is_empty() { what } else { format!("{what}:\n{tail}") };
+        reply(up.reply, &format!("FAIL {reason} {}\n", json_string(&message)));
+        up.old_exit
     }
 
     fn finish(&mut self, code: i32) -> ! {
@@ -778,7 +1001,17 @@ impl Supervisor {
             if let Some(g) = &self.guard {
                 fds.push(libc::pollfd { fd: g.pipe(), events: 0, revents: 0 });
             }
-            let timeout = restart_at.map_or(-1, |t| t.saturating_duration_since(Instant::now()).as_millis() as i32);
+            if let Some(control) = &self.control {
+                use std::os::fd::AsRawFd;
+                fds.push(libc::pollfd { fd: control.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+            let next = restart_at
+                .into_iter()
+                .chain(self.upgrade.as_ref().map(|u| u.deadline))
+                .chain(self.retiring.iter().map(|(_, at)| *at))
+                .min();
+            // Rounded up, so that a wake-up never comes just before the deadline.
+            let timeout = next.map_or(-1, |t| t.saturating_duration_since(Instant::now()).as_millis() as i32 + 1);
             // SAFETY: `fds` is a valid array of fds.len() pollfds.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if let Some(g) = &self.guard {
@@ -788,6 +1021,22 @@ impl Supervisor {
             }
             self.drain_logs();
             self.read_ready_socket();
+            self.accept_control();
+            let now = Instant::now();
+            if self.upgrade.as_ref().is_some_and(|u| now >= u.deadline) {
+                if let Some(status) = self.upgrade_failed("timeout", None) {
+                    self.end_tree();
+                    let delay = self.after_exit(status);
+                    restart_at = Some(Instant::now() + delay);
+                }
+            }
+            for (pid, at) in self.retiring.iter_mut() {
+                if now >= *at {
+                    // SAFETY: `pid` is our own unreaped child; its group is its pid.
+                    unsafe { libc::kill(-*pid, libc::SIGKILL) };
+                    *at = now + Duration::from_secs(3600);
+                }
+            }
 
             if let Some(at) = restart_at {
                 if Instant::now() >= at {
@@ -823,6 +1072,10 @@ impl Supervisor {
                         continue;
                     }
                 }
+                if sig == libc::SIGUSR2 && self.control.is_some() {
+                    self.start_upgrade(None);
+                    continue;
+                }
                 let ends = sig == libc::SIGTERM || sig == libc::SIGINT;
                 if ends {
                     self.stopping = true;
@@ -831,6 +1084,13 @@ impl Supervisor {
                     }
                     if self.child.is_none() {
                         self.finish(0);
+                    }
+                }
+                if ends {
+                    // A new copy half-way through a graceful restart ends too.
+                    if let Some(pid) = self.upgrade.as_ref().map(|u| u.pid) {
+                        // SAFETY: our own unreaped child.
+                        unsafe { libc::kill(pid, sig) };
                     }
                 }
                 if let Some(pid) = self.child {
@@ -856,6 +1116,41 @@ impl Supervisor {
             }
             if Some(pid) == self.guard.as_ref().map(|g| g.pid) {
                 self.guard = None;
+            }
+            if let Some(i) = self.retiring.iter().position(|(p, _)| *p == pid) {
+                // An old command gone after a graceful restart: what it left in its group too.
+                self.retiring.remove(i);
+                // SAFETY: its group is its pid, which stays reserved while any member lives.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                self.log_line(&format!("graceful restart: the old command (pid {pid}) has exited"));
+                if self.stopping && self.child.is_none() && self.upgrade.is_none() && self.retiring.is_empty() {
+                    self.finish(0);
+                }
+                continue;
+            }
+            if self.upgrade.as_ref().is_some_and(|u| u.pid == pid) {
+                if self.stopping {
+                    self.upgrade_failed("stopping", Some(status));
+                    if self.child.is_none() {
+                        self.finish(0);
+                    }
+                    continue;
+                }
+                if let Some(old_status) = self.upgrade_failed("exited", Some(status)) {
+                    // The old one had exited meanwhile: now it counts as the command's exit.
+                    self.end_tree();
+                    let delay = self.after_exit(old_status);
+                    *restart_at = Some(Instant::now() + delay);
+                }
+                continue;
+            }
+            if Some(pid) == self.child && self.upgrade.is_some() && !self.stopping {
+                // The old command died during a graceful restart: the new one decides.
+                self.child = None;
+                if let Some(up) = self.upgrade.as_mut() {
+                    up.old_exit = Some(status);
+                }
+                continue;
             }
             if Some(pid) == self.child {
                 self.child = None;
@@ -907,7 +1202,7 @@ fn main() {
         }
     };
     // Our children must not inherit the lock, the readiness pipe or the logs.
-    for fd in cfg.ready_fd.iter().chain(cfg.lock_fd.iter()) {
+    for fd in cfg.ready_fd.iter().chain(cfg.lock_fd.iter()).chain(cfg.listen.iter().map(|(fd, _)| fd)) {
         let _ = stdio::set_cloexec(*fd, true);
     }
     if let (Some(fd), Some(path)) = (cfg.lock_fd, &cfg.pidfile) {
@@ -986,6 +1281,9 @@ fn main() {
         guard: None,
         guard_started: false,
         cgroup: None,
+        control: if wait_ready { bind_control() } else { None },
+        upgrade: None,
+        retiring: Vec::new(),
     };
     if let Some(line) = startup_error {
         sup.report(&line);

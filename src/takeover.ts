@@ -1,0 +1,130 @@
+import * as fs from 'node:fs'
+import type * as netTypes from 'node:net'
+
+import { ReadinessError } from './errors'
+import { inheritedSockets, isReady, releasePidfile } from './handoff'
+import { launchSelf } from './launch'
+import { native } from './native'
+import type { NormalizedOptions } from './options'
+
+/** The launching directory: this daemon was exec'd in it, and so is its next copy. */
+const LAUNCH_CWD = process.cwd()
+
+/**
+ * How long an old copy has to end after SIGTERM once its successor is ready, before SIGKILL.
+ * A `Daemon` ends sooner on its own (`shutdownTimeout`).
+ */
+const STOP_TIMEOUT_MS = 10_000
+
+let enabled = false
+let upgrading = false
+let leaving = false
+
+/** Says `line` on stderr (the daemon's log), as the supervisor does. */
+function log(line: string): void {
+  try {
+    fs.writeSync(2, `daemonkit: ${line}\n`)
+  } catch {
+    // No stderr to tell.
+  }
+}
+
+/**
+ * Lets this detached daemon hand over to a new copy of itself (`daemonkit restart --graceful`,
+ * `gracefulRestart()`, or SIGUSR2): it listens on its control socket (an abstract name on
+ * Linux, answered only for its own user and root). The new copy starts from the code on disk
+ * with the same arguments, the locked pidfile and the listening sockets; once it is ready it
+ * names itself in the pidfile and this copy gets SIGTERM (SIGKILL after 10 s). If it fails
+ * before, it is killed and this copy serves on.
+ */
+export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: number; path: string }): void {
+  if (enabled || process.platform !== 'linux') return
+  enabled = true
+  let fd: number
+  try {
+    fd = native().bindControl()
+  } catch (err) {
+    log(`graceful restarts are off: ${(err as Error).message}`)
+    return
+  }
+  const net = require('node:net') as typeof netTypes
+  const server = net.createServer((socket) => {
+    const peerFd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
+    let uid: number | undefined
+    try {
+      uid = peerFd === undefined ? undefined : native().peerUid(peerFd)
+    } catch {
+      uid = undefined
+    }
+    if (uid === undefined || (uid !== 0 && uid !== process.geteuid?.())) {
+      socket.destroy()
+      return
+    }
+    socket.on('error', () => {})
+    let text = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (d: string) => {
+      text += d
+      if (!text.includes('\n')) {
+        if (text.length > 64) socket.destroy()
+        return
+      }
+      if (text !== 'UPGRADE\n') {
+        socket.end(`FAIL usage ${JSON.stringify('unknown request')}\n`)
+        return
+      }
+      void upgrade(opts, lock, (line) => socket.end(line))
+    })
+  })
+  server.on('error', () => {})
+  server.listen({ fd })
+  server.unref()
+  const onUsr2 = (): void => {
+    // An app with a SIGUSR2 handler of its own keeps the signal for itself.
+    if (process.listenerCount('SIGUSR2') > 1) return
+    void upgrade(opts, lock, () => {})
+  }
+  process.on('SIGUSR2', onUsr2)
+  closeControl = () => server.close()
+}
+
+let closeControl: () => void = () => {}
+
+async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string }, reply: (line: string) => void): Promise<void> {
+  const refuse = upgrading
+    ? ['busy', 'a graceful restart is already in progress']
+    : leaving
+      ? ['stopping', 'the daemon is stopping']
+      : !isReady()
+        ? ['starting', 'the daemon is not ready yet; try again']
+        : undefined
+  if (refuse) {
+    log(`graceful restart refused: ${refuse[1]}`)
+    reply(`FAIL ${refuse[0]} ${JSON.stringify(refuse[1])}\n`)
+    return
+  }
+  upgrading = true
+  const sockets = inheritedSockets()
+  log(`graceful restart: starting a new copy; this one (pid ${process.pid}) serves until it is ready`)
+  try {
+    const { pid } = await launchSelf(opts, {
+      lockFd: lock.fd,
+      sockets: { fds: sockets.map((s) => s.fd), names: sockets.map((s) => s.name) },
+      cwd: LAUNCH_CWD,
+    })
+    leaving = true
+    releasePidfile()
+    closeControl()
+    log(`graceful restart: the new copy (pid ${pid}) is ready; this one stops`)
+    reply(`OK ${pid}\n`)
+    setTimeout(() => process.kill(process.pid, 'SIGKILL'), STOP_TIMEOUT_MS).unref()
+    process.kill(process.pid, 'SIGTERM')
+  } catch (err) {
+    const reason = err instanceof ReadinessError ? (err.reason === 'timeout' ? 'timeout' : 'exited') : 'spawn'
+    const message = err instanceof Error ? err.message : String(err)
+    log(`graceful restart failed, this copy (pid ${process.pid}) serves on: ${message}`)
+    reply(`FAIL ${reason} ${JSON.stringify(message)}\n`)
+  } finally {
+    upgrading = false
+  }
+}

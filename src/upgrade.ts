@@ -1,0 +1,86 @@
+import type * as netTypes from 'node:net'
+
+import { GracefulRestartError, type GracefulRestartReason } from './errors'
+import { status } from './manage'
+import { native } from './native'
+
+const REASONS: readonly GracefulRestartReason[] = ['busy', 'starting', 'stopping', 'exited', 'timeout', 'spawn', 'failed']
+
+/** What a graceful restart did. */
+export interface GracefulRestartResult {
+  /** The pid the pidfile names now: the supervisor's (unchanged), or the new copy of a `daemonize()` app. */
+  pid: number
+  /** The new process that serves now. */
+  newPid: number
+}
+
+/**
+ * Restarts the daemon of `pidFile` without downtime: a new copy starts beside the running one,
+ * with the same listening sockets and the pidfile lock handed over, and the old one stops only
+ * once the new one is ready. Resolves when the new one is ready; rejects with a
+ * `GracefulRestartError` when it failed (its message included) or was refused, and then the
+ * old one keeps serving.
+ */
+export async function gracefulRestart(pidFile: string): Promise<GracefulRestartResult> {
+  if (process.platform !== 'linux') {
+    throw new GracefulRestartError('unsupported', undefined, 'graceful restarts need Linux (an abstract control socket); use a plain restart here')
+  }
+  const s = await status(pidFile)
+  if (s.state !== 'running') throw new GracefulRestartError('not-running', undefined, `not running: ${pidFile} is not locked by a running daemon, so there is nothing to restart gracefully`)
+  const pid = s.pid
+  const line = await new Promise<string>((resolve, reject) => {
+    let fd: number
+    try {
+      // Node 20 cannot connect to an abstract name.
+      fd = native().connectControl(pid)
+    } catch (err) {
+      fail(err as NodeJS.ErrnoException)
+      return
+    }
+    const net = require('node:net') as typeof netTypes
+    const socket = new net.Socket({ fd, readable: true, writable: true })
+    let text = ''
+    socket.setEncoding('utf8')
+    socket.write('UPGRADE\n')
+    socket.on('data', (d: string) => {
+      text += d
+      const nl = text.indexOf('\n')
+      if (nl >= 0) {
+        socket.destroy()
+        resolve(text.slice(0, nl))
+      }
+    })
+    socket.on('end', () => resolve(text))
+    socket.on('error', (err: NodeJS.ErrnoException) => fail(err))
+    function fail(err: NodeJS.ErrnoException): void {
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') {
+        reject(
+          new GracefulRestartError(
+            'unsupported',
+            pid,
+            `pid ${pid} takes no graceful restarts: a supervised command needs --wait-ready (waitReady: true), ` +
+              'and an app must run under daemonize() of a daemonkit version that has them',
+            { cause: err },
+          ),
+        )
+      } else reject(new GracefulRestartError('failed', pid, `cannot ask pid ${pid} for a graceful restart: ${err.message}`, { cause: err }))
+    }
+  })
+  const ok = /^OK (\d+)$/.exec(line)
+  if (ok) {
+    const after = await status(pidFile)
+    return { pid: after.state === 'running' ? after.pid : pid, newPid: Number(ok[1]) }
+  }
+  const failed = /^FAIL (\S+) (.*)$/s.exec(line)
+  if (failed) {
+    const reason = (REASONS as readonly string[]).includes(failed[1]) ? (failed[1] as GracefulRestartReason) : 'failed'
+    let message: string
+    try {
+      message = JSON.parse(failed[2]) as string
+    } catch {
+      message = failed[2]
+    }
+    throw new GracefulRestartError(reason, pid, `graceful restart failed, pid ${pid} keeps serving: ${message}`)
+  }
+  throw new GracefulRestartError('failed', pid, `pid ${pid} ended the graceful restart without an answer${line ? `: ${line}` : ''}`)
+}
