@@ -217,13 +217,21 @@ async function startServer(t, dir, kind, { startDelay = 0 } = {}) {
 }
 
 /** A few clients, each sending one request after another on fresh connections until stopped. */
-function load(port, clients = 3) {
+/** Load stops by itself after this long, or this many requests, should a failed test not stop it. */
+const LOAD_LIMIT_MS = 90_000
+const LOAD_LIMIT_REQUESTS = 50_000
+
+function load(t, port, clients = 3) {
   let stopping = false
+  t.teardown(() => {
+    stopping = true
+  })
   let ok = 0
   const failed = []
   const versions = new Set()
+  const until = Date.now() + LOAD_LIMIT_MS
   const loops = Array.from({ length: clients }, async () => {
-    while (!stopping) {
+    while (!stopping && Date.now() < until && ok + failed.length < LOAD_LIMIT_REQUESTS) {
       try {
         const body = await get(port)
         ok++
@@ -244,11 +252,15 @@ function load(port, clients = 3) {
 }
 
 /** Polls status() until stopped; returns every state seen other than "running". */
-function watchStatus(pidFile) {
+function watchStatus(t, pidFile) {
   let stopping = false
+  t.teardown(() => {
+    stopping = true
+  })
   const other = []
+  const until = Date.now() + LOAD_LIMIT_MS
   const loop = (async () => {
-    while (!stopping) {
+    while (!stopping && Date.now() < until) {
       const s = await daemonkit.status(pidFile)
       if (s.state !== 'running' || s.unverified) other.push(JSON.stringify(s))
       await sleep(10)
@@ -267,8 +279,8 @@ for (const kind of ['app', 'supervised']) {
   test.serial(`graceful restart (${kind}) under load: no failed request, status() always running, the new code served, the old copy gone`, async (t) => {
     const dir = h.tempDir(t)
     const s = await startServer(t, dir, kind, { startDelay: 300 })
-    const traffic = load(s.port)
-    const watch = watchStatus(s.pidFile)
+    const traffic = load(t, s.port)
+    const watch = watchStatus(t, s.pidFile)
     await sleep(200)
     let previous = s.first
     for (let v = 2; v <= 4; v++) {
@@ -298,7 +310,7 @@ for (const kind of ['app', 'supervised']) {
   test.serial(`graceful restart (${kind}): a new version that throws at start is rolled back; the old one serves on, its message is shown`, async (t) => {
     const dir = h.tempDir(t)
     const s = await startServer(t, dir, kind)
-    const traffic = load(s.port)
+    const traffic = load(t, s.port)
     fs.writeFileSync(s.versionFile, 'throw\n')
     const r = await cli(['restart', '--graceful', '-p', s.pidFile])
     t.is(r.code, 1)

@@ -121,7 +121,11 @@ async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string
     process.kill(process.pid, 'SIGTERM')
   } catch (err) {
     const reason = err instanceof ReadinessError ? (err.reason === 'timeout' ? 'timeout' : 'exited') : 'spawn'
-    const message = err instanceof Error ? err.message : String(err)
+    // The new copy's stderr was relayed into this daemon's own stderr target, not to whoever
+    // asked: the reply carries it.
+    const tail = err instanceof ReadinessError ? err.daemonStderr.trim() : ''
+    const base = err instanceof Error ? err.message : String(err)
+    const message = tail && !base.includes(tail) ? `${base}:\n${tail}` : base
     log(`graceful restart failed, this copy (pid ${process.pid}) serves on: ${message}`)
     reply(`FAIL ${reason} ${JSON.stringify(message)}\n`)
   } finally {
