@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { LSB } from './daemon'
@@ -17,18 +18,21 @@ Run any program as a correct Unix daemon: double fork, new session, no terminal,
 /dev/null or log files, a locked pidfile, readiness, and safe stop.
 
 Commands:
-  start   [options] -- PROGRAM [ARGS...]  start PROGRAM as a daemon; returns once it runs
+  start   [options] -- PROGRAM [ARGS...]  start PROGRAM as a daemon; succeeds once it has said
+                                          READY=1 or stayed up for --settle (default 1s)
   run     [options] -- PROGRAM [ARGS...]  run PROGRAM under the supervisor in the foreground, for
                                           systemd, containers and other supervisors (this
                                           process becomes the supervisor: execve, same pid)
-  stop    -p FILE [-t MS] [-s SIG]        stop the daemon: SIG, wait, SIGKILL after MS
+  stop    -p FILE [-t TIME] [-s SIG]      stop the daemon: SIG, wait, SIGKILL after TIME
   restart [options] -- PROGRAM [ARGS...]  stop it if it runs, then start it
   status  -p FILE                         0 running, 1 dead (stale pidfile), 3 not running, 4 unknown
   signal  SIG -p FILE                     send SIG if, and only if, the daemon holds the pidfile lock
+  help    [COMMAND]                       this help, or a command's own (also COMMAND --help)
+  completion bash|zsh                     print a shell completion script
 
 Options:
   -p, --pidfile FILE        the pidfile (locked by the daemon's supervisor for its whole life)
-  -C, --cwd DIR             working directory of PROGRAM (default /)
+  -C, --cwd DIR             working directory of PROGRAM (default: the current directory)
       --umask OCTAL         umask of PROGRAM (default 022)
   -o, --stdout FILE         append PROGRAM's stdout to FILE (created 0640; default /dev/null)
   -e, --stderr FILE         append PROGRAM's stderr to FILE (created 0640; default /dev/null)
@@ -40,10 +44,10 @@ Options:
   -g, --group GROUP         run PROGRAM with primary group GROUP
       --chroot DIR          chroot into DIR before running PROGRAM (cwd is inside it)
   -r, --restart POLICY      never (default), on-failure or always
-      --restart-delay MS    first restart delay, doubled each time (default 100)
-      --restart-delay-max MS  cap on the delay (default 30000)
+      --restart-delay TIME  first restart delay, doubled each time (default 100ms)
+      --restart-delay-max TIME  cap on the delay (default 30s)
       --restart-burst N     give up after N restarts within the window (default 5)
-      --restart-window MS   the burst window (default 60000)
+      --restart-window TIME the burst window (default 60s)
       --no-supervise        start PROGRAM itself as the daemon, without the supervisor
                             (no pidfile, no restart, no log reopening)
       --detach auto|yes|no  start: auto (default) stays in the foreground, like run, under
@@ -51,16 +55,24 @@ Options:
       --wait-ready          start returns only once PROGRAM says READY=1 on $NOTIFY_SOCKET
                             (systemd's protocol; Node programs using daemonize() do it
                             themselves); if it exits first, start prints its stderr, exits 1
-      --ready-timeout MS    how long start waits for PROGRAM (default 30000)
+      --settle TIME         start: PROGRAM must stay up this long (or say READY=1 first);
+                            if it exits sooner, start prints its status and stderr, exits 1
+                            (default 1s; 0 returns as soon as it has exec'd)
+      --ready-timeout TIME  how long start waits for PROGRAM (default 30s)
       --notify auto|yes|no  tell systemd READY=1 and STOPPING=1 over $NOTIFY_SOCKET
                             (auto, the default: when it is set)
-  -t, --timeout MS          stop: wait this long before SIGKILL (default 10000)
+  -t, --timeout TIME        stop: wait this long before SIGKILL (default 10s)
   -s, --signal SIG          stop: the first signal (default SIGTERM)
       --kill-signal SIG     stop: the escalation signal (default SIGKILL)
-      --kill-timeout MS     stop: wait this long after it (default 5000)
+      --kill-timeout TIME   stop: wait this long after it (default 5s)
       --json                print one JSON object instead of a line of text
+  -q, --quiet               print nothing on success (errors still go to stderr)
   -h, --help                show this help
   -V, --version             show the version
+
+TIME is a number with a unit: 500ms, 5s, 2m, 1h; a bare number means seconds (as with
+start-stop-daemon and systemd). SIG is a name in any case, with or without SIG (TERM, sigusr1),
+or a number.
 
 The supervisor forwards SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGUSR2 to PROGRAM. SIGHUP
 reopens the log files; without log files (or with --forward-hup) it is forwarded too. When
@@ -74,7 +86,7 @@ Examples:
   daemonkit start -p /tmp/worker.pid -r on-failure -- python3 worker.py --queue jobs
   daemonkit status -p /run/api.pid
   daemonkit signal HUP -p /run/api.pid      # after logrotate: reopen the logs
-  daemonkit stop -p /run/api.pid -t 5000
+  daemonkit stop -p /run/api.pid -t 5
 `
 
 class UsageError extends Error {}
@@ -86,6 +98,11 @@ interface Parsed {
   args: string[]
   opts: SpawnDaemonOptions
   json: boolean
+  quiet: boolean
+  /** `completion SHELL`: the shell. */
+  shell?: string
+  /** `help CMD` / `CMD --help`: the command whose help to show. */
+  helpFor?: string
   detach: 'auto' | boolean
   timeout?: number
   stopSignal?: SignalName
@@ -101,7 +118,110 @@ const VALUE_FLAGS: Record<string, string> = {
   '--restart-delay-max': 'restartDelayMax', '--restart-burst': 'restartBurst', '--restart-window': 'restartWindow',
   '--detach': 'detach', '--ready-timeout': 'readyTimeout', '-t': 'timeout', '--timeout': 'timeout',
   '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal', '--kill-timeout': 'killTimeout',
-  '--notify': 'notify',
+  '--notify': 'notify', '--settle': 'settle',
+}
+
+/** Option name of the API -> the CLI flag, for errors in CLI words. */
+const FLAG_OF: Record<string, string> = {
+  pidFile: '--pidfile', cwd: '--cwd', umask: '--umask', stdout: '--stdout', stderr: '--stderr', env: '--env', user: '--user',
+  group: '--group', chroot: '--chroot', supervise: '--no-supervise', restart: '--restart', restartDelay: '--restart-delay',
+  restartDelayMax: '--restart-delay-max', restartBurst: '--restart-burst', restartWindow: '--restart-window', notify: '--notify',
+  forwardHup: '--forward-hup', waitReady: '--wait-ready', readyTimeout: '--ready-timeout', settle: '--settle',
+  timeout: '--timeout', signal: '--signal', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
+}
+
+/** Each command's synopsis and the flags its help lists. */
+const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }> = {
+  start: {
+    usage: 'daemonkit start [options] -- PROGRAM [ARGS...]',
+    what: 'Start PROGRAM as a daemon. Succeeds once it has said READY=1 or stayed up for --settle;\nif it exits sooner, prints its exit status and the end of its stderr and exits 1.',
+    flags: ['-p', '-C', '--umask', '-o', '-e', '-l', '--forward-hup', '-E', '-u', '-g', '--chroot', '-r', '--restart-delay', '--restart-delay-max',
+      '--restart-burst', '--restart-window', '--no-supervise', '--detach', '--wait-ready', '--settle', '--ready-timeout', '--notify', '--json', '-q'],
+  },
+  run: {
+    usage: 'daemonkit run [options] -- PROGRAM [ARGS...]',
+    what: 'Run PROGRAM under the supervisor in the foreground (for systemd, containers and other\nsupervisors): this process becomes the supervisor.',
+    flags: ['-p', '-C', '--umask', '-o', '-e', '-l', '--forward-hup', '-E', '-u', '-g', '--chroot', '-r', '--restart-delay', '--restart-delay-max',
+      '--restart-burst', '--restart-window', '--wait-ready', '--notify'],
+  },
+  stop: {
+    usage: 'daemonkit stop -p FILE [-t TIME] [-s SIG]',
+    what: 'Stop the daemon: SIG, wait up to TIME, then the kill signal.',
+    flags: ['-p', '-t', '-s', '--kill-signal', '--kill-timeout', '--json', '-q'],
+  },
+  restart: {
+    usage: 'daemonkit restart [options] -- PROGRAM [ARGS...]',
+    what: 'Stop the daemon if it runs, then start it.',
+    flags: ['-p', '-t', '-s', '--kill-signal', '--kill-timeout', '-C', '-o', '-e', '-l', '-E', '-r', '--settle', '--wait-ready', '--json', '-q'],
+  },
+  status: {
+    usage: 'daemonkit status -p FILE',
+    what: 'Say whether the daemon runs. Exit status: 0 running, 1 dead (stale pidfile), 3 not running, 4 unknown.',
+    flags: ['-p', '--json', '-q'],
+  },
+  signal: {
+    usage: 'daemonkit signal SIG -p FILE',
+    what: 'Send SIG (a name in any case, with or without SIG, or a number) if, and only if, the daemon\nholds the pidfile lock. Exit status 7 when it does not run.',
+    flags: ['-p', '--json', '-q'],
+  },
+  help: { usage: 'daemonkit help [COMMAND]', what: 'Show the help, or the help of COMMAND.', flags: [] },
+  completion: { usage: 'daemonkit completion bash|zsh', what: 'Print a completion script: eval "$(daemonkit completion bash)"', flags: [] },
+}
+
+/** The lines of HELP's option list that describe `flag` (with their continuation lines). */
+function optionLines(flag: string): string[] {
+  const lines = HELP.split('\n')
+  const at = lines.findIndex((l) => /^ {2,6}(-\w, )?--?[\w-]/.test(l) && l.trim().split(/[ ,]+/).includes(flag))
+  if (at < 0) return []
+  const out = [lines[at]]
+  for (let i = at + 1; i < lines.length && /^ {20,}\S/.test(lines[i]); i++) out.push(lines[i])
+  return out
+}
+
+function commandHelp(command: string): string {
+  const c = COMMANDS[command]
+  const options = c.flags.flatMap(optionLines)
+  return `Usage: ${c.usage}\n\n${c.what}\n${options.length ? `\nOptions:\n${options.join('\n')}\n` : ''}` +
+    (c.flags.some((f) => ['-t', '--settle', '--restart-delay'].includes(f)) ? '\nTIME: 500ms, 5s, 2m, 1h; a bare number means seconds.\n' : '')
+}
+
+function completion(shell: string): string {
+  const commands = Object.keys(COMMANDS).join(' ')
+  const flags = [...new Set([...Object.keys(VALUE_FLAGS), '--json', '--quiet', '--no-supervise', '--forward-hup', '--wait-ready', '--help', '--version'])].filter((f) => f.startsWith('--')).join(' ')
+  if (shell === 'bash') {
+    return `# daemonkit completion for bash: eval "$(daemonkit completion bash)"
+_daemonkit() {
+  local cur=\${COMP_WORDS[COMP_CWORD]}
+  if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "${commands}" -- "$cur")); return; fi
+  case "$cur" in
+    -*) COMPREPLY=($(compgen -W "${flags}" -- "$cur")) ;;
+    *) COMPREPLY=($(compgen -f -- "$cur")) ;;
+  esac
+}
+complete -F _daemonkit daemonkit
+`
+  }
+  if (shell === 'zsh') {
+    return `#compdef daemonkit
+# daemonkit completion for zsh: eval "$(daemonkit completion zsh)"
+_daemonkit() {
+  if (( CURRENT == 2 )); then compadd ${commands}; return; fi
+  if [[ $PREFIX == -* ]]; then compadd -- ${flags}; else _files; fi
+}
+compdef _daemonkit daemonkit
+`
+  }
+  throw new UsageError(`completion needs bash or zsh, got ${JSON.stringify(shell)}`)
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds (as start-stop-daemon and systemd), in ms. */
+export function duration(flag: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim())
+  const ms = m ? Math.round(Number(m[1]) * UNITS[m[2] ?? 's']) : NaN
+  if (!Number.isSafeInteger(ms) || ms > 2 ** 31 - 1) throw new UsageError(`${flag} needs a time such as 500ms, 5s or 2m (a bare number means seconds), got ${JSON.stringify(value)}`)
+  return ms
 }
 
 function integer(flag: string, value: string): number {
@@ -109,14 +229,23 @@ function integer(flag: string, value: string): number {
   return Number(value)
 }
 
-function signalName(flag: string, value: string): SignalName {
-  const name = (value.startsWith('SIG') ? value : `SIG${value}`).toUpperCase()
-  if (!/^SIG[A-Z0-9]+$/.test(name)) throw new UsageError(`${flag}: not a signal name: ${value}`)
+/** A signal in any case, with or without `SIG`, or its number: `hup`, `SIGUSR1`, `10`. */
+export function signalName(flag: string, value: string): SignalName {
+  const known = os.constants.signals as Record<string, number>
+  if (/^\d+$/.test(value)) {
+    const name = Object.keys(known).find((k) => known[k] === Number(value) && k !== 'SIGIOT' && k !== 'SIGPOLL')
+    if (name === undefined) throw new UsageError(`${flag}: no signal has the number ${value}`)
+    return name as SignalName
+  }
+  const upper = value.toUpperCase()
+  const name = upper.startsWith('SIG') ? upper : `SIG${upper}`
+  if (!(name in known)) throw new UsageError(`${flag}: unknown signal ${JSON.stringify(value)} (try TERM, HUP, USR1 or a number)`)
   return name as SignalName
 }
 
 export function parse(argv: string[]): Parsed {
-  const out: Parsed = { command: '', args: [], opts: {}, json: false, detach: 'auto' }
+  const out: Parsed = { command: '', args: [], opts: {}, json: false, quiet: false, detach: 'auto' }
+  let help = false
   const env: Record<string, string> = {}
   let i = 0
   const positional: string[] = []
@@ -127,7 +256,14 @@ export function parse(argv: string[]): Parsed {
       out.args = argv.slice(i)
       break
     }
-    if (arg === '-h' || arg === '--help') return { ...out, command: 'help' }
+    if (arg === '-h' || arg === '--help') {
+      help = true
+      continue
+    }
+    if (arg === '-q' || arg === '--quiet') {
+      out.quiet = true
+      continue
+    }
     if (arg === '-V' || arg === '--version') return { ...out, command: 'version' }
     if (arg === '--json') {
       out.json = true
@@ -158,6 +294,8 @@ export function parse(argv: string[]): Parsed {
       positional.push(arg)
       continue
     }
+    // Errors name the long flag: `-t` is `--timeout`.
+    if (!flag.startsWith('--')) flag = Object.keys(VALUE_FLAGS).find((f) => f.startsWith('--') && VALUE_FLAGS[f] === key) ?? flag
     const value = inline ?? argv[i++]
     if (value === undefined) throw new UsageError(`${flag} needs a value`)
     switch (key) {
@@ -180,19 +318,23 @@ export function parse(argv: string[]): Parsed {
       case 'group': out.opts.group = value; break
       case 'chroot': out.opts.chroot = value; break
       case 'restart': out.opts.restart = value as SpawnDaemonOptions['restart']; break
-      case 'restartDelay': out.opts.restartDelay = integer(flag, value); break
-      case 'restartDelayMax': out.opts.restartDelayMax = integer(flag, value); break
+      case 'restartDelay': out.opts.restartDelay = duration(flag, value); break
+      case 'restartDelayMax': out.opts.restartDelayMax = duration(flag, value); break
       case 'restartBurst': out.opts.restartBurst = integer(flag, value); break
-      case 'restartWindow': out.opts.restartWindow = integer(flag, value); break
-      case 'readyTimeout': out.opts.readyTimeout = integer(flag, value); break
+      case 'restartWindow': out.opts.restartWindow = duration(flag, value); break
+      case 'readyTimeout':
+        out.opts.readyTimeout = duration(flag, value)
+        if (out.opts.readyTimeout === 0) throw new UsageError(`${flag} needs a time above 0`)
+        break
+      case 'settle': out.opts.settle = duration(flag, value); break
       case 'detach':
         if (!['auto', 'yes', 'no'].includes(value)) throw new UsageError('--detach needs auto, yes or no')
         out.detach = value === 'auto' ? 'auto' : value === 'yes'
         break
-      case 'timeout': out.timeout = integer(flag, value); break
+      case 'timeout': out.timeout = duration(flag, value); break
       case 'signal': out.stopSignal = signalName(flag, value); break
       case 'killSignal': out.killSignal = signalName(flag, value); break
-      case 'killTimeout': out.killTimeout = integer(flag, value); break
+      case 'killTimeout': out.killTimeout = duration(flag, value); break
       case 'notify':
         if (!['auto', 'yes', 'no'].includes(value)) throw new UsageError('--notify needs auto, yes or no')
         if (value !== 'auto') out.opts.notify = value === 'yes'
@@ -201,6 +343,15 @@ export function parse(argv: string[]): Parsed {
   }
   if (Object.keys(env).length > 0) out.opts.env = env
   out.command = positional[0] ?? ''
+  if (out.command === 'help' || help) {
+    const topic = out.command === 'help' ? positional[1] : out.command
+    if (topic !== undefined && topic !== '' && !(topic in COMMANDS)) throw new UsageError(`no such command ${topic} (commands: ${Object.keys(COMMANDS).join(', ')})`)
+    return { ...out, command: 'help', helpFor: topic || undefined }
+  }
+  if (out.command === 'completion') {
+    out.shell = positional[1] ?? ''
+    return out
+  }
   if (out.command === 'signal') {
     if (positional[1] === undefined) throw new UsageError('signal needs a signal name, e.g. daemonkit signal HUP -p FILE')
     out.signalName = signalName('signal', positional[1])
@@ -210,8 +361,24 @@ export function parse(argv: string[]): Parsed {
   return out
 }
 
+let quiet = false
+
+/** Numbers in JSON output rounded to whole units (uptime in ms, CPU %, …). */
+function rounded(_key: string, value: unknown): unknown {
+  return typeof value === 'number' && !Number.isInteger(value) ? Math.round(value) : value
+}
+
 function print(json: boolean, object: unknown, line: string): void {
-  process.stdout.write(json ? `${JSON.stringify(object)}\n` : `${line}\n`)
+  if (quiet) return
+  process.stdout.write(json ? `${JSON.stringify(object, rounded)}\n` : `${line}\n`)
+}
+
+/** An option error from the API (`spawnDaemon: option "pidFile" …`) in CLI words, naming the flag. */
+function cliWords(message: string): string {
+  return message
+    .replace(/needs the supervisor \(supervise: true\)/, 'cannot be used with --no-supervise')
+    .replace(/^(?:spawnDaemon|daemonize|stop): option "(\w+)"/, (_m, key: string) => FLAG_OF[key] ?? key)
+    .replace(/^spawnDaemon: /, '')
 }
 
 function needPidfile(p: Parsed): string {
@@ -271,12 +438,21 @@ function runForeground(p: Parsed): number {
   return LSB.deadOrFailed // not reached: execReplacing returns only by throwing
 }
 
-async function startCommand(p: Parsed): Promise<number> {
+/**
+ * How long `start` waits by default for a command that does not say READY=1: as pm2's
+ * `min_uptime`. A Node or Python program that cannot find its script or a module fails well
+ * within it, even on a loaded machine; a command that stays up this long is judged started.
+ */
+const DEFAULT_SETTLE = 1000
+
+async function startCommand(p: Parsed, verb = 'started'): Promise<number> {
   const program = needProgram(p)
   if (!shouldDetach(p.detach)) return runForeground(p)
+  const opts = { ...p.opts }
+  if (opts.settle === undefined && opts.supervise !== false && !opts.waitReady) opts.settle = DEFAULT_SETTLE
   try {
-    const r = await spawnDaemon(program, p.args, p.opts)
-    print(p.json, { started: true, ...r }, r.pid === r.commandPid ? `started (pid ${r.pid})` : `started (pid ${r.pid}, command pid ${r.commandPid})`)
+    const r = await spawnDaemon(program, p.args, opts)
+    print(p.json, { started: true, ...r }, r.pid === r.commandPid ? `${verb} (pid ${r.pid})` : `${verb} (pid ${r.pid}, command pid ${r.commandPid})`)
     return LSB.ok
   } catch (err) {
     if (err instanceof AlreadyRunningError) {
@@ -296,10 +472,14 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`daemonkit: ${err.message}\nTry 'daemonkit --help'.\n`)
     return LSB.usage
   }
+  quiet = p.quiet
   try {
     switch (p.command) {
       case 'help':
-        process.stdout.write(HELP)
+        process.stdout.write(p.helpFor === undefined ? HELP : commandHelp(p.helpFor))
+        return LSB.ok
+      case 'completion':
+        process.stdout.write(completion(p.shell ?? ''))
         return LSB.ok
       case 'version': {
         const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
@@ -314,7 +494,7 @@ async function main(argv: string[]): Promise<number> {
         const file = needPidfile(p)
         needProgram(p)
         await stop(file, stopOptions(p))
-        return await startCommand(p)
+        return await startCommand(p, 'restarted')
       }
       case 'stop': {
         const r = await stop(needPidfile(p), stopOptions(p))
@@ -355,7 +535,8 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof UsageError || err instanceof TypeError) {
-      process.stderr.write(`daemonkit: ${err.message}\nTry 'daemonkit --help'.\n`)
+      const topic = p.command in COMMANDS ? ` ${p.command}` : ''
+      process.stderr.write(`daemonkit${topic}: ${cliWords(err.message)}\nTry 'daemonkit${topic} --help'.\n`)
       return LSB.usage
     }
     const e = err as DaemonkitError & { reason?: unknown }

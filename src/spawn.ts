@@ -13,7 +13,13 @@ import { supervisorPath } from './supervisor'
 export type RestartPolicy = 'never' | 'on-failure' | 'always'
 
 /** Options of `spawnDaemon()`. */
-export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'cwd' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout'> {
+export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout'> {
+  /**
+   * The command's working directory. Default: the caller's (`process.cwd()`), as with a shell
+   * or `child_process.spawn()`, so relative paths in the command line work; `'/'` inside a
+   * `chroot`. (`daemonize()` keeps the classic `'/'`.)
+   */
+  cwd?: string
   /** Run as this user (name or uid); supplementary groups from the group database. Needs root. */
   user?: string | number
   /** Run with this primary group (name or gid). Default: the user's. Needs root. */
@@ -53,6 +59,14 @@ export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | '
    * Default `false`: resolve once the command has exec'd.
    */
   waitReady?: boolean
+  /**
+   * Resolve only once the command has stayed up this many ms (or said `READY=1` before, as with
+   * `waitReady`); if it exits within the window, `spawnDaemon()` rejects with a `ReadinessError`
+   * carrying its exit status and its last stderr output, as pm2 judges a start by its
+   * `min_uptime`. Supervised only; ignored with `waitReady`. Default 0: resolve at exec (the
+   * CLI's `start` uses 1000).
+   */
+  settle?: number
 }
 
 /** A launched command. */
@@ -63,7 +77,7 @@ export interface SpawnedDaemon {
   commandPid: number
 }
 
-const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady']
+const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady', 'settle']
 
 function fail(field: string, message: string): never {
   throw new TypeError(`spawnDaemon: option "${field}" ${message}`)
@@ -97,6 +111,7 @@ export interface NormalizedSpawnOptions {
   notify: boolean
   forwardHup: boolean
   waitReady: boolean
+  settle: number
 }
 
 /** Validates `spawnDaemon()`'s options (a `TypeError` naming the field) and applies defaults. */
@@ -114,6 +129,9 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (cwd !== undefined) delete baseInput.cwd
   const base = normalizeOptions(baseInput)
   if (cwd !== undefined) base.cwd = chroot !== undefined ? path.posix.resolve('/', cwd) : path.resolve(cwd)
+  // Like a shell or child_process.spawn(), the command runs where it was started from, so
+  // relative paths in its arguments work; in a chroot, at the new root.
+  else if (chroot === undefined) base.cwd = process.cwd()
   const restart = raw.restart === undefined ? 'never' : raw.restart
   if (restart !== 'never' && restart !== 'on-failure' && restart !== 'always') fail('restart', "must be 'never', 'on-failure' or 'always'")
   const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true : raw.supervise
@@ -127,6 +145,8 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   const waitReady = raw.waitReady === undefined ? false : raw.waitReady
   if (typeof waitReady !== 'boolean') fail('waitReady', 'must be a boolean')
   if (waitReady && !supervise) fail('waitReady', 'needs the supervisor (supervise: true)')
+  const settle = millis('settle', raw.settle, 0)
+  if (settle > 0 && !supervise) fail('settle', 'needs the supervisor (supervise: true)')
   return {
     base,
     user: idOrName('user', raw.user),
@@ -141,6 +161,7 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
     notify,
     forwardHup,
     waitReady,
+    settle,
   }
 }
 
@@ -213,6 +234,7 @@ export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
   if (o.notify) flags.push('--notify')
   if (o.forwardHup) flags.push('--forward-hup')
   if (o.waitReady) flags.push('--wait-ready')
+  else if (o.settle > 0) flags.push('--settle', String(o.settle))
   return flags
 }
 
@@ -317,7 +339,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     } catch {
       handle = undefined
     }
-    const report = await readReport(r, o.base.readyTimeout)
+    const report = await readReport(r, o.base.readyTimeout + (o.waitReady ? 0 : o.settle))
     reportRead = undefined
     const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
@@ -329,7 +351,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       await handle?.waitExit(2_000)
       const status = Number(notReady[1])
       const stderr = JSON.parse(notReady[2]) as string
-      throw new ReadinessError(pid, 'exited', status, stderr, `exited with status ${status} before it was ready`, `${command} (supervisor pid ${pid})`)
+      const when = o.waitReady ? 'before it was ready' : `within ${o.settle} ms of its start, so it did not start`
+      throw new ReadinessError(pid, 'exited', status, stderr, `exited with status ${status} ${when}`, `${command} (supervisor pid ${pid})`)
     }
     const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/s)
     if (failed) {

@@ -9,7 +9,7 @@
 //!   `FAIL <stage> <errno> <message>` if it could not; with `--wait-ready`, only once the
 //!   command has said `READY=1` on the `$NOTIFY_SOCKET` it is given (the systemd protocol, which
 //!   a Node program using daemonkit speaks by itself), or `NOTREADY <status> <stderr as JSON>`
-//!   if it exits first;
+//!   if it exits first; with `--settle MS`, once it has said `READY=1` or stayed up that long;
 //! - forwards SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGUSR2 to the command, and SIGHUP too unless it
 //!   writes log files: then SIGHUP reopens them (so `logrotate` works without `copytruncate`)
 //!   and reaches the command only with `--forward-hup`, since most programs die of it;
@@ -74,13 +74,16 @@ struct Config {
     /// stop it).
     new_session: bool,
     wait_ready: bool,
+    /// With a launcher: report `READY` only once the command has stayed up this long (or said
+    /// `READY=1` before); an exit within it is a failed start (`NOTREADY`). Zero: at exec.
+    settle: Duration,
 }
 
 fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
      \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
-     \x20      [--new-session]\n\
+     \x20      [--settle MS] [--new-session]\n\
      \x20      -- PROGRAM [ARGS...]"
 }
 
@@ -121,6 +124,7 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         forward_hup: false,
         new_session: false,
         wait_ready: false,
+        settle: Duration::ZERO,
     };
     let mut user: Option<String> = None;
     let mut group: Option<String> = None;
@@ -168,6 +172,7 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
             "--backoff-max" => cfg.backoff_max = Duration::from_millis(number(text()?)?),
             "--burst" => cfg.burst = number(text()?)? as u32,
             "--burst-window" => cfg.burst_window = Duration::from_millis(number(text()?)?),
+            "--settle" => cfg.settle = Duration::from_millis(number(text()?)?),
             "--user" => user = Some(text()?),
             "--group" => group = Some(text()?),
             "--chroot" => cfg.chroot = Some(value),
@@ -336,8 +341,10 @@ struct Supervisor {
     started_at: Instant,
     /// With `--wait-ready`: the socket the command says `READY=1` on, and its `$NOTIFY_SOCKET`.
     ready_socket: Option<(std::os::unix::net::UnixDatagram, OsString)>,
-    /// Still waiting for the command's `READY=1`.
+    /// Still waiting for the command's `READY=1` (or the end of the settle window).
     awaiting_ready: bool,
+    /// When the settle window of the first command ends.
+    settle_at: Option<Instant>,
     /// The last bytes of the command's stderr while awaiting readiness.
     tail: Vec<u8>,
     /// Started with the first command; `None` before, or if it could not be started.
@@ -748,11 +755,21 @@ impl Supervisor {
                 use std::os::fd::AsRawFd;
                 fds.push(libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
-            let timeout = restart_at.map_or(-1, |t| t.saturating_duration_since(Instant::now()).as_millis() as i32);
+            let settle_at = self.settle_at.filter(|_| self.awaiting_ready);
+            let next = match (restart_at, settle_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = next.map_or(-1, |t| t.saturating_duration_since(Instant::now()).as_millis() as i32);
             // SAFETY: `fds` is a valid array of fds.len() pollfds.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             self.drain_logs();
             self.read_ready_socket();
+            if settle_at.is_some_and(|at| Instant::now() >= at) && self.child.is_some() {
+                // Stayed up through the settle window: that is a start.
+                self.settle_at = None;
+                self.command_ready();
+            }
 
             if let Some(at) = restart_at {
                 if Instant::now() >= at {
@@ -917,13 +934,16 @@ fn main() {
     });
     let (stdout, mut stderr) = logs.unwrap_or((None, None));
     let wait_ready = cfg.wait_ready;
+    // A settle window needs a launcher to tell the outcome to.
+    let settle = if cfg.ready_fd.is_some() && !wait_ready { cfg.settle } else { Duration::ZERO };
+    let awaiting = wait_ready || !settle.is_zero();
     let mut startup_error = log_error;
     let mut ready_socket = None;
     // Under systemd the command gets a private NOTIFY_SOCKET too: a program that speaks the
     // protocol (daemonize() does) then stays in place under us instead of forking away.
-    if (wait_ready || cfg.notify) && startup_error.is_none() {
+    if (awaiting || cfg.notify) && startup_error.is_none() {
         // Watch the command's stderr even without a log file, to show it if it fails to start.
-        if wait_ready && cfg.stderr.is_none() {
+        if awaiting && cfg.stderr.is_none() {
             match Log::pass_through_stderr() {
                 Ok(log) => stderr = Some(log),
                 Err(e) => startup_error = Some(format!("FAIL setup {} cannot make a pipe: {e}\n", e.raw_os_error().unwrap_or(5))),
@@ -934,7 +954,7 @@ fn main() {
             Err(e) => startup_error = Some(format!("FAIL setup {} cannot bind the readiness socket: {e}\n", e.raw_os_error().unwrap_or(5))),
         }
     }
-    let notify_ready = cfg.notify && !wait_ready;
+    let notify_ready = cfg.notify && !awaiting;
     let mut sup = Supervisor {
         cfg,
         stdout,
@@ -946,7 +966,8 @@ fn main() {
         attempt: 0,
         started_at: Instant::now(),
         ready_socket,
-        awaiting_ready: wait_ready,
+        awaiting_ready: awaiting,
+        settle_at: None,
         tail: Vec::new(),
         guard: None,
         guard_started: false,
@@ -956,8 +977,11 @@ fn main() {
         sup.finish(1);
     }
     match sup.spawn() {
-        Ok(pid) if wait_ready => {
-            let _ = pid; // READY comes from the command itself
+        Ok(pid) if awaiting => {
+            let _ = pid; // READY comes from the command itself, or at the end of the settle window
+            if !settle.is_zero() {
+                sup.settle_at = Some(Instant::now() + settle);
+            }
         }
         Ok(pid) => {
             sup.report(&format!("READY {pid}\n"));

@@ -1,0 +1,195 @@
+'use strict'
+// Running a service the way people expect: relative paths, failed starts that say so, CLI
+// conventions (durations, signal names, help per command, errors in CLI words).
+const test = require('ava')
+const fs = require('node:fs')
+const path = require('node:path')
+const h = require('./helpers')
+
+const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const PKG = path.join(__dirname, '..')
+
+function cli(args, options) {
+  return h.run(process.execPath, [CLI, ...args], options)
+}
+
+/** Registers the pids of a `start --json` result for teardown. */
+function started(t, dir, r) {
+  t.is(r.code, 0, r.stderr)
+  const s = JSON.parse(r.stdout)
+  h.cleanupPid(t, s.pid, dir)
+  h.cleanupPid(t, s.commandPid, dir)
+  return s
+}
+
+test('start runs the command in the folder it was called from: `node server.js` finds server.js', async (t) => {
+  const dir = h.tempDir(t)
+  fs.writeFileSync(path.join(dir, 'server.js'), "require('fs').writeFileSync('here', process.cwd()); setInterval(() => {}, 1000)\n")
+  const pidFile = path.join(dir, 'api.pid')
+  const s = started(t, dir, await cli(['start', '--json', '-p', 'api.pid', '-l', 'api.log', '--', process.execPath, 'server.js', dir], { cwd: dir }))
+  t.true(h.isLocked(pidFile), 'the relative pidfile is in the folder')
+  t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), dir)
+  await h.waitFor(() => fs.existsSync(path.join(dir, 'here')), { what: 'server.js to run' })
+  t.is(fs.readFileSync(path.join(dir, 'here'), 'utf8'), dir)
+  t.true(h.isRunning(s.commandPid))
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+  // -C still overrides it.
+  const other = h.tempDir(t)
+  const s2 = started(t, dir, await cli(['start', '--json', '-p', pidFile, '-C', other, '--', '/usr/bin/python3', '-c', 'import time; time.sleep(300)', dir], { cwd: dir }))
+  t.is(fs.readlinkSync(`/proc/${s2.commandPid}/cwd`), other)
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+})
+
+test('spawnDaemon() runs the command in process.cwd() by default; daemonize() keeps /', async (t) => {
+  const dir = h.tempDir(t)
+  fs.writeFileSync(path.join(dir, 'worker.py'), 'import os, time\nwith open("cwd.txt", "w") as f: f.write(os.getcwd())\ntime.sleep(300)\n')
+  const script = `require(${JSON.stringify(PKG)}).spawnDaemon('python3', ['worker.py', ${JSON.stringify(dir)}], { pidFile: 'w.pid' })
+    .then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e.message); process.exit(1) })`
+  const r = await h.run(process.execPath, ['-e', script], { cwd: dir })
+  const s = started(t, dir, r)
+  await h.waitFor(() => fs.existsSync(path.join(dir, 'cwd.txt')), { what: 'worker.py to run' })
+  t.is(fs.readFileSync(path.join(dir, 'cwd.txt'), 'utf8'), dir)
+  t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), dir)
+  t.is(h.readPid(path.join(dir, 'w.pid')), s.pid)
+  t.is((await cli(['stop', '-p', path.join(dir, 'w.pid')])).code, 0)
+  // daemonize() keeps the classic '/'.
+  const pidFile = path.join(dir, 'd.pid')
+  const report = path.join(dir, 'report.json')
+  const d = await h.launch({ options: { pidFile }, report }, { cwd: dir })
+  t.is(d.code, 0, d.stderr)
+  const pid = h.readPid(pidFile)
+  h.cleanupPid(t, pid, dir)
+  await h.waitFor(() => fs.existsSync(report), { what: 'the daemon report' })
+  t.is(JSON.parse(fs.readFileSync(report, 'utf8')).cwd, '/')
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+})
+
+test('start: a command that exits within the settle window is a failed start, with its status and stderr', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'p.pid')
+  const r = await cli(['start', '-p', pidFile, '--', process.execPath, 'missing-server.js', dir], { cwd: dir })
+  t.is(r.code, 1, r.stdout)
+  t.notRegex(r.stdout, /started/)
+  t.regex(r.stderr, /exited with status 1 within 1000 ms of its start/)
+  t.regex(r.stderr, /Cannot find module '.*missing-server\.js'/)
+  t.false(h.isLocked(pidFile))
+  t.is((await cli(['status', '-p', pidFile])).code, 3)
+  // With a restart policy too: a crash loop is not a start.
+  const loop = await cli(['start', '-p', pidFile, '-r', 'on-failure', '--', '/bin/sh', '-c', 'echo broken config >&2; exit 3', dir])
+  t.is(loop.code, 1)
+  t.regex(loop.stderr, /exited with status 3 within 1000 ms/)
+  t.regex(loop.stderr, /broken config/)
+  // With a log file, the tail still comes back (and is in the log).
+  const log = path.join(dir, 'e.log')
+  const logged = await cli(['start', '-p', pidFile, '-e', log, '--settle', '2s', '--', '/bin/sh', '-c', 'echo bad flag >&2; exit 2', dir])
+  t.is(logged.code, 1)
+  t.regex(logged.stderr, /status 2 within 2000 ms[\s\S]*bad flag/)
+  t.regex(fs.readFileSync(log, 'utf8'), /bad flag/)
+  // --settle 0: success at exec, as before.
+  const quick = await cli(['start', '--json', '-p', pidFile, '--settle', '0', '--', '/bin/sh', '-c', 'exit 3', dir])
+  t.is(quick.code, 0, quick.stderr)
+  t.true(JSON.parse(quick.stdout).started)
+})
+
+test('start: a command that stays up through the settle window, or says READY=1 before it, has started', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'p.pid')
+  const s = started(t, dir, await cli(['start', '--json', '-p', pidFile, '--settle', '300ms', '--', '/usr/bin/python3', '-c', 'import time; time.sleep(300)', dir]))
+  t.true(h.isRunning(s.commandPid))
+  t.true(h.isLocked(pidFile))
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+  // READY=1 ends the wait early: with a 10-minute window, start still returns (well within the test's timeout).
+  const notify = `import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+a = os.environ['NOTIFY_SOCKET']
+s.sendto(b'READY=1', '\\0' + a[1:] if a.startswith('@') else a)
+time.sleep(300)`
+  const r = await cli(['start', '--json', '-p', pidFile, '--settle', '10m', '--', '/usr/bin/python3', '-c', notify, dir], { timeout: 60_000 })
+  const s2 = started(t, dir, r)
+  t.true(h.isRunning(s2.commandPid))
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+})
+
+test('spawnDaemon({ settle }) rejects with a ReadinessError carrying the exit status and stderr', async (t) => {
+  const daemonkit = require('..')
+  const dir = h.tempDir(t)
+  const err = await t.throwsAsync(daemonkit.spawnDaemon('/bin/sh', ['-c', 'echo no database >&2; exit 4', dir], { pidFile: path.join(dir, 'p.pid'), settle: 1000 }))
+  t.is(err.code, 'EDAEMONNOTREADY')
+  t.is(err.exitCode, 4)
+  t.regex(err.daemonStderr, /no database/)
+  await t.throwsAsync(daemonkit.spawnDaemon('/bin/true', [], { supervise: false, settle: 10 }), { instanceOf: TypeError, message: /settle/ })
+})
+
+test('stop -t takes start-stop-daemon durations: a bare number is seconds; 1s, 500ms and 2m work', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'p.pid')
+  const stubborn = ['/usr/bin/python3', '-c', 'import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)', dir]
+  started(t, dir, await cli(['start', '--json', '-p', pidFile, '--', ...stubborn]))
+  const before = Date.now()
+  const r = await cli(['stop', '--json', '-p', pidFile, '-t', '1'])
+  t.is(r.code, 0, r.stderr)
+  t.true(JSON.parse(r.stdout).forced)
+  t.true(Date.now() - before >= 900, '-t 1 waited a second before SIGKILL, not a millisecond')
+  for (const value of ['1s', '500ms', '2m', '0.5s']) t.is((await cli(['stop', '-p', pidFile, '-t', value])).code, 0, value)
+  const bad = await cli(['stop', '-p', pidFile, '-t', '5 seconds'])
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /--timeout needs a time such as 500ms, 5s or 2m/)
+})
+
+test('signal names in any case, with or without SIG, and numbers', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'p.pid')
+  const out = path.join(dir, 'out')
+  const py = `import signal, time, sys
+signal.signal(signal.SIGUSR1, lambda *a: (print('usr1', flush=True)))
+while True: time.sleep(1)`
+  started(t, dir, await cli(['start', '--json', '-p', pidFile, '-o', out, '--', '/usr/bin/python3', '-c', py, dir]))
+  for (const name of ['sigusr1', 'usr1', 'SIGUSR1', 'Usr1', '10']) {
+    const r = await cli(['signal', name, '-p', pidFile])
+    t.is(r.code, 0, `${name}: ${r.stderr}`)
+    t.regex(r.stdout, /^sent SIGUSR1 to pid \d+\n$/)
+  }
+  await h.waitFor(() => fs.readFileSync(out, 'utf8').split('\n').filter((l) => l === 'usr1').length === 5, { what: 'five SIGUSR1' })
+  const bad = await cli(['signal', 'sigfoo', '-p', pidFile])
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /unknown signal "sigfoo"/)
+  t.notRegex(bad.stderr, /SIGSIG/)
+  t.is((await cli(['stop', '-p', pidFile, '-s', 'int'])).code, 0)
+})
+
+test('help per command (CMD --help, help CMD), -q, completion, errors in CLI words', async (t) => {
+  const dir = h.tempDir(t)
+  const startHelp = await cli(['start', '--help'])
+  t.is(startHelp.code, 0)
+  t.regex(startHelp.stdout, /^Usage: daemonkit start /)
+  t.regex(startHelp.stdout, /--settle TIME/)
+  t.notRegex(startHelp.stdout, /--kill-timeout/)
+  const stopHelp = await cli(['help', 'stop'])
+  t.regex(stopHelp.stdout, /^Usage: daemonkit stop /)
+  t.regex(stopHelp.stdout, /--kill-timeout TIME/)
+  t.is((await cli(['help', 'bogus'])).code, 2)
+  // Errors name the flag, not the API option.
+  const noSup = await cli(['start', '--no-supervise', '-p', path.join(dir, 'p.pid'), '--', '/bin/true'])
+  t.is(noSup.code, 2)
+  t.regex(noSup.stderr, /^daemonkit start: --pidfile cannot be used with --no-supervise/)
+  t.notRegex(noSup.stderr, /spawnDaemon|pidFile|supervise: true/)
+  // -q: nothing on stdout.
+  const pidFile = path.join(dir, 'q.pid')
+  const q = await cli(['start', '-q', '--settle', '0', '-p', pidFile, '--', '/usr/bin/python3', '-c', 'import time; time.sleep(300)', dir])
+  t.is(q.code, 0, q.stderr)
+  t.is(q.stdout, '')
+  h.cleanupPid(t, h.readPid(pidFile), dir)
+  const st = await cli(['status', '-q', '-p', pidFile])
+  t.is(st.code, 0)
+  t.is(st.stdout, '')
+  t.is((await cli(['stop', '-q', '-p', pidFile])).stdout, '')
+  // Completion scripts parse in their shell.
+  const bash = await cli(['completion', 'bash'])
+  t.is(bash.code, 0)
+  t.regex(bash.stdout, /complete -F _daemonkit daemonkit/)
+  const script = path.join(dir, 'c.bash')
+  fs.writeFileSync(script, bash.stdout)
+  t.is((await h.run('bash', ['-n', script])).code, 0)
+  t.regex((await cli(['completion', 'zsh'])).stdout, /^#compdef daemonkit/)
+  t.is((await cli(['completion', 'fish'])).code, 2)
+})
