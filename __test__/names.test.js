@@ -73,7 +73,9 @@ test('start: a command that exits within the settle window is a failed start, wi
   t.regex(r.stderr, /exited with status 1 within 1000 ms of its start/)
   t.regex(r.stderr, /Cannot find module '.*missing-server\.js'/)
   t.false(h.isLocked(pidFile))
-  t.is((await cli(['status', '-p', pidFile])).code, 3)
+  const st = await cli(['status', '-p', pidFile])
+  t.is(st.code, 1)
+  t.regex(st.stdout, /^failed: exited with status 1 at [\s\S]*Cannot find module/)
   // With a restart policy too: a crash loop is not a start.
   const loop = await cli(['start', '-p', pidFile, '-r', 'on-failure', '--', '/bin/sh', '-c', 'echo broken config >&2; exit 3', dir])
   t.is(loop.code, 1)
@@ -192,4 +194,42 @@ test('help per command (CMD --help, help CMD), -q, completion, errors in CLI wor
   t.is((await h.run('bash', ['-n', script])).code, 0)
   t.regex((await cli(['completion', 'zsh'])).stdout, /^#compdef daemonkit/)
   t.is((await cli(['completion', 'fish'])).code, 2)
+})
+
+test('failure is a state: status says failed with the exit status, time, restarts and stderr, until the next start or reset', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'p.pid')
+  const daemonkit = require('..')
+  // Runs past the settle window, then fails.
+  const s = started(t, dir, await cli(['start', '--json', '-p', pidFile, '--settle', '100ms', '--', '/bin/sh', '-c', 'sleep 1; echo disk full >&2; exit 5', dir]))
+  await h.waitFor(() => !h.isLocked(pidFile) && h.procStat(s.pid)?.state !== 'S', { what: 'the supervisor to end' })
+  const st = await cli(['status', '-p', pidFile])
+  t.is(st.code, 1, st.stdout)
+  t.regex(st.stdout, /^failed: exited with status 5 at \d{4}-\d\d-\d\dT[\d:.]+Z; last lines of stderr:\n {2}disk full\n$/)
+  const json = JSON.parse((await cli(['status', '--json', '-p', pidFile])).stdout)
+  t.like(json, { state: 'failed', status: 5, restarts: 0, stderr: 'disk full' })
+  t.is(fs.statSync(`${pidFile}.failed`).mode & 0o777, 0o600)
+  // reset (as systemctl reset-failed) clears it.
+  t.regex((await cli(['reset', '-p', pidFile])).stdout, /failed state cleared/)
+  t.is((await cli(['status', '-p', pidFile])).code, 3)
+
+  // Given up after the burst limit: the restart count; killed by a signal: its name.
+  const loop = started(t, dir, await cli(['start', '--json', '-p', pidFile, '--settle', '0', '-r', 'always', '--restart-delay', '10ms', '--restart-burst', '2', '--',
+    '/bin/sh', '-c', 'echo try >&2; exit 0', dir]))
+  await h.waitFor(async () => (await daemonkit.status(pidFile)).state === 'failed', { what: 'the supervisor to give up' })
+  t.like(await daemonkit.status(pidFile), { state: 'failed', status: 0, restarts: 2 })
+  t.false(h.isLocked(pidFile))
+  t.truthy(loop)
+  const killed = started(t, dir, await cli(['start', '--json', '-p', pidFile, '--', '/usr/bin/python3', '-c', 'import time; time.sleep(300)', dir]))
+  t.is((await daemonkit.status(pidFile)).state, 'running', 'a new start ended the failed state')
+  process.kill(killed.commandPid, 'SIGKILL')
+  await h.waitFor(async () => (await daemonkit.status(pidFile)).state === 'failed', { what: 'the failure to be recorded' })
+  t.like(await daemonkit.status(pidFile), { state: 'failed', status: undefined, signal: 'SIGKILL' })
+  t.regex((await cli(['status', '-p', pidFile])).stdout, /^failed: killed by SIGKILL/)
+  t.true(daemonkit.resetFailed(pidFile))
+  t.false(daemonkit.resetFailed(pidFile))
+  // A clean stop is not a failure.
+  started(t, dir, await cli(['start', '--json', '-p', pidFile, '--', '/usr/bin/python3', '-c', 'import time; time.sleep(300)', dir]))
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+  t.deepEqual(await daemonkit.status(pidFile), { state: 'stopped' })
 })

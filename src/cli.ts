@@ -5,6 +5,7 @@ import * as path from 'node:path'
 
 import { LSB } from './daemon'
 import { AlreadyRunningError, DaemonkitError, LaunchError } from './errors'
+import { describeFailure, resetFailed } from './failure'
 import { lockPidfile } from './launch'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
@@ -25,8 +26,10 @@ Commands:
                                           process becomes the supervisor: execve, same pid)
   stop    -p FILE [-t TIME] [-s SIG]      stop the daemon: SIG, wait, SIGKILL after TIME
   restart [options] -- PROGRAM [ARGS...]  stop it if it runs, then start it
-  status  -p FILE                         0 running, 1 dead (stale pidfile), 3 not running, 4 unknown
+  status  -p FILE                         0 running, 1 dead (stale pidfile) or failed, 3 not running,
+                                          4 unknown
   signal  SIG -p FILE                     send SIG if, and only if, the daemon holds the pidfile lock
+  reset   -p FILE                         forget a failure, so status says "not running" again
   help    [COMMAND]                       this help, or a command's own (also COMMAND --help)
   completion bash|zsh                     print a shell completion script
 
@@ -156,12 +159,17 @@ const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }>
   },
   status: {
     usage: 'daemonkit status -p FILE',
-    what: 'Say whether the daemon runs. Exit status: 0 running, 1 dead (stale pidfile), 3 not running, 4 unknown.',
+    what: 'Say whether the daemon runs. Exit status: 0 running, 1 dead (stale pidfile) or failed (with\nits exit status or signal, when, the restart count and the last lines of its stderr),\n3 not running, 4 unknown.',
     flags: ['-p', '--json', '-q'],
   },
   signal: {
     usage: 'daemonkit signal SIG -p FILE',
     what: 'Send SIG (a name in any case, with or without SIG, or a number) if, and only if, the daemon\nholds the pidfile lock. Exit status 7 when it does not run.',
+    flags: ['-p', '--json', '-q'],
+  },
+  reset: {
+    usage: 'daemonkit reset -p FILE',
+    what: 'Forget the failure status reports (as systemctl reset-failed); a new start does it too.',
     flags: ['-p', '--json', '-q'],
   },
   help: { usage: 'daemonkit help [COMMAND]', what: 'Show the help, or the help of COMMAND.', flags: [] },
@@ -514,6 +522,11 @@ async function main(argv: string[]): Promise<number> {
           case 'stopped':
             print(p.json, s, 'not running')
             return LSB.notRunning
+          case 'failed': {
+            const tail = s.stderr.trim().split('\n').slice(-10).filter(Boolean).map((l) => `  ${l}`).join('\n')
+            print(p.json, s, `${describeFailure(s)}${tail ? `; last lines of stderr:\n${tail}` : ''}`)
+            return LSB.deadOrFailed
+          }
           case 'dead':
             print(p.json, s, `dead: the pidfile is left behind${s.stalePid ? ` (it names pid ${s.stalePid})` : ''} and nobody holds its lock`)
             return LSB.deadOrFailed
@@ -521,6 +534,11 @@ async function main(argv: string[]): Promise<number> {
             print(p.json, s, `unknown: ${s.reason}`)
             return LSB.unknown
         }
+      }
+      case 'reset': {
+        const had = resetFailed(needPidfile(p))
+        print(p.json, { reset: had }, had ? 'failed state cleared' : 'not failed')
+        return LSB.ok
       }
       case 'signal': {
         const r = await signal(needPidfile(p), p.signalName as SignalName)

@@ -1,3 +1,4 @@
+import { describeFailure } from './failure'
 import { adopt } from './daemonize'
 import { AlreadyRunningError, DaemonkitError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, notifySystemd } from './handoff'
@@ -199,6 +200,10 @@ export class Daemon {
           if (s.state === 'stopped') {
             say('not running')
             return LSB.notRunning
+          }
+          if (s.state === 'failed') {
+            say(describeFailure(s))
+            return LSB.deadOrFailed
           }
           if (s.state === 'dead') {
             say(`dead: ${this.pidFile} is left behind${s.stalePid ? ` (it names pid ${s.stalePid})` : ''} and nobody holds its lock`)

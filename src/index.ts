@@ -27,4 +27,5 @@ export {
   type StopOptions,
   type StopResult,
 } from './manage'
+export { resetFailed, type DaemonFailure } from './failure'
 export { spawnDaemon, type RestartPolicy, type SpawnDaemonOptions, type SpawnedDaemon } from './spawn'

@@ -345,8 +345,10 @@ struct Supervisor {
     awaiting_ready: bool,
     /// When the settle window of the first command ends.
     settle_at: Option<Instant>,
-    /// The last bytes of the command's stderr while awaiting readiness.
+    /// The last bytes of the command's stderr (since readiness, or from the start).
     tail: Vec<u8>,
+    /// How many times the command was restarted, in all.
+    restart_count: u32,
     /// Started with the first command; `None` before, or if it could not be started.
     guard: Option<guard::Guard>,
     guard_started: bool,
@@ -354,6 +356,31 @@ struct Supervisor {
 
 /// How much of the command's stderr a readiness failure carries.
 const TAIL_LIMIT: usize = 8192;
+/// How many of its last lines a recorded failure keeps.
+const FAILURE_LINES: usize = 20;
+
+/// Where a failure of the daemon of `pidfile` is recorded: `PIDFILE.failed`.
+fn failure_path(pidfile: Option<&Path>) -> Option<PathBuf> {
+    let mut name = pidfile?.as_os_str().to_owned();
+    name.push(".failed");
+    Some(PathBuf::from(name))
+}
+
+/// Writes `data` to a fresh 0600 file beside `path` (never through a symlink) and renames it over `path`.
+fn write_replacing(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&tmp)?;
+    let written = f.write_all(data).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
 
 /// Binds a fresh datagram socket for the command's readiness message: in Linux's abstract
 /// namespace (nothing on disk), elsewhere in the temporary directory.
@@ -626,14 +653,11 @@ impl Supervisor {
     }
 
     fn drain_logs(&mut self) {
-        let watching = self.awaiting_ready;
         let tail = &mut self.tail;
         let mut keep = |chunk: &[u8]| {
-            if watching {
-                tail.extend_from_slice(chunk);
-                let excess = tail.len().saturating_sub(TAIL_LIMIT);
-                tail.drain(..excess);
-            }
+            tail.extend_from_slice(chunk);
+            let excess = tail.len().saturating_sub(TAIL_LIMIT);
+            tail.drain(..excess);
         };
         // The stream that carries the command's stderr is watched; the other one just flows.
         match (&mut self.stderr, &mut self.stdout) {
@@ -686,6 +710,27 @@ impl Supervisor {
         }
     }
 
+    /// Records a failure beside the pidfile (`PIDFILE.failed`, 0600, JSON) for `status`: the
+    /// wait status, when, the restart count and the last lines of stderr. Replaced atomically;
+    /// the next start removes it.
+    fn record_failure(&mut self, status: i32) {
+        self.drain_logs();
+        let Some(path) = failure_path(self.cfg.pidfile.as_deref()) else { return };
+        let (exit, signal) = if libc::WIFEXITED(status) { (libc::WEXITSTATUS(status).to_string(), "null".to_string()) } else { ("null".to_string(), libc::WTERMSIG(status).to_string()) };
+        let text = String::from_utf8_lossy(&self.tail);
+        let lines: Vec<&str> = text.lines().collect();
+        let last = lines[lines.len().saturating_sub(FAILURE_LINES)..].join("\n");
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let json = format!(
+            "{{\"status\":{exit},\"signal\":{signal},\"at\":{at},\"restarts\":{},\"stderr\":{}}}\n",
+            self.restart_count,
+            json_string(&last)
+        );
+        if let Err(e) = write_replacing(&path, json.as_bytes()) {
+            self.log_line(&format!("cannot record the failure in {}: {e}", path.display()));
+        }
+    }
+
     fn finish(&mut self, code: i32) -> ! {
         self.end_tree();
         self.drain_logs();
@@ -708,6 +753,7 @@ impl Supervisor {
             // Exited before it was ready: the launcher reports it, with the command's own words.
             let tail = String::from_utf8_lossy(&self.tail).into_owned();
             self.report(&format!("NOTREADY {code} {}\n", json_string(&tail)));
+            self.record_failure(status);
             self.finish(if failed { code } else { 1 });
         }
         if self.stopping {
@@ -720,6 +766,9 @@ impl Supervisor {
         };
         if !again {
             self.log_line(&format!("command exited with status {code}"));
+            if failed {
+                self.record_failure(status);
+            }
             self.finish(code);
         }
         let now = Instant::now();
@@ -730,6 +779,7 @@ impl Supervisor {
                 self.restarts.len(),
                 self.cfg.burst_window.as_millis()
             ));
+            self.record_failure(status);
             self.finish(if failed { code } else { 1 });
         }
         self.restarts.push(now);
@@ -775,7 +825,10 @@ impl Supervisor {
                 if Instant::now() >= at {
                     restart_at = None;
                     match self.spawn() {
-                        Ok(pid) => self.log_line(&format!("restarted command (pid {pid})")),
+                        Ok(pid) => {
+                            self.restart_count += 1;
+                            self.log_line(&format!("restarted command (pid {pid})"))
+                        }
                         Err(e) => {
                             self.log_line(&format!("restarting {:?} failed: {e}", self.cfg.program));
                             self.finish(127);
@@ -904,6 +957,10 @@ fn main() {
             let _ = pidfile::remove_if_same(path, fd);
             std::process::exit(1);
         }
+        // A new start ends the failed state of the last one.
+        if let Some(failed) = failure_path(Some(path)) {
+            let _ = std::fs::remove_file(failed);
+        }
     }
     let (signal_read, signal_write) = {
         use std::os::fd::IntoRawFd;
@@ -969,6 +1026,7 @@ fn main() {
         awaiting_ready: awaiting,
         settle_at: None,
         tail: Vec::new(),
+        restart_count: 0,
         guard: None,
         guard_started: false,
     };
