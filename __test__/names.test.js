@@ -233,3 +233,128 @@ test('failure is a state: status says failed with the exit status, time, restart
   t.is((await cli(['stop', '-p', pidFile])).code, 0)
   t.deepEqual(await daemonkit.status(pidFile), { state: 'stopped' })
 })
+
+/** The CLI with its registry in `home`. */
+function named(home, args, options = {}) {
+  return cli(args, { ...options, env: { ...process.env, DAEMONKIT_HOME: home } })
+}
+
+test('names: --name puts pidfile, state and log in the registry; status/stop/signal/restart/reload/logs/list take the name', async (t) => {
+  const dir = h.tempDir(t)
+  const home = path.join(dir, 'home')
+  fs.writeFileSync(path.join(dir, 'app.py'), `import http.server, os, signal, sys, time
+signal.signal(signal.SIGHUP, lambda *a: print('hup', flush=True))
+print('hello from', os.getcwd(), os.environ.get('GREETING'), flush=True)
+http.server.HTTPServer(('127.0.0.1', 0), http.server.BaseHTTPRequestHandler).serve_forever()
+`)
+  const s = started(t, dir, await named(home, ['start', '--json', '--name', 'api', '-E', 'GREETING=hi', '--forward-hup', '--', '/usr/bin/python3', 'app.py', dir], { cwd: dir }))
+  const pidFile = path.join(home, 'run', 'api.pid')
+  t.is(h.readPid(pidFile), s.pid)
+  t.true(h.isLocked(pidFile))
+  t.is(fs.statSync(`${pidFile}.state`).mode & 0o777, 0o600)
+  const log = path.join(home, 'log', 'api.log')
+  await h.waitFor(() => fs.readFileSync(log, 'utf8').includes('hello'), { what: 'the log' })
+  t.regex(fs.readFileSync(log, 'utf8'), new RegExp(`hello from ${dir} hi`))
+
+  t.is((await named(home, ['status', 'api'])).stdout, `running (pid ${s.pid}, command pid ${s.commandPid})\n`)
+  t.is((await named(home, ['status', '--name', 'api'])).code, 0)
+  const listed = await h.waitFor(async () => {
+    const l = JSON.parse((await named(home, ['list', '--json'])).stdout)
+    return l[0]?.ports.length === 1 && l
+  }, { what: 'list to show the port' })
+  t.is(listed.length, 1)
+  t.like(listed[0], { name: 'api', state: 'running', pid: s.pid, commandPid: s.commandPid })
+  t.true(Number.isInteger(listed[0].uptime) && listed[0].uptime >= 0)
+  t.true(listed[0].rss > 1 << 20, `rss ${listed[0].rss}`)
+  t.true(typeof listed[0].cpu === 'number')
+  t.regex((await named(home, ['list'])).stdout, /^NAME +STATE +PID[^\n]*\napi +running +\d+ +\d+ /)
+
+  t.regex((await named(home, ['reload', 'api'])).stdout, /^reloaded \(pid \d+\)\n$/)
+  await h.waitFor(() => fs.readFileSync(log, 'utf8').includes('hup'), { what: 'SIGHUP to reach the command' })
+  t.is((await named(home, ['signal', 'usr2', 'api'])).code, 0)
+
+  // restart NAME: the same command line, folder and environment, without repeating them.
+  const r = await named(home, ['restart', '--json', 'api'])
+  const s2 = started(t, dir, r)
+  t.not(s2.commandPid, s.commandPid)
+  t.is(fs.readlinkSync(`/proc/${s2.commandPid}/cwd`), dir)
+  t.regex(fs.readFileSync(`/proc/${s2.commandPid}/environ`, 'utf8'), /(^|\0)GREETING=hi\0/)
+  t.is((await named(home, ['restart', 'api'])).stdout.slice(0, 11), 'restarted (')
+
+  const logs = await named(home, ['logs', 'api', '-n', '2'])
+  t.is(logs.code, 0)
+  t.is(logs.stdout.trim().split('\n').length, 2)
+  t.regex(logs.stdout, /hello from/)
+
+  t.regex((await named(home, ['stop', 'api'])).stdout, /^stopped/)
+  t.is((await named(home, ['status', 'api'])).code, 3)
+  t.like(JSON.parse((await named(home, ['list', '--json'])).stdout)[0], { name: 'api', state: 'stopped', pid: null })
+  // Names are checked before anything is created.
+  const bad = await named(home, ['start', '--name', '../x', '--', '/bin/true'])
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /^daemonkit start: --name must be 1 to 64 letters/)
+  const unknown = await named(home, ['restart', 'nobody'])
+  t.is(unknown.code, 2)
+  t.regex(unknown.stderr, /no record of how nobody was started/)
+})
+
+test('spawnDaemon({ name }) uses the registry; logs -f follows across a rotation', async (t) => {
+  const dir = h.tempDir(t)
+  const home = path.join(dir, 'home')
+  const script = `process.env.DAEMONKIT_HOME = ${JSON.stringify(home)}
+require(${JSON.stringify(PKG)}).spawnDaemon('/bin/sh', ['-c', 'i=0; while :; do i=$((i+1)); echo line $i; sleep 0.1; done', ${JSON.stringify(dir)}], { name: 'ticker' })
+  .then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e.message); process.exit(1) })`
+  const s = started(t, dir, await h.run(process.execPath, ['-e', script]))
+  const log = path.join(home, 'log', 'ticker.log')
+  t.is(h.readPid(path.join(home, 'run', 'ticker.pid')), s.pid)
+  await h.waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('line 3'), { what: 'the log' })
+  const { spawn } = require('node:child_process')
+  const follower = spawn(process.execPath, [CLI, 'logs', 'ticker', '-n', '1', '-f'], { env: { ...process.env, DAEMONKIT_HOME: home } })
+  t.teardown(() => follower.kill('SIGKILL'))
+  let out = ''
+  follower.stdout.on('data', (d) => (out += d))
+  await h.waitFor(() => out.split('\n').length > 3, { what: 'logs -f to follow' })
+  fs.renameSync(log, `${log}.1`)
+  t.is((await named(home, ['reload', 'ticker'])).code, 0)
+  await h.waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('line'), { what: 'the new log' })
+  const first = Number(/line (\d+)/.exec(fs.readFileSync(log, 'utf8'))[1])
+  await h.waitFor(() => out.includes(`line ${first + 2}\n`), { what: 'logs -f to read the new file' })
+  follower.kill('SIGTERM')
+  const numbers = out.trim().split('\n').map((l) => Number(l.split(' ')[1]))
+  t.deepEqual(numbers, numbers.map((_, i) => numbers[0] + i), 'no line lost or repeated across the rotation')
+  t.is((await named(home, ['stop', 'ticker'])).code, 0)
+})
+
+test('a daemonize() app with log files and no SIGHUP handler reopens them on SIGHUP instead of dying', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'd.pid')
+  const log = path.join(dir, 'out.log')
+  const app = path.join(dir, 'app.js')
+  fs.writeFileSync(app, `require(${JSON.stringify(PKG)}).daemonize({ pidFile: ${JSON.stringify(pidFile)}, stdout: ${JSON.stringify(log)}, stderr: ${JSON.stringify(log)} })
+  .then(() => setInterval(() => console.log('tick', process.pid), 100))\n`)
+  const r = await h.run(process.execPath, [app])
+  t.is(r.code, 0, r.stderr)
+  const pid = h.readPid(pidFile)
+  h.cleanupPid(t, pid, dir)
+  await h.waitFor(() => fs.readFileSync(log, 'utf8').includes('tick'), { what: 'output' })
+  fs.renameSync(log, `${log}.1`)
+  process.kill(pid, 'SIGHUP')
+  await h.waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('tick'), { what: 'the reopened log' })
+  t.true(h.isRunning(pid))
+  t.true(h.isLocked(pidFile))
+  t.is((await cli(['stop', '-p', pidFile])).code, 0)
+})
+
+test("the supervisor's own lines go to the stderr log, never into a stdout-only log", async (t) => {
+  const dir = h.tempDir(t)
+  const out = path.join(dir, 'out.log')
+  const err = path.join(dir, 'err.log')
+  const pidFile = path.join(dir, 'p.pid')
+  started(t, dir, await cli(['start', '--json', '--settle', '0', '-p', pidFile, '-o', out, '--', '/bin/sh', '-c', 'echo data', dir]))
+  await h.waitFor(() => !h.isLocked(pidFile), { what: 'the command to end' })
+  t.is(fs.readFileSync(out, 'utf8'), 'data\n')
+  started(t, dir, await cli(['start', '--json', '--settle', '0', '-p', pidFile, '-o', out, '-e', err, '--', '/bin/sh', '-c', 'echo more', dir]))
+  await h.waitFor(() => !h.isLocked(pidFile) && fs.readFileSync(err, 'utf8').includes('exited'), { what: 'the command to end' })
+  t.is(fs.readFileSync(out, 'utf8'), 'data\nmore\n')
+  t.regex(fs.readFileSync(err, 'utf8'), /daemonkit-supervise: command exited with status 0/)
+})

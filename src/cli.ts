@@ -4,9 +4,12 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { LSB } from './daemon'
-import { AlreadyRunningError, DaemonkitError, LaunchError } from './errors'
+import { AlreadyRunningError, DaemonkitError, LaunchError, LogfileError } from './errors'
 import { describeFailure, resetFailed } from './failure'
 import { lockPidfile } from './launch'
+import { list, table } from './list'
+import { follow, lastLines } from './logs'
+import { checkName, namedLog, namedPidfile, readState } from './registry'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
@@ -25,15 +28,25 @@ Commands:
                                           systemd, containers and other supervisors (this
                                           process becomes the supervisor: execve, same pid)
   stop    -p FILE [-t TIME] [-s SIG]      stop the daemon: SIG, wait, SIGKILL after TIME
-  restart [options] -- PROGRAM [ARGS...]  stop it if it runs, then start it
-  status  -p FILE                         0 running, 1 dead (stale pidfile) or failed, 3 not running,
+  restart NAME | -p FILE [-- PROGRAM...]  stop it if it runs, then start it again: as it was
+                                          started last time, or with the PROGRAM given
+  reload  NAME | -p FILE                  send SIGHUP (reopen logs, reload configuration)
+  status  NAME | -p FILE                  0 running, 1 dead (stale pidfile) or failed, 3 not running,
                                           4 unknown
-  signal  SIG -p FILE                     send SIG if, and only if, the daemon holds the pidfile lock
-  reset   -p FILE                         forget a failure, so status says "not running" again
+  signal  SIG NAME | SIG -p FILE          send SIG if, and only if, the daemon holds the pidfile lock
+  reset   NAME | -p FILE                  forget a failure, so status says "not running" again
+  list    [--json]                        every named daemon: state, pids, uptime, RSS, CPU, ports
+  logs    NAME [-n N] [-f]                the last N lines of its log (default 20); -f follows it,
+                                          across log rotation
   help    [COMMAND]                       this help, or a command's own (also COMMAND --help)
   completion bash|zsh                     print a shell completion script
 
+A daemon is named by --name NAME (or, after the command, by NAME): its pidfile, state and log
+are then in daemonkit's registry ($DAEMONKIT_HOME/run and /log if set; as root /run/daemonkit
+and /var/log/daemonkit; else $XDG_RUNTIME_DIR/daemonkit and ~/.local/state/daemonkit/log).
+
 Options:
+      --name NAME           the daemon's name in the registry (letters, digits, _ . @ -)
   -p, --pidfile FILE        the pidfile (locked by the daemon's supervisor for its whole life)
   -C, --cwd DIR             working directory of PROGRAM (default: the current directory)
       --umask OCTAL         umask of PROGRAM (default 022)
@@ -70,6 +83,8 @@ Options:
       --kill-timeout TIME   stop: wait this long after it (default 5s)
       --json                print one JSON object instead of a line of text
   -q, --quiet               print nothing on success (errors still go to stderr)
+  -n, --lines N             logs: how many lines (default 20)
+  -f, --follow              logs: keep printing new lines, across log rotation
   -h, --help                show this help
   -V, --version             show the version
 
@@ -108,6 +123,8 @@ interface Parsed {
   helpFor?: string
   detach: 'auto' | boolean
   timeout?: number
+  lines?: number
+  follow?: boolean
   stopSignal?: SignalName
   killSignal?: SignalName
   killTimeout?: number
@@ -121,15 +138,18 @@ const VALUE_FLAGS: Record<string, string> = {
   '--restart-delay-max': 'restartDelayMax', '--restart-burst': 'restartBurst', '--restart-window': 'restartWindow',
   '--detach': 'detach', '--ready-timeout': 'readyTimeout', '-t': 'timeout', '--timeout': 'timeout',
   '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal', '--kill-timeout': 'killTimeout',
-  '--notify': 'notify', '--settle': 'settle',
+  '--notify': 'notify', '--settle': 'settle', '--name': 'name', '-n': 'lines', '--lines': 'lines',
 }
+
+/** Commands that take the daemon's NAME as an operand. */
+const NAMED = ['status', 'stop', 'restart', 'reload', 'signal', 'reset', 'logs']
 
 /** Option name of the API -> the CLI flag, for errors in CLI words. */
 const FLAG_OF: Record<string, string> = {
   pidFile: '--pidfile', cwd: '--cwd', umask: '--umask', stdout: '--stdout', stderr: '--stderr', env: '--env', user: '--user',
   group: '--group', chroot: '--chroot', supervise: '--no-supervise', restart: '--restart', restartDelay: '--restart-delay',
   restartDelayMax: '--restart-delay-max', restartBurst: '--restart-burst', restartWindow: '--restart-window', notify: '--notify',
-  forwardHup: '--forward-hup', waitReady: '--wait-ready', readyTimeout: '--ready-timeout', settle: '--settle',
+  forwardHup: '--forward-hup', waitReady: '--wait-ready', readyTimeout: '--ready-timeout', settle: '--settle', name: '--name',
   timeout: '--timeout', signal: '--signal', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
 }
 
@@ -138,7 +158,7 @@ const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }>
   start: {
     usage: 'daemonkit start [options] -- PROGRAM [ARGS...]',
     what: 'Start PROGRAM as a daemon. Succeeds once it has said READY=1 or stayed up for --settle;\nif it exits sooner, prints its exit status and the end of its stderr and exits 1.',
-    flags: ['-p', '-C', '--umask', '-o', '-e', '-l', '--forward-hup', '-E', '-u', '-g', '--chroot', '-r', '--restart-delay', '--restart-delay-max',
+    flags: ['--name', '-p', '-C', '--umask', '-o', '-e', '-l', '--forward-hup', '-E', '-u', '-g', '--chroot', '-r', '--restart-delay', '--restart-delay-max',
       '--restart-burst', '--restart-window', '--no-supervise', '--detach', '--wait-ready', '--settle', '--ready-timeout', '--notify', '--json', '-q'],
   },
   run: {
@@ -148,30 +168,33 @@ const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }>
       '--restart-burst', '--restart-window', '--wait-ready', '--notify'],
   },
   stop: {
-    usage: 'daemonkit stop -p FILE [-t TIME] [-s SIG]',
+    usage: 'daemonkit stop NAME | -p FILE [-t TIME] [-s SIG]',
     what: 'Stop the daemon: SIG, wait up to TIME, then the kill signal.',
-    flags: ['-p', '-t', '-s', '--kill-signal', '--kill-timeout', '--json', '-q'],
+    flags: ['--name', '-p', '-t', '-s', '--kill-signal', '--kill-timeout', '--json', '-q'],
   },
   restart: {
-    usage: 'daemonkit restart [options] -- PROGRAM [ARGS...]',
-    what: 'Stop the daemon if it runs, then start it.',
+    usage: 'daemonkit restart NAME | -p FILE [options] [-- PROGRAM [ARGS...]]',
+    what: 'Stop the daemon if it runs, then start it: with the command line, folder, environment\nadditions and options it was started with last time, or with PROGRAM and the options given.',
     flags: ['-p', '-t', '-s', '--kill-signal', '--kill-timeout', '-C', '-o', '-e', '-l', '-E', '-r', '--settle', '--wait-ready', '--json', '-q'],
   },
   status: {
-    usage: 'daemonkit status -p FILE',
+    usage: 'daemonkit status NAME | -p FILE',
     what: 'Say whether the daemon runs. Exit status: 0 running, 1 dead (stale pidfile) or failed (with\nits exit status or signal, when, the restart count and the last lines of its stderr),\n3 not running, 4 unknown.',
     flags: ['-p', '--json', '-q'],
   },
   signal: {
-    usage: 'daemonkit signal SIG -p FILE',
+    usage: 'daemonkit signal SIG NAME | SIG -p FILE',
     what: 'Send SIG (a name in any case, with or without SIG, or a number) if, and only if, the daemon\nholds the pidfile lock. Exit status 7 when it does not run.',
     flags: ['-p', '--json', '-q'],
   },
   reset: {
-    usage: 'daemonkit reset -p FILE',
+    usage: 'daemonkit reset NAME | -p FILE',
     what: 'Forget the failure status reports (as systemctl reset-failed); a new start does it too.',
     flags: ['-p', '--json', '-q'],
   },
+  reload: { usage: 'daemonkit reload NAME | -p FILE', what: 'Send SIGHUP: the supervisor reopens the log files (and passes it on with --forward-hup).', flags: ['--name', '-p', '--json', '-q'] },
+  list: { usage: 'daemonkit list [--json]', what: 'Every daemon of the registry, read from the pidfile locks and /proc.', flags: ['--json'] },
+  logs: { usage: 'daemonkit logs NAME [-n N] [-f]', what: "The last lines of the daemon's log, and with -f the new ones as they come.", flags: ['--name', '-n', '-f'] },
   help: { usage: 'daemonkit help [COMMAND]', what: 'Show the help, or the help of COMMAND.', flags: [] },
   completion: { usage: 'daemonkit completion bash|zsh', what: 'Print a completion script: eval "$(daemonkit completion bash)"', flags: [] },
 }
@@ -268,6 +291,10 @@ export function parse(argv: string[]): Parsed {
       help = true
       continue
     }
+    if (arg === '-f' || arg === '--follow') {
+      out.follow = true
+      continue
+    }
     if (arg === '-q' || arg === '--quiet') {
       out.quiet = true
       continue
@@ -335,6 +362,8 @@ export function parse(argv: string[]): Parsed {
         if (out.opts.readyTimeout === 0) throw new UsageError(`${flag} needs a time above 0`)
         break
       case 'settle': out.opts.settle = duration(flag, value); break
+      case 'name': out.opts.name = value; break
+      case 'lines': out.lines = integer(flag, value); break
       case 'detach':
         if (!['auto', 'yes', 'no'].includes(value)) throw new UsageError('--detach needs auto, yes or no')
         out.detach = value === 'auto' ? 'auto' : value === 'yes'
@@ -365,6 +394,11 @@ export function parse(argv: string[]): Parsed {
     out.signalName = signalName('signal', positional[1])
     positional.splice(1, 1)
   }
+  if (NAMED.includes(out.command) && positional[1] !== undefined) {
+    if (out.opts.name !== undefined && out.opts.name !== positional[1]) throw new UsageError(`two names: ${positional[1]} and --name ${out.opts.name}`)
+    out.opts.name = positional[1]
+    positional.splice(1, 1)
+  }
   if (positional.length > 1) throw new UsageError(`unexpected argument ${positional[1]} (put the program after --)`)
   return out
 }
@@ -390,8 +424,9 @@ function cliWords(message: string): string {
 }
 
 function needPidfile(p: Parsed): string {
-  if (!p.opts.pidFile) throw new UsageError(`${p.command} needs --pidfile`)
-  return p.opts.pidFile
+  if (p.opts.pidFile) return p.opts.pidFile
+  if (p.opts.name !== undefined) return namedPidfile(checkName(p.opts.name, '--name'))
+  throw new UsageError(`${p.command} needs a daemon: a NAME or --pidfile FILE`)
 }
 
 function stopOptions(p: Parsed): StopOptions {
@@ -500,9 +535,53 @@ async function main(argv: string[]): Promise<number> {
         return runForeground(p)
       case 'restart': {
         const file = needPidfile(p)
-        needProgram(p)
+        if (p.program !== undefined) {
+          await stop(file, stopOptions(p))
+          return await startCommand(p, 'restarted')
+        }
+        // As it was started last time: the state file beside the pidfile says how.
+        const state = readState(file)
+        if (state === undefined) {
+          throw new UsageError(`no record of how ${p.opts.name ?? file} was started (${file}.state): give the command, daemonkit restart ${p.opts.name ?? `-p ${file}`} -- PROGRAM [ARGS...]`)
+        }
         await stop(file, stopOptions(p))
-        return await startCommand(p, 'restarted')
+        const opts = { ...state.options, ...(p.opts.settle === undefined ? {} : { settle: p.opts.settle }) } as SpawnDaemonOptions
+        return await startCommand({ ...p, program: state.command, args: state.args, opts }, 'restarted')
+      }
+      case 'reload': {
+        const file = needPidfile(p)
+        const r = await signal(file, 'SIGHUP')
+        print(p.json, r, r.sent ? `reloaded (pid ${r.pid})` : r.reason === 'not-running' ? 'not running' : `unknown: ${await unknownReason(file)}`)
+        return r.sent ? LSB.ok : r.reason === 'not-running' ? LSB.actionNotRunning : LSB.unknown
+      }
+      case 'list': {
+        const items = await list()
+        if (p.json) print(true, items, '')
+        else if (!quiet) process.stdout.write(items.length === 0 ? 'no named daemons\n' : table(items))
+        return LSB.ok
+      }
+      case 'logs': {
+        const file = needPidfile(p)
+        const state = readState(file)
+        const files = [...new Set([state?.options.stdout, state?.options.stderr].filter((f): f is string => typeof f === 'string'))]
+        if (files.length === 0) files.push(namedLog(checkName(p.opts.name ?? path.basename(file, '.pid'), '--name')))
+        const shown = new Map<string, { end: number; ino: number }>()
+        for (const f of files) {
+          if (files.length > 1) process.stdout.write(`==> ${f} <==\n`)
+          try {
+            const last = lastLines(f, p.lines ?? 20)
+            process.stdout.write(last.text)
+            shown.set(f, last)
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code ?? 'EIO'
+            if (!p.follow) throw new LogfileError(f, code, code === 'ENOENT' ? 'it does not exist (yet)' : (err as Error).message)
+          }
+        }
+        if (!p.follow) return LSB.ok
+        const stopFollowing = new AbortController()
+        for (const sig of ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const) process.once(sig, () => stopFollowing.abort())
+        await Promise.all(files.map((f) => follow(f, (chunk) => process.stdout.write(chunk), stopFollowing.signal, shown.get(f))))
+        return LSB.ok
       }
       case 'stop': {
         const r = await stop(needPidfile(p), stopOptions(p))

@@ -120,6 +120,19 @@ function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: strin
       if (isReady() || inPlace) redirect(opts.stderr, 2)
     },
   }
+  if (opts.stdout !== 'ignore' || opts.stderr !== 'ignore') {
+    // With log files, SIGHUP reopens them, as logrotate's postrotate expects of every daemon,
+    // instead of ending the program (Node's default). A program with a SIGHUP listener of its
+    // own decides for itself (the Daemon class reopens them there too).
+    process.on('SIGHUP', function reopenOnHup() {
+      if (process.listeners('SIGHUP').some((l) => l !== reopenOnHup)) return
+      try {
+        adoptedHandle?.reopenLogs()
+      } catch (err) {
+        process.stderr.write(`daemonkit: reopening the logs failed: ${err instanceof Error ? err.message : String(err)}\n`)
+      }
+    })
+  }
   if (opts.ready === 'auto') adoptedHandle.ready()
   return adoptedHandle
 }

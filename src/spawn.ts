@@ -7,6 +7,7 @@ import { lockPidfile, openOutput, readPipe } from './launch'
 import { native } from './native'
 import { closeFd } from './runtime'
 import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
+import { checkName, ensureRegistry, namedLog, namedPidfile, writeState } from './registry'
 import { supervisorPath } from './supervisor'
 
 /** When the supervisor restarts the command. */
@@ -67,6 +68,13 @@ export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | '
    * CLI's `start` uses 1000).
    */
   settle?: number
+  /**
+   * A name for the daemon in daemonkit's registry (see the README): its pidfile defaults to
+   * `<run folder>/NAME.pid` and, when neither `stdout` nor `stderr` is given, its output to
+   * `<log folder>/NAME.log`, so `daemonkit status|stop|restart|logs NAME` find it. Letters,
+   * digits, `_ . @ -`; at most 64.
+   */
+  name?: string
 }
 
 /** A launched command. */
@@ -77,7 +85,7 @@ export interface SpawnedDaemon {
   commandPid: number
 }
 
-const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady', 'settle']
+const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady', 'settle', 'name']
 
 function fail(field: string, message: string): never {
   throw new TypeError(`spawnDaemon: option "${field}" ${message}`)
@@ -112,6 +120,7 @@ export interface NormalizedSpawnOptions {
   forwardHup: boolean
   waitReady: boolean
   settle: number
+  name: string | undefined
 }
 
 /** Validates `spawnDaemon()`'s options (a `TypeError` naming the field) and applies defaults. */
@@ -122,6 +131,11 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (raw.chroot !== undefined && (typeof raw.chroot !== 'string' || raw.chroot === '')) fail('chroot', 'must be a directory path')
   const baseInput: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(raw)) if (!SPAWN_KEYS.includes(k)) baseInput[k] = v
+  const name = raw.name === undefined ? undefined : checkName(raw.name, 'spawnDaemon: option "name"')
+  if (name !== undefined) {
+    if (baseInput.pidFile === undefined) baseInput.pidFile = namedPidfile(name)
+    if (baseInput.stdout === undefined && baseInput.stderr === undefined) baseInput.stdout = baseInput.stderr = namedLog(name)
+  }
   // The command's cwd is checked by the kernel, in the daemon, like the executable: a missing
   // directory is a launch failure with its errno (ENOENT, EACCES…), not an invalid option. With
   // chroot it lives inside the new root.
@@ -162,6 +176,7 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
     forwardHup,
     waitReady,
     settle,
+    name,
   }
 }
 
@@ -263,6 +278,21 @@ function readReport(fd: number, timeoutMs: number): Promise<{ line: string | und
   })
 }
 
+/**
+ * Keeps how the daemon was started beside its pidfile, so `daemonkit restart` needs no command
+ * line. Best effort: a start does not fail for want of it (restart then asks for the command).
+ */
+function recordState(o: NormalizedSpawnOptions, command: string, args: readonly string[], options: SpawnDaemonOptions): void {
+  const pidFile = o.base.pidFile as string
+  const kept: Record<string, unknown> = { ...options, pidFile, cwd: o.base.cwd }
+  for (const key of ['stdout', 'stderr'] as const) if (o.base[key] !== 'ignore') kept[key] = o.base[key]
+  try {
+    writeState(pidFile, { ...(o.name === undefined ? {} : { name: o.name }), command, args: [...args], cwd: o.base.cwd, options: kept, startedAt: new Date().toISOString() })
+  } catch {
+    // an unwritable folder: the pidfile itself was written by the supervisor, which may be root
+  }
+}
+
 /** The errno name of a number, e.g. 2 -> 'ENOENT'. */
 function errnoName(n: number): string | undefined {
   return Object.entries(os.constants.errno as Record<string, number>).find(([, value]) => value === n)?.[0]
@@ -285,6 +315,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   const o = normalizeSpawnOptions(options)
   const n = native()
   checkCwd(o, command)
+  if (o.name !== undefined) ensureRegistry()
   const env = envList(o.base, command)
 
   if (!o.supervise) {
@@ -344,6 +375,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
       if (lockFd !== undefined) closeFd(lockFd)
+      if (o.base.pidFile !== undefined) recordState(o, command, args, options)
       return { pid, commandPid: Number(ready[1]) }
     }
     const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/s)

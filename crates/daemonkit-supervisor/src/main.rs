@@ -647,8 +647,14 @@ impl Supervisor {
         }
     }
 
+    /// Says `line` where the command's stderr goes: its stderr log (also when that is the same
+    /// file as its stdout log), else our own stderr; never into a stdout-only log.
     fn log_line(&self, line: &str) {
-        let fd = self.stderr.as_ref().or(self.stdout.as_ref()).map_or(2, |l| l.file);
+        let fd = match (&self.stderr, &self.stdout) {
+            (Some(err), _) => err.file,
+            (None, Some(out)) if self.cfg.stderr.is_some() => out.file,
+            _ => 2,
+        };
         write_all(fd, format!("daemonkit-supervise: {line}\n").as_bytes());
     }
 
