@@ -358,3 +358,41 @@ test("the supervisor's own lines go to the stderr log, never into a stdout-only 
   t.is(fs.readFileSync(out, 'utf8'), 'data\nmore\n')
   t.regex(fs.readFileSync(err, 'utf8'), /daemonkit-supervise: command exited with status 0/)
 })
+
+h.needs('systemd-analyze')('service install writes a systemd unit that systemd-analyze verify accepts; uninstall removes it', async (t) => {
+  const dir = h.tempDir(t)
+  const units = path.join(dir, 'units')
+  const env = { ...process.env, DAEMONKIT_UNIT_DIR: units }
+  const printed = await cli(['service', 'install', 'api', '--print', '-r', 'always', '--restart-delay', '2s', '-l', path.join(dir, 'api.log'), '-E', 'GREETING=hi $there 50%',
+    '--', '/usr/bin/python3', '-c', 'print("%h $HOME")'], { cwd: dir, env })
+  t.is(printed.code, 0, printed.stderr)
+  const unit = printed.stdout
+  t.false(fs.existsSync(units), '--print writes nothing')
+  t.regex(unit, /^Type=notify$/m)
+  t.regex(unit, /^KillMode=mixed$/m)
+  t.regex(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m)
+  t.regex(unit, new RegExp(`^WorkingDirectory=${dir}$`, 'm'))
+  t.regex(unit, /^Restart=always$/m)
+  t.regex(unit, /^RestartSec=2000ms$/m)
+  t.regex(unit, /^Environment="GREETING=hi \$there 50%%"$/m)
+  const exec = /^ExecStart=(.*)$/m.exec(unit)[1]
+  t.true(exec.startsWith(`${process.execPath} ${fs.realpathSync(CLI)} run --name api -l `), exec)
+  t.notRegex(unit, /npx/)
+  t.regex(exec, / -- \/usr\/bin\/python3 -c "print\(\\"%%h \$\$HOME\\"\)"$/)
+  t.notRegex(exec, / -r | --restart/, 'systemd restarts the service, not daemonkit')
+
+  const installed = await cli(['service', 'install', 'api', '--', '/usr/bin/python3', '-c', 'print(1)'], { cwd: dir, env })
+  t.is(installed.code, 0, installed.stderr)
+  const file = path.join(units, 'daemonkit-api.service')
+  t.regex(installed.stdout, new RegExp(`wrote ${file}\\nenable and start it with: systemctl( --user)? daemon-reload && systemctl( --user)? enable --now daemonkit-api.service`))
+  for (const f of [file, path.join(dir, 'printed.service')]) {
+    if (f !== file) fs.writeFileSync(f, unit)
+    const verify = await h.run('systemd-analyze', ['verify', f])
+    t.is(verify.code, 0, verify.stderr)
+    t.is(verify.stderr.split('\n').filter((l) => l.includes(path.basename(f))).join('\n'), '', 'no complaint about the unit')
+  }
+  t.is((await cli(['service', 'uninstall', 'api'], { env })).code, 0)
+  t.false(fs.existsSync(file))
+  const plist = await cli(['service', 'install', 'api', '--print', '--launchd', '--', '/bin/true'], { cwd: dir, env })
+  t.regex(plist.stdout, /<key>Label<\/key><string>daemonkit\.api<\/string>/)
+})

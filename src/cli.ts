@@ -9,7 +9,8 @@ import { describeFailure, resetFailed } from './failure'
 import { lockPidfile } from './launch'
 import { list, table } from './list'
 import { follow, lastLines } from './logs'
-import { checkName, namedLog, namedPidfile, readState } from './registry'
+import { checkName, ensureRegistry, namedLog, namedPidfile, readState } from './registry'
+import { enableHint, launchdPlist, systemdUnit, unitPath, type ServiceSpec } from './service'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
@@ -35,6 +36,10 @@ Commands:
                                           4 unknown
   signal  SIG NAME | SIG -p FILE          send SIG if, and only if, the daemon holds the pidfile lock
   reset   NAME | -p FILE                  forget a failure, so status says "not running" again
+  service install NAME [--print] [options] -- PROGRAM [ARGS...]
+                                          write a boot unit (systemd; launchd on macOS) that runs
+                                          PROGRAM with daemonkit run; --print only shows it
+  service uninstall NAME                  remove it
   list    [--json]                        every named daemon: state, pids, uptime, RSS, CPU, ports
   logs    NAME [-n N] [-f]                the last N lines of its log (default 20); -f follows it,
                                           across log rotation
@@ -83,6 +88,8 @@ Options:
       --kill-timeout TIME   stop: wait this long after it (default 5s)
       --json                print one JSON object instead of a line of text
   -q, --quiet               print nothing on success (errors still go to stderr)
+      --print               service install: print the unit instead of writing it
+      --launchd             service install: a launchd plist (the default on macOS)
   -n, --lines N             logs: how many lines (default 20)
   -f, --follow              logs: keep printing new lines, across log rotation
   -h, --help                show this help
@@ -125,6 +132,10 @@ interface Parsed {
   timeout?: number
   lines?: number
   follow?: boolean
+  /** `service install|uninstall`. */
+  serviceAction?: string
+  printOnly?: boolean
+  launchd?: boolean
   stopSignal?: SignalName
   killSignal?: SignalName
   killTimeout?: number
@@ -195,6 +206,11 @@ const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }>
   reload: { usage: 'daemonkit reload NAME | -p FILE', what: 'Send SIGHUP: the supervisor reopens the log files (and passes it on with --forward-hup).', flags: ['--name', '-p', '--json', '-q'] },
   list: { usage: 'daemonkit list [--json]', what: 'Every daemon of the registry, read from the pidfile locks and /proc.', flags: ['--json'] },
   logs: { usage: 'daemonkit logs NAME [-n N] [-f]', what: "The last lines of the daemon's log, and with -f the new ones as they come.", flags: ['--name', '-n', '-f'] },
+  service: {
+    usage: 'daemonkit service install NAME [--print] [--launchd] [options] -- PROGRAM [ARGS...]\n       daemonkit service uninstall NAME',
+    what: 'Write a boot unit for PROGRAM: a systemd unit (Type=notify, ExecStart= this daemonkit\'s absolute\npath with run, ExecReload=, KillMode=mixed, WorkingDirectory=, Restart=) in /etc/systemd/system\n(as root) or ~/.config/systemd/user; on macOS (or with --launchd) a launchd plist. -r sets\nRestart= (default on-failure). Then enable it as the output says.',
+    flags: ['--print', '--launchd', '-C', '-o', '-e', '-l', '-E', '-u', '-g', '-r', '--restart-delay', '--wait-ready'],
+  },
   help: { usage: 'daemonkit help [COMMAND]', what: 'Show the help, or the help of COMMAND.', flags: [] },
   completion: { usage: 'daemonkit completion bash|zsh', what: 'Print a completion script: eval "$(daemonkit completion bash)"', flags: [] },
 }
@@ -291,6 +307,11 @@ export function parse(argv: string[]): Parsed {
       help = true
       continue
     }
+    if (arg === '--print' || arg === '--launchd') {
+      if (arg === '--print') out.printOnly = true
+      else out.launchd = true
+      continue
+    }
     if (arg === '-f' || arg === '--follow') {
       out.follow = true
       continue
@@ -385,6 +406,14 @@ export function parse(argv: string[]): Parsed {
     if (topic !== undefined && topic !== '' && !(topic in COMMANDS)) throw new UsageError(`no such command ${topic} (commands: ${Object.keys(COMMANDS).join(', ')})`)
     return { ...out, command: 'help', helpFor: topic || undefined }
   }
+  if (out.command === 'service') {
+    out.serviceAction = positional[1]
+    if (out.serviceAction !== 'install' && out.serviceAction !== 'uninstall') throw new UsageError('service needs install or uninstall: daemonkit service install NAME -- PROGRAM')
+    if (positional[2] === undefined) throw new UsageError(`service ${out.serviceAction} needs a NAME`)
+    out.opts.name = positional[2]
+    if (positional.length > 3) throw new UsageError(`unexpected argument ${positional[3]} (put the program after --)`)
+    return out
+  }
   if (out.command === 'completion') {
     out.shell = positional[1] ?? ''
     return out
@@ -456,6 +485,7 @@ function runForeground(p: Parsed): number {
   const program = needProgram(p)
   const o = normalizeSpawnOptions({ ...p.opts, supervise: true })
   checkCwd(o, program, '') // main() prefixes 'daemonkit run: '
+  if (o.name !== undefined) ensureRegistry()
   const supervisor = supervisorPath()
   const flags = [...supervisorFlags(o), '--new-session']
   const pidFile = o.base.pidFile
@@ -506,6 +536,61 @@ async function startCommand(p: Parsed, verb = 'started'): Promise<number> {
   }
 }
 
+/** Flags of `service install` that the unit expresses itself, not through `daemonkit run`. */
+const UNIT_FLAGS = new Set(['--print', '--launchd', '-r', '--restart', '--restart-delay', '-C', '--cwd', '-E', '--env', '--name', '--detach', '--settle', '-q', '--quiet', '--json'])
+
+/** The `daemonkit run` options of `service install`, as given on its command line. */
+function runArgsOf(argv: string[]): string[] {
+  const out: string[] = []
+  const end = argv.indexOf('--')
+  const words = end < 0 ? argv : argv.slice(0, end)
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]
+    const flag = w.startsWith('--') && w.includes('=') ? w.slice(0, w.indexOf('=')) : w
+    const takesValue = VALUE_FLAGS[flag] !== undefined && !w.includes('=')
+    if (!flag.startsWith('-')) continue // service, install, NAME
+    if (!UNIT_FLAGS.has(flag)) out.push(w, ...(takesValue ? [words[i + 1]] : []))
+    if (takesValue) i++
+  }
+  return out
+}
+
+function serviceCommand(p: Parsed, argv: string[]): number {
+  const name = checkName(p.opts.name, 'service: NAME')
+  const file = unitPath(name)
+  if (p.serviceAction === 'uninstall') {
+    let removed = true
+    try {
+      fs.unlinkSync(file)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      removed = false
+    }
+    print(p.json, { removed, file }, removed ? `removed ${file}; stop it first if it runs (systemctl stop ${path.basename(file)})` : `no unit ${file}`)
+    return LSB.ok
+  }
+  const program = needProgram(p)
+  const spec: ServiceSpec = {
+    name,
+    runArgs: runArgsOf(argv),
+    program,
+    args: p.args,
+    cwd: path.resolve(p.opts.cwd ?? process.cwd()),
+    env: p.opts.env ?? {},
+    restart: p.opts.restart ?? 'on-failure',
+    restartDelay: p.opts.restartDelay ?? 100,
+  }
+  const text = p.launchd || process.platform === 'darwin' ? launchdPlist(spec) : systemdUnit(spec)
+  if (p.printOnly) {
+    process.stdout.write(text)
+    return LSB.ok
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, text, { mode: 0o644 })
+  print(p.json, { file, enable: enableHint(name, file) }, `wrote ${file}\nenable and start it with: ${enableHint(name, file)}`)
+  return LSB.ok
+}
+
 async function main(argv: string[]): Promise<number> {
   let p: Parsed
   try {
@@ -524,6 +609,8 @@ async function main(argv: string[]): Promise<number> {
       case 'completion':
         process.stdout.write(completion(p.shell ?? ''))
         return LSB.ok
+      case 'service':
+        return serviceCommand(p, argv)
       case 'version': {
         const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
         process.stdout.write(`daemonkit ${pkg.version}\n`)
