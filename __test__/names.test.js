@@ -396,3 +396,27 @@ h.needs('systemd-analyze')('service install writes a systemd unit that systemd-a
   const plist = await cli(['service', 'install', 'api', '--print', '--launchd', '--', '/bin/true'], { cwd: dir, env })
   t.regex(plist.stdout, /<key>Label<\/key><string>daemonkit\.api<\/string>/)
 })
+
+test('daemonize({ name }) and new Daemon({ name }) use the registry: the CLI finds them by name', async (t) => {
+  const dir = h.tempDir(t)
+  const home = path.join(dir, 'home')
+  const env = { ...process.env, DAEMONKIT_HOME: home }
+  const app = path.join(dir, 'app.js')
+  fs.writeFileSync(app, `const dk = require(${JSON.stringify(PKG)})
+if (process.argv[2] === 'class') new dk.Daemon({ name: 'cls', run() { console.log('class up'); setInterval(() => {}, 1 << 30) } }).cli('start')
+else dk.daemonize({ name: 'fn' }).then(() => { console.log('fn up'); setInterval(() => {}, 1 << 30) })
+// ${dir}\n`)
+  for (const [name, arg] of [['fn', 'fn'], ['cls', 'class']]) {
+    const r = await h.run(process.execPath, [app, arg], { env })
+    t.is(r.code, 0, r.stderr)
+    const pidFile = path.join(home, 'run', `${name}.pid`)
+    const pid = h.readPid(pidFile)
+    h.cleanupPid(t, pid, dir)
+    t.true(h.isLocked(pidFile))
+    t.regex((await named(home, ['status', name])).stdout, new RegExp(`^running \\(pid ${pid}\\)`))
+    await h.waitFor(async () => (await named(home, ['logs', name])).stdout.includes(`${name === 'fn' ? 'fn' : 'class'} up`), { what: 'the log' })
+  }
+  t.deepEqual(JSON.parse((await named(home, ['list', '--json'])).stdout).map((d) => [d.name, d.state]), [['cls', 'running'], ['fn', 'running']])
+  for (const name of ['fn', 'cls']) t.is((await named(home, ['stop', name])).code, 0)
+  await t.throwsAsync(require('..').daemonize({ name: 'a/b' }), { instanceOf: TypeError, message: /option "name" must be/ })
+})

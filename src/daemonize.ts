@@ -3,6 +3,7 @@ import * as os from 'node:os'
 import { ReadinessError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
+import { ensureRegistry } from './registry'
 import { native } from './native'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 import { closeFd } from './runtime'
@@ -158,6 +159,7 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
     )
   }
   const opts = normalizeOptions(arg)
+  if (opts.name !== undefined) ensureRegistry()
   if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
   let pid: number
   try {
