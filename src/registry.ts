@@ -94,11 +94,18 @@ export function writeState(pidFile: string, state: DaemonState): void {
   fs.renameSync(tmp, file)
 }
 
-/** Reads the state file, if there is a readable one. */
+/**
+ * Reads the state file, if there is a trustworthy one: a regular file owned by us or root that
+ * nobody else may write (`restart` runs the command it names, so a file another user planted
+ * beside a pidfile in a shared folder must not count).
+ */
 export function readState(pidFile: string): DaemonState | undefined {
   try {
-    const fd = fs.openSync(statePath(pidFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    const fd = fs.openSync(statePath(pidFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
     try {
+      const st = fs.fstatSync(fd)
+      const uid = process.getuid?.()
+      if (!st.isFile() || (st.uid !== uid && st.uid !== 0) || (st.mode & 0o022) !== 0) return undefined
       const s = JSON.parse(fs.readFileSync(fd, 'utf8')) as DaemonState
       if (typeof s.command !== 'string' || !Array.isArray(s.args) || typeof s.options !== 'object' || s.options === null) return undefined
       return s
