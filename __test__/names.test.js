@@ -263,7 +263,7 @@ http.server.HTTPServer(('127.0.0.1', 0), http.server.BaseHTTPRequestHandler).ser
     return l[0]?.ports.length === 1 && l
   }, { what: 'list to show the port' })
   t.is(listed.length, 1)
-  t.like(listed[0], { name: 'api', state: 'running', pid: s.pid, commandPid: s.commandPid })
+  t.like(listed[0], { name: 'api', state: 'running', pid: s.pid, commandPid: s.commandPid, restarts: 0 })
   t.true(Number.isInteger(listed[0].uptime) && listed[0].uptime >= 0)
   t.true(listed[0].rss > 1 << 20, `rss ${listed[0].rss}`)
   t.true(typeof listed[0].cpu === 'number')
@@ -440,4 +440,19 @@ h.needs('root')('restart -p ignores a state file another user could have planted
   started(t, dir, ok)
   await h.waitFor(() => fs.existsSync(marker), { what: 'the recorded command to run' })
   t.is((await cli(['stop', '-p', pidFile])).code, 0)
+})
+
+test('list shows how often a running daemon was restarted', async (t) => {
+  const dir = h.tempDir(t)
+  const home = path.join(dir, 'home')
+  started(t, dir, await named(home, ['start', '--json', '--settle', '0', '--name', 'flappy', '-r', 'always', '--restart-delay', '10ms', '--restart-burst', '1000',
+    '--', '/bin/sh', '-c', 'sleep 0.2', dir]))
+  const item = await h.waitFor(async () => {
+    const d = JSON.parse((await named(home, ['list', '--json'])).stdout)[0]
+    return d.state === 'running' && d.restarts >= 2 && d
+  }, { what: 'two restarts' })
+  t.like(item, { name: 'flappy', state: 'running' })
+  t.regex((await named(home, ['list'])).stdout, /\nflappy +running +\d+ +(\d+|-) +\S+ +[1-9]\d* /)
+  t.is((await named(home, ['stop', 'flappy'])).code, 0)
+  t.false(fs.existsSync(path.join(home, 'run', 'flappy.pid.restarts')))
 })

@@ -14,7 +14,7 @@ export interface ListedDaemon {
   commandPid: number | null
   /** How long the command has run, in ms. */
   uptime: number | null
-  /** Restarts of the command, when known (recorded with a failure). */
+  /** Restarts of the command since the daemon started (the supervisor keeps `PIDFILE.restarts`). */
   restarts: number | null
   /** The command's resident memory, in bytes. */
   rss: number | null
@@ -24,6 +24,16 @@ export interface ListedDaemon {
   ports: number[]
   /** The command line it was started with, when recorded. */
   command: string | null
+}
+
+/** The restart count the supervisor keeps beside the pidfile (0 when there is none). */
+function restartsOf(pidFile: string): number {
+  try {
+    const n = Number(fs.readFileSync(`${pidFile}.restarts`, 'utf8').trim())
+    return Number.isSafeInteger(n) && n >= 0 ? n : 0
+  } catch {
+    return 0
+  }
 }
 
 /** Clock ticks per second of /proc's times (USER_HZ: 100 on every Linux port that matters here). */
@@ -114,6 +124,7 @@ export async function list(env?: NodeJS.ProcessEnv): Promise<ListedDaemon[]> {
     }
     if (s.state === 'running') {
       item.pid = s.pid
+      item.restarts = restartsOf(pidFile)
       const cmd = s.commandPid ?? s.pid
       item.commandPid = s.commandPid ?? null
       const f = statFields(cmd)

@@ -359,11 +359,16 @@ const TAIL_LIMIT: usize = 8192;
 /// How many of its last lines a recorded failure keeps.
 const FAILURE_LINES: usize = 20;
 
+/// A file beside the pidfile: `PIDFILE<suffix>`.
+fn side_path(pidfile: Option<&Path>, suffix: &str) -> Option<PathBuf> {
+    let mut name = pidfile?.as_os_str().to_owned();
+    name.push(suffix);
+    Some(PathBuf::from(name))
+}
+
 /// Where a failure of the daemon of `pidfile` is recorded: `PIDFILE.failed`.
 fn failure_path(pidfile: Option<&Path>) -> Option<PathBuf> {
-    let mut name = pidfile?.as_os_str().to_owned();
-    name.push(".failed");
-    Some(PathBuf::from(name))
+    side_path(pidfile, ".failed")
 }
 
 /// Writes `data` to a fresh 0600 file beside `path` (never through a symlink) and renames it over `path`.
@@ -740,6 +745,9 @@ impl Supervisor {
     fn finish(&mut self, code: i32) -> ! {
         self.end_tree();
         self.drain_logs();
+        if let Some(path) = side_path(self.cfg.pidfile.as_deref(), ".restarts") {
+            let _ = std::fs::remove_file(path);
+        }
         if let (Some(path), Some(fd)) = (&self.cfg.pidfile, self.cfg.lock_fd) {
             let _ = pidfile::remove_if_same(path, fd);
         }
@@ -833,6 +841,10 @@ impl Supervisor {
                     match self.spawn() {
                         Ok(pid) => {
                             self.restart_count += 1;
+                            // For `daemonkit list`: how often it was restarted, while it runs.
+                            if let Some(path) = side_path(self.cfg.pidfile.as_deref(), ".restarts") {
+                                let _ = write_replacing(&path, format!("{}\n", self.restart_count).as_bytes());
+                            }
                             self.log_line(&format!("restarted command (pid {pid})"))
                         }
                         Err(e) => {
@@ -963,9 +975,11 @@ fn main() {
             let _ = pidfile::remove_if_same(path, fd);
             std::process::exit(1);
         }
-        // A new start ends the failed state of the last one.
-        if let Some(failed) = failure_path(Some(path)) {
-            let _ = std::fs::remove_file(failed);
+        // A new start ends the failed state of the last one, and counts restarts from zero.
+        for suffix in [".failed", ".restarts"] {
+            if let Some(file) = side_path(Some(path), suffix) {
+                let _ = std::fs::remove_file(file);
+            }
         }
     }
     let (signal_read, signal_write) = {
