@@ -20,7 +20,8 @@ function lines(file) {
 
 /** Starts a supervised command through the CLI; registers both pids for teardown. */
 async function start(t, dir, args) {
-  const r = await cli(['start', '--json', ...args])
+  // --settle 0: several tests start commands that exit at once on purpose.
+  const r = await cli(['start', '--json', ...(args.includes('--settle') ? [] : ['--settle', '0']), ...args])
   t.is(r.code, 0, r.stderr)
   const started = JSON.parse(r.stdout)
   h.cleanupPid(t, started.pid, dir)
@@ -51,7 +52,7 @@ test('--help documents every option; --version prints the package version', asyn
     readyTimeout: '--ready-timeout', user: '--user', group: '--group', chroot: '--chroot', supervise: '--no-supervise',
     restart: '--restart', restartDelay: '--restart-delay', restartDelayMax: '--restart-delay-max',
     restartBurst: '--restart-burst', restartWindow: '--restart-window', notify: '--notify', forwardHup: '--forward-hup',
-    waitReady: '--wait-ready', listen: '--listen', signal: '--signal', timeout: '--timeout', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
+    waitReady: '--wait-ready', listen: '--listen', settle: '--settle', name: '--name', signal: '--signal', timeout: '--timeout', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
   }
   const dts = (file) => fs.readFileSync(path.join(__dirname, '..', 'dist', file), 'utf8')
   const members = (text, name) => {
@@ -81,7 +82,7 @@ test('start: the supervisor holds the lock; status reports both pids; the comman
   t.is(sup.ttyNr, 0)
   t.not(sup.session, s.pid)
   t.is(h.procStat(s.commandPid).session, sup.session)
-  t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), '/')
+  t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), process.cwd())
   // Python opens and closes a few files while it starts; wait until it sleeps.
   const files = () => Object.values(h.procFds(s.commandPid)).filter((x) => x.startsWith('/'))
   const settled = await h.waitFor(() => {
@@ -133,7 +134,7 @@ test('restart, status and stop with --json; stop escalates to SIGKILL after --ti
   // after --timeout ends the supervisor, and the command with it (parent-death signal).
   const stubborn = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)')])
   await h.waitFor(() => h.ignoresSignal(stubborn.commandPid, 15), { what: 'the command to ignore SIGTERM' })
-  r = await cli(['stop', '--json', '-p', pidFile, '-t', '300', '--kill-timeout', '20000'])
+  r = await cli(['stop', '--json', '-p', pidFile, '-t', '300ms', '--kill-timeout', '20s'])
   t.is(r.code, 0, r.stderr)
   t.like(JSON.parse(r.stdout), { stopped: true, pid: stubborn.pid, signal: 'SIGKILL', forced: true })
   await h.waitFor(() => !h.isRunning(stubborn.commandPid), { what: 'the command to die with its supervisor' })
@@ -142,7 +143,7 @@ test('restart, status and stop with --json; stop escalates to SIGKILL after --ti
   // --timeout plus --kill-timeout (1000 ms here, the default would make it 5300).
   const deaf = await start(t, dir, ['-p', pidFile, '--', ...sleeper(dir, '\nimport signal\nfor s in (signal.SIGTERM, signal.SIGUSR2): signal.signal(s, signal.SIG_IGN)')])
   await h.waitFor(() => h.ignoresSignal(deaf.commandPid, 15) && h.ignoresSignal(deaf.commandPid, 12), { what: 'the command to ignore TERM and USR2' })
-  r = await cli(['stop', '-p', pidFile, '-t', '300', '--kill-signal', 'USR2', '--kill-timeout', '700'])
+  r = await cli(['stop', '-p', pidFile, '-t', '300ms', '--kill-signal', 'USR2', '--kill-timeout', '700ms'])
   t.is(r.code, 1)
   const waited = Number(/still running after (\d+) ms/.exec(r.stderr)?.[1])
   t.true(waited >= 1000 && waited < 5300, `gave up after ${waited} ms: ${r.stderr}`)
@@ -208,7 +209,7 @@ test('restart on-failure backs off exponentially up to --restart-delay-max and g
   const pidFile = path.join(dir, 'r.pid')
   const runs = path.join(dir, 'runs')
   const log = path.join(dir, 'log')
-  const s = await start(t, dir, ['-p', pidFile, '-l', log, '-r', 'on-failure', '--restart-delay', '50', '--restart-delay-max', '150',
+  const s = await start(t, dir, ['-p', pidFile, '-l', log, '-r', 'on-failure', '--restart-delay', '50ms', '--restart-delay-max', '150ms',
     '--restart-burst', '4', '--', 'sh', '-c', `date +%s%N >> ${runs}; echo failing; exit 3`])
   await h.waitFor(() => !h.isRunning(s.pid), { timeout: 15_000, what: 'the supervisor to give up' })
   const starts = lines(runs).map((ns) => Number(BigInt(ns) / 1000n) / 1000)
@@ -227,7 +228,7 @@ test('restart on-failure backs off exponentially up to --restart-delay-max and g
 test('restart always restarts a command that exits 0; on-failure does not', async (t) => {
   const dir = h.tempDir(t)
   const runsAlways = path.join(dir, 'always')
-  const a = await start(t, dir, ['-p', path.join(dir, 'a.pid'), '-r', 'always', '--restart-delay', '20', '--restart-burst', '2',
+  const a = await start(t, dir, ['-p', path.join(dir, 'a.pid'), '-r', 'always', '--restart-delay', '20ms', '--restart-burst', '2',
     '--', 'sh', '-c', `echo run >> ${runsAlways}`])
   await h.waitFor(() => !h.isRunning(a.pid), { timeout: 15_000, what: 'the supervisor to give up' })
   t.is(lines(runsAlways).length, 3)
@@ -625,7 +626,7 @@ test('--wait-ready: only the command (or its descendants) can say READY=1; its s
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'fake.pid')
   let settled = false
-  const pending = cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '120000', '--', ...sleeper(dir)]).finally(() => (settled = true))
+  const pending = cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '120s', '--', ...sleeper(dir)]).finally(() => (settled = true))
   const supervisor = await h.waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() && h.readPid(pidFile), { what: 'the supervisor' })
   h.cleanupPid(t, supervisor, dir)
   const command = await h.waitFor(() => Number(fs.readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8').trim()), { what: 'the command' })
@@ -652,7 +653,7 @@ test('--wait-ready: only the command (or its descendants) can say READY=1; its s
 test('--wait-ready: a command that never says READY=1 is killed after --ready-timeout, with the supervisor', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'never.pid')
-  const r = await cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '1500', '--', ...sleeper(dir)])
+  const r = await cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '1500ms', '--', ...sleeper(dir)])
   t.is(r.code, 1)
   t.regex(r.stderr, /did not report within 1500 ms and was killed/)
   await h.settle(() => h.processesMentioning(dir).length === 0)

@@ -282,3 +282,7 @@ module.exports = {
   DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, ignoresSignal, isLocked, readPid,
   cleanupPid, processesMentioning, readableCopy, rootTest, needs, hasTool, TOOL_PACKAGES,
 }
+
+// systemd-analyze (verifying generated units) comes with Debian's systemd package; install it
+// with --no-install-recommends so it does not pull systemd-sysv and try to become init.
+TOOL_PACKAGES['systemd-analyze'] = 'systemd'

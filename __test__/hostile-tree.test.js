@@ -75,7 +75,8 @@ function left(pids) {
 
 /** Starts `command` through the CLI with extra `args`; registers supervisor and command for teardown. */
 async function start(t, dir, args, command) {
-  const r = await cli(['start', '--json', ...args, '--', ...command])
+  // --settle 0: some commands here exit at once on purpose.
+  const r = await cli(['start', '--json', '--settle', '0', ...args, '--', ...command])
   t.is(r.code, 0, r.stderr)
   const s = JSON.parse(r.stdout)
   h.cleanupPid(t, s.pid, dir)
@@ -144,7 +145,7 @@ test('restart: what the failed command left is ended before the next start', asy
   const pidFile = path.join(dir, 'x.pid')
   const sleep = sleepCopy(dir)
   const script = `n=$(ls "${dir}" | grep -c '^run'); touch "${dir}/run$n"; ${sleep} 1030 & echo $! > "${dir}/left$n.pid"; [ $n -ge 1 ] && wait; exit 1`
-  const s = await start(t, dir, ['-p', pidFile, '-r', 'on-failure', '--restart-delay', '50'], ['/bin/sh', '-c', script, dir])
+  const s = await start(t, dir, ['-p', pidFile, '-r', 'on-failure', '--restart-delay', '50ms'], ['/bin/sh', '-c', script, dir])
   const first = await h.waitFor(() => fs.existsSync(path.join(dir, 'left0.pid')) && h.readPid(path.join(dir, 'left0.pid')), { what: 'left0.pid' })
   h.cleanupPid(t, first, dir)
   const second = await h.waitFor(() => fs.existsSync(path.join(dir, 'left1.pid')) && h.readPid(path.join(dir, 'left1.pid')), { what: 'the restart' })
@@ -174,7 +175,7 @@ test('a --wait-ready start that times out leaves no process behind', async (t) =
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'x.pid')
   const sleep = sleepCopy(dir)
-  const r = await cli(['start', '--wait-ready', '--ready-timeout', '1000', '-p', pidFile, '--', '/bin/sh', '-c', `${sleep} 1018 & echo $! > "${dir}/bg.pid"; wait`])
+  const r = await cli(['start', '--wait-ready', '--ready-timeout', '1s', '-p', pidFile, '--', '/bin/sh', '-c', `${sleep} 1018 & echo $! > "${dir}/bg.pid"; wait`])
   t.is(r.code, 1)
   t.regex(r.stderr, /did not report within 1000 ms|before it was ready/)
   const bg = h.readPid(path.join(dir, 'bg.pid'))
@@ -293,7 +294,7 @@ test('descendants that ignore SIGTERM are killed after the grace period, and the
   const s = await start(t, dir, ['-p', pidFile, '-l', log], ['/bin/sh', '-c', `(trap '' TERM; exec ${sleep} 1017) & echo $! > "${dir}/stubborn.pid"; wait`, dir])
   const pids = await recorded(t, dir, ['stubborn'])
   t.true(h.ignoresSignal(pids.stubborn, 15))
-  const r = await cli(['stop', '-p', pidFile, '-t', '30000'])
+  const r = await cli(['stop', '-p', pidFile, '-t', '30s'])
   t.is(r.code, 0, r.stderr)
   t.false(r.stdout.includes('forced'), 'the supervisor itself was not killed')
   t.deepEqual(left(pids), [])

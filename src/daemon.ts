@@ -1,3 +1,5 @@
+import { describeFailure } from './failure'
+import { ensureRegistry } from './registry'
 import { adopt } from './daemonize'
 import { AlreadyRunningError, DaemonkitError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, notifySystemd } from './handoff'
@@ -22,8 +24,11 @@ export interface DaemonContext {
 
 /** Options of `Daemon`: those of `daemonize()` (with `pidFile` required) and these. */
 export interface DaemonOptions extends Omit<DaemonizeOptions, 'pidFile' | 'onLaunched'> {
-  /** The pidfile. Required: it is how every other process finds the daemon. */
-  pidFile: string
+  /**
+   * The pidfile. Required unless `name` is given (then `<run folder>/NAME.pid`): it is how
+   * every other process finds the daemon.
+   */
+  pidFile?: string
   /** The daemon's work, if not given by overriding `run()` in a subclass. Ready once it resolves. */
   run?: (ctx: DaemonContext) => void | Promise<void>
   /** `stop()`'s first signal. Default `'SIGTERM'`. */
@@ -72,7 +77,7 @@ export class Daemon {
   constructor(options: string | DaemonOptions) {
     const raw = typeof options === 'string' ? { pidFile: options } : options
     if (typeof raw !== 'object' || raw === null) throw new TypeError('Daemon: options must be a pidfile path or an object')
-    if (raw.pidFile === undefined) throw new TypeError('Daemon: option "pidFile" is required')
+    if (raw.pidFile === undefined && raw.name === undefined) throw new TypeError('Daemon: option "pidFile" is required (or a "name")')
     const { run, stopSignal, stopTimeout, killSignal, shutdownTimeout, ...rest } = raw as DaemonOptions
     this.options = normalizeOptions(rest)
     if (run !== undefined && typeof run !== 'function') throw new TypeError('Daemon: option "run" must be a function')
@@ -108,6 +113,7 @@ export class Daemon {
   async start(): Promise<{ pid: number }> {
     if (process.platform === 'win32') throw new UnsupportedPlatformError('Daemon needs a Unix system; run the program as a Windows service instead.')
     if (this.#isDaemonRole()) return this.#becomeDaemon()
+    if (this.options.name !== undefined) ensureRegistry()
     return launchSelf({ ...this.options, ready: 'auto' })
   }
 
@@ -212,6 +218,10 @@ export class Daemon {
           if (s.state === 'stopped') {
             say('not running')
             return LSB.notRunning
+          }
+          if (s.state === 'failed') {
+            say(describeFailure(s))
+            return LSB.deadOrFailed
           }
           if (s.state === 'dead') {
             say(`dead: ${this.pidFile} is left behind${s.stalePid ? ` (it names pid ${s.stalePid})` : ''} and nobody holds its lock`)

@@ -4,6 +4,7 @@ import { ReadinessError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
 import { bindInPlace } from './listen'
+import { ensureRegistry } from './registry'
 import { native } from './native'
 import { enableGracefulRestart } from './takeover'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
@@ -128,6 +129,19 @@ function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: strin
     },
   }
   if (!inPlace && lock) enableGracefulRestart(opts, lock)
+  if (opts.stdout !== 'ignore' || opts.stderr !== 'ignore') {
+    // With log files, SIGHUP reopens them, as logrotate's postrotate expects of every daemon,
+    // instead of ending the program (Node's default). A program with a SIGHUP listener of its
+    // own decides for itself (the Daemon class reopens them there too).
+    process.on('SIGHUP', function reopenOnHup() {
+      if (process.listeners('SIGHUP').some((l) => l !== reopenOnHup)) return
+      try {
+        adoptedHandle?.reopenLogs()
+      } catch (err) {
+        process.stderr.write(`daemonkit: reopening the logs failed: ${err instanceof Error ? err.message : String(err)}\n`)
+      }
+    })
+  }
   if (opts.ready === 'auto') adoptedHandle.ready()
   return adoptedHandle
 }
@@ -153,6 +167,7 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
     )
   }
   const opts = normalizeOptions(arg)
+  if (opts.name !== undefined) ensureRegistry()
   if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
   let pid: number
   try {

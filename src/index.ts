@@ -32,4 +32,5 @@ export {
   type StopOptions,
   type StopResult,
 } from './manage'
+export { resetFailed, type DaemonFailure } from './failure'
 export { spawnDaemon, type RestartPolicy, type SpawnDaemonOptions, type SpawnedDaemon } from './spawn'

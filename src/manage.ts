@@ -3,6 +3,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { DaemonkitError, PidfileError } from './errors'
+import { readFailure, type DaemonFailure } from './failure'
 import { native } from './native'
 
 /** What a pidfile says about its daemon, judged by its lock (never by `kill(pid, 0)`). */
@@ -18,6 +19,11 @@ export type DaemonStatus =
   | { state: 'running'; pid: number; commandPid?: number; unverified?: string }
   /** No pidfile: not running. */
   | { state: 'stopped' }
+  /**
+   * Not running, and the last run failed (see `DaemonFailure`), until the next start or
+   * `resetFailed()`.
+   */
+  | ({ state: 'failed' } & DaemonFailure)
   /**
    * The pidfile exists but nobody holds its lock: the daemon died without cleaning up.
    * `stalePid` is what the file names (if it names a valid pid; the process of that pid, if
@@ -168,7 +174,10 @@ function actionable(pidFile: string, p: NativeProbe): boolean {
  * never "stopped" for a file it could not check.
  */
 export async function status(pidFile: string): Promise<DaemonStatus> {
-  return probe(absolute(pidFile, 'status'))
+  const file = absolute(pidFile, 'status')
+  const s = probe(file)
+  const failure = s.state === 'stopped' ? readFailure(file) : undefined
+  return failure === undefined ? s : { state: 'failed', ...failure }
 }
 
 /** The outcome of `signal()`. */

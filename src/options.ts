@@ -1,6 +1,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
+import { checkName, namedLog, namedPidfile } from './registry'
+
 /**
  * Where a daemon's output goes: `'ignore'` (`/dev/null`) or a file path, opened for append.
  * (`string & {}` keeps `'ignore'` offered by editors instead of collapsing into `string`.)
@@ -20,6 +22,12 @@ export interface DaemonizeOptions {
    * launching process's working directory. Default: none (no lock; several daemons may run).
    */
   pidFile?: string
+  /**
+   * A name in daemonkit's registry: the pidfile defaults to `<run folder>/NAME.pid` and, when
+   * neither `stdout` nor `stderr` is given, the output to `<log folder>/NAME.log`, so that
+   * `daemonkit status|stop|logs|list` find the daemon by name (see docs/cli.md).
+   */
+  name?: string
   /** The daemon's working directory, applied when it takes over. Default `'/'`. */
   cwd?: string
   /**
@@ -64,6 +72,7 @@ export interface DaemonizeOptions {
 
 /** Options after validation, with defaults applied and paths made absolute. */
 export interface NormalizedOptions {
+  name: string | undefined
   pidFile: string | undefined
   cwd: string
   umask: number
@@ -79,7 +88,7 @@ export interface NormalizedOptions {
 }
 
 const KNOWN = new Set([
-  'pidFile', 'cwd', 'umask', 'stdout', 'stderr', 'env', 'ready', 'readyTimeout', 'onLaunched', 'detach', 'listen',
+  'name', 'pidFile', 'cwd', 'umask', 'stdout', 'stderr', 'env', 'ready', 'readyTimeout', 'onLaunched', 'detach', 'listen',
 ])
 
 /** Validates `listen` (its shape only: whether an address works is learnt by binding it). */
@@ -135,7 +144,9 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
     if (!KNOWN.has(key) && !extraKeys.includes(key)) fail(key, 'is not a known option')
   }
 
-  const pidFile = raw.pidFile === undefined ? undefined : path.resolve(nonEmptyPath('pidFile', raw.pidFile))
+  const name = raw.name === undefined ? undefined : checkName(raw.name, 'daemonize: option "name"')
+  const pidFile = raw.pidFile === undefined ? (name === undefined ? undefined : namedPidfile(name)) : path.resolve(nonEmptyPath('pidFile', raw.pidFile))
+  const namedOutput = name !== undefined && raw.stdout === undefined && raw.stderr === undefined ? namedLog(name) : undefined
 
   const cwd = raw.cwd === undefined ? '/' : path.resolve(nonEmptyPath('cwd', raw.cwd))
   let isDir = false
@@ -179,11 +190,12 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
 
   return {
     detach,
+    name,
     pidFile,
     cwd,
     umask,
-    stdout: output('stdout', raw.stdout),
-    stderr: output('stderr', raw.stderr),
+    stdout: namedOutput ?? output('stdout', raw.stdout),
+    stderr: namedOutput ?? output('stderr', raw.stderr),
     env,
     ready,
     readyTimeout,

@@ -8,13 +8,20 @@ import { native } from './native'
 import { closeFd } from './runtime'
 import { normalizeOptions, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 import { bindListeners, type BoundSockets } from './listen'
+import { checkName, ensureRegistry, namedLog, namedPidfile, writeState } from './registry'
 import { supervisorPath } from './supervisor'
 
 /** When the supervisor restarts the command. */
 export type RestartPolicy = 'never' | 'on-failure' | 'always'
 
 /** Options of `spawnDaemon()`. */
-export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'cwd' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout' | 'listen'> {
+export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | 'umask' | 'stdout' | 'stderr' | 'env' | 'readyTimeout' | 'listen'> {
+  /**
+   * The command's working directory. Default: the caller's (`process.cwd()`), as with a shell
+   * or `child_process.spawn()`, so relative paths in the command line work; `'/'` inside a
+   * `chroot`. (`daemonize()` keeps the classic `'/'`.)
+   */
+  cwd?: string
   /** Run as this user (name or uid); supplementary groups from the group database. Needs root. */
   user?: string | number
   /** Run with this primary group (name or gid). Default: the user's. Needs root. */
@@ -54,6 +61,21 @@ export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | '
    * Default `false`: resolve once the command has exec'd.
    */
   waitReady?: boolean
+  /**
+   * Resolve only once the command has stayed up this many ms (or said `READY=1` before, as with
+   * `waitReady`); if it exits within the window, `spawnDaemon()` rejects with a `ReadinessError`
+   * carrying its exit status and its last stderr output, as pm2 judges a start by its
+   * `min_uptime`. Supervised only; ignored with `waitReady`. Default 0: resolve at exec (the
+   * CLI's `start` uses 1000).
+   */
+  settle?: number
+  /**
+   * A name for the daemon in daemonkit's registry (see the README): its pidfile defaults to
+   * `<run folder>/NAME.pid` and, when neither `stdout` nor `stderr` is given, its output to
+   * `<log folder>/NAME.log`, so `daemonkit status|stop|restart|logs NAME` find it. Letters,
+   * digits, `_ . @ -`; at most 64.
+   */
+  name?: string
 }
 
 /** A launched command. */
@@ -64,7 +86,7 @@ export interface SpawnedDaemon {
   commandPid: number
 }
 
-const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady']
+const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady', 'settle', 'name']
 
 function fail(field: string, message: string): never {
   throw new TypeError(`spawnDaemon: option "${field}" ${message}`)
@@ -98,6 +120,8 @@ export interface NormalizedSpawnOptions {
   notify: boolean
   forwardHup: boolean
   waitReady: boolean
+  settle: number
+  name: string | undefined
 }
 
 /** Validates `spawnDaemon()`'s options (a `TypeError` naming the field) and applies defaults. */
@@ -108,6 +132,11 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (raw.chroot !== undefined && (typeof raw.chroot !== 'string' || raw.chroot === '')) fail('chroot', 'must be a directory path')
   const baseInput: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(raw)) if (!SPAWN_KEYS.includes(k)) baseInput[k] = v
+  const name = raw.name === undefined ? undefined : checkName(raw.name, 'spawnDaemon: option "name"')
+  if (name !== undefined) {
+    if (baseInput.pidFile === undefined) baseInput.pidFile = namedPidfile(name)
+    if (baseInput.stdout === undefined && baseInput.stderr === undefined) baseInput.stdout = baseInput.stderr = namedLog(name)
+  }
   // The command's cwd is checked by the kernel, in the daemon, like the executable: a missing
   // directory is a launch failure with its errno (ENOENT, EACCES…), not an invalid option. With
   // chroot it lives inside the new root.
@@ -115,6 +144,9 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (cwd !== undefined) delete baseInput.cwd
   const base = normalizeOptions(baseInput)
   if (cwd !== undefined) base.cwd = chroot !== undefined ? path.posix.resolve('/', cwd) : path.resolve(cwd)
+  // Like a shell or child_process.spawn(), the command runs where it was started from, so
+  // relative paths in its arguments work; in a chroot, at the new root.
+  else if (chroot === undefined) base.cwd = process.cwd()
   const restart = raw.restart === undefined ? 'never' : raw.restart
   if (restart !== 'never' && restart !== 'on-failure' && restart !== 'always') fail('restart', "must be 'never', 'on-failure' or 'always'")
   const supervise = raw.supervise === undefined ? base.pidFile !== undefined || restart !== 'never' || raw.waitReady === true || base.listen.length > 0 : raw.supervise
@@ -129,6 +161,8 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   const waitReady = raw.waitReady === undefined ? false : raw.waitReady
   if (typeof waitReady !== 'boolean') fail('waitReady', 'must be a boolean')
   if (waitReady && !supervise) fail('waitReady', 'needs the supervisor (supervise: true)')
+  const settle = millis('settle', raw.settle, 0)
+  if (settle > 0 && !supervise) fail('settle', 'needs the supervisor (supervise: true)')
   return {
     base,
     user: idOrName('user', raw.user),
@@ -143,6 +177,8 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
     notify,
     forwardHup,
     waitReady,
+    settle,
+    name,
   }
 }
 
@@ -215,6 +251,7 @@ export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
   if (o.notify) flags.push('--notify')
   if (o.forwardHup) flags.push('--forward-hup')
   if (o.waitReady) flags.push('--wait-ready', '--upgrade-timeout', String(o.base.readyTimeout))
+  else if (o.settle > 0) flags.push('--settle', String(o.settle))
   return flags
 }
 
@@ -243,6 +280,21 @@ function readReport(fd: number, timeoutMs: number): Promise<{ line: string | und
   })
 }
 
+/**
+ * Keeps how the daemon was started beside its pidfile, so `daemonkit restart` needs no command
+ * line. Best effort: a start does not fail for want of it (restart then asks for the command).
+ */
+function recordState(o: NormalizedSpawnOptions, command: string, args: readonly string[], options: SpawnDaemonOptions): void {
+  const pidFile = o.base.pidFile as string
+  const kept: Record<string, unknown> = { ...options, pidFile, cwd: o.base.cwd }
+  for (const key of ['stdout', 'stderr'] as const) if (o.base[key] !== 'ignore') kept[key] = o.base[key]
+  try {
+    writeState(pidFile, { ...(o.name === undefined ? {} : { name: o.name }), command, args: [...args], cwd: o.base.cwd, options: kept, startedAt: new Date().toISOString() })
+  } catch {
+    // an unwritable folder: the pidfile itself was written by the supervisor, which may be root
+  }
+}
+
 /** The errno name of a number, e.g. 2 -> 'ENOENT'. */
 function errnoName(n: number): string | undefined {
   return Object.entries(os.constants.errno as Record<string, number>).find(([, value]) => value === n)?.[0]
@@ -265,6 +317,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   const o = normalizeSpawnOptions(options)
   const n = native()
   checkCwd(o, command)
+  if (o.name !== undefined) ensureRegistry()
   const env = envList(o.base, command)
 
   if (!o.supervise) {
@@ -324,12 +377,13 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     } catch {
       handle = undefined
     }
-    const report = await readReport(r, o.base.readyTimeout)
+    const report = await readReport(r, o.base.readyTimeout + (o.waitReady ? 0 : o.settle))
     reportRead = undefined
     const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
       if (lockFd !== undefined) closeFd(lockFd)
       sockets?.close()
+      if (o.base.pidFile !== undefined) recordState(o, command, args, options)
       return { pid, commandPid: Number(ready[1]) }
     }
     const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/s)
@@ -337,7 +391,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       await handle?.waitExit(2_000)
       const status = Number(notReady[1])
       const stderr = JSON.parse(notReady[2]) as string
-      throw new ReadinessError(pid, 'exited', status, stderr, `exited with status ${status} before it was ready`, `${command} (supervisor pid ${pid})`)
+      const when = o.waitReady ? 'before it was ready' : `within ${o.settle} ms of its start, so it did not start`
+      throw new ReadinessError(pid, 'exited', status, stderr, `exited with status ${status} ${when}`, `${command} (supervisor pid ${pid})`)
     }
     const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/s)
     if (failed) {

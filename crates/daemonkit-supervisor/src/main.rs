@@ -9,7 +9,7 @@
 //!   `FAIL <stage> <errno> <message>` if it could not; with `--wait-ready`, only once the
 //!   command has said `READY=1` on the `$NOTIFY_SOCKET` it is given (the systemd protocol, which
 //!   a Node program using daemonkit speaks by itself), or `NOTREADY <status> <stderr as JSON>`
-//!   if it exits first;
+//!   if it exits first; with `--settle MS`, once it has said `READY=1` or stayed up that long;
 //! - forwards SIGTERM, SIGINT, SIGQUIT, SIGUSR1 and SIGUSR2 to the command, and SIGHUP too unless it
 //!   writes log files: then SIGHUP reopens them (so `logrotate` works without `copytruncate`)
 //!   and reaches the command only with `--forward-hup`, since most programs die of it;
@@ -85,14 +85,17 @@ struct Config {
     stop_timeout: Duration,
     /// How long a graceful restart waits for the new command's `READY=1`.
     upgrade_timeout: Duration,
+    /// With a launcher: report `READY` only once the command has stayed up this long (or said
+    /// `READY=1` before); an exit within it is a failed start (`NOTREADY`). Zero: at exec.
+    settle: Duration,
 }
 
 fn usage() -> &'static str {
     "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
      \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
      \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
-     \x20      [--new-session] [--listen-fd N:NAME ...]\n\
-     \x20      [--stop-timeout MS] [--upgrade-timeout MS]\n\
+     \x20      [--settle MS] [--new-session] [--listen-fd N:NAME ...]
+     \x20      [--stop-timeout MS] [--upgrade-timeout MS]
      \x20      -- PROGRAM [ARGS...]"
 }
 
@@ -136,6 +139,7 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
         listen: Vec::new(),
         stop_timeout: Duration::from_secs(10),
         upgrade_timeout: Duration::from_secs(30),
+        settle: Duration::ZERO,
     };
     let mut user: Option<String> = None;
     let mut group: Option<String> = None;
@@ -193,6 +197,7 @@ fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<
             "--backoff-max" => cfg.backoff_max = Duration::from_millis(number(text()?)?),
             "--burst" => cfg.burst = number(text()?)? as u32,
             "--burst-window" => cfg.burst_window = Duration::from_millis(number(text()?)?),
+            "--settle" => cfg.settle = Duration::from_millis(number(text()?)?),
             "--user" => user = Some(text()?),
             "--group" => group = Some(text()?),
             "--chroot" => cfg.chroot = Some(value),
@@ -361,10 +366,14 @@ struct Supervisor {
     started_at: Instant,
     /// With `--wait-ready`: the socket the command says `READY=1` on, and its `$NOTIFY_SOCKET`.
     ready_socket: Option<(std::os::unix::net::UnixDatagram, OsString)>,
-    /// Still waiting for the command's `READY=1`.
+    /// Still waiting for the command's `READY=1` (or the end of the settle window).
     awaiting_ready: bool,
-    /// The last bytes of the command's stderr while awaiting readiness.
+    /// When the settle window of the first command ends.
+    settle_at: Option<Instant>,
+    /// The last bytes of the command's stderr (since readiness, or from the start).
     tail: Vec<u8>,
+    /// How many times the command was restarted, in all.
+    restart_count: u32,
     /// Started with the first command; `None` before, or if it could not be started.
     guard: Option<guard::Guard>,
     guard_started: bool,
@@ -422,6 +431,36 @@ fn peer_uid(_stream: &std::os::unix::net::UnixStream) -> Option<libc::uid_t> {
 
 /// How much of the command's stderr a readiness failure carries.
 const TAIL_LIMIT: usize = 8192;
+/// How many of its last lines a recorded failure keeps.
+const FAILURE_LINES: usize = 20;
+
+/// A file beside the pidfile: `PIDFILE<suffix>`.
+fn side_path(pidfile: Option<&Path>, suffix: &str) -> Option<PathBuf> {
+    let mut name = pidfile?.as_os_str().to_owned();
+    name.push(suffix);
+    Some(PathBuf::from(name))
+}
+
+/// Where a failure of the daemon of `pidfile` is recorded: `PIDFILE.failed`.
+fn failure_path(pidfile: Option<&Path>) -> Option<PathBuf> {
+    side_path(pidfile, ".failed")
+}
+
+/// Writes `data` to a fresh 0600 file beside `path` (never through a symlink) and renames it over `path`.
+fn write_replacing(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&tmp)?;
+    let written = f.write_all(data).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
 
 /// Binds a fresh datagram socket for the command's readiness message: in Linux's abstract
 /// namespace (nothing on disk), elsewhere in the temporary directory.
@@ -733,20 +772,23 @@ impl Supervisor {
         }
     }
 
+    /// Says `line` where the command's stderr goes: its stderr log (also when that is the same
+    /// file as its stdout log), else our own stderr; never into a stdout-only log.
     fn log_line(&self, line: &str) {
-        let fd = self.stderr.as_ref().or(self.stdout.as_ref()).map_or(2, |l| l.file);
+        let fd = match (&self.stderr, &self.stdout) {
+            (Some(err), _) => err.file,
+            (None, Some(out)) if self.cfg.stderr.is_some() => out.file,
+            _ => 2,
+        };
         write_all(fd, format!("daemonkit-supervise: {line}\n").as_bytes());
     }
 
     fn drain_logs(&mut self) {
-        let watching = self.awaiting_ready || self.upgrade.is_some();
         let tail = &mut self.tail;
         let mut keep = |chunk: &[u8]| {
-            if watching {
-                tail.extend_from_slice(chunk);
-                let excess = tail.len().saturating_sub(TAIL_LIMIT);
-                tail.drain(..excess);
-            }
+            tail.extend_from_slice(chunk);
+            let excess = tail.len().saturating_sub(TAIL_LIMIT);
+            tail.drain(..excess);
         };
         // The stream that carries the command's stderr is watched; the other one just flows.
         match (&mut self.stderr, &mut self.stdout) {
@@ -927,10 +969,34 @@ impl Supervisor {
         up.old_exit
     }
 
+    /// Records a failure beside the pidfile (`PIDFILE.failed`, 0600, JSON) for `status`: the
+    /// wait status, when, the restart count and the last lines of stderr. Replaced atomically;
+    /// the next start removes it.
+    fn record_failure(&mut self, status: i32) {
+        self.drain_logs();
+        let Some(path) = failure_path(self.cfg.pidfile.as_deref()) else { return };
+        let (exit, signal) = if libc::WIFEXITED(status) { (libc::WEXITSTATUS(status).to_string(), "null".to_string()) } else { ("null".to_string(), libc::WTERMSIG(status).to_string()) };
+        let text = String::from_utf8_lossy(&self.tail);
+        let lines: Vec<&str> = text.lines().collect();
+        let last = lines[lines.len().saturating_sub(FAILURE_LINES)..].join("\n");
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let json = format!(
+            "{{\"status\":{exit},\"signal\":{signal},\"at\":{at},\"restarts\":{},\"stderr\":{}}}\n",
+            self.restart_count,
+            json_string(&last)
+        );
+        if let Err(e) = write_replacing(&path, json.as_bytes()) {
+            self.log_line(&format!("cannot record the failure in {}: {e}", path.display()));
+        }
+    }
+
     fn finish(&mut self, code: i32) -> ! {
         self.end_tree();
         self.drain_logs();
         self.leave_cgroup();
+        if let Some(path) = side_path(self.cfg.pidfile.as_deref(), ".restarts") {
+            let _ = std::fs::remove_file(path);
+        }
         if let (Some(path), Some(fd)) = (&self.cfg.pidfile, self.cfg.lock_fd) {
             let _ = pidfile::remove_if_same(path, fd);
         }
@@ -950,6 +1016,7 @@ impl Supervisor {
             // Exited before it was ready: the launcher reports it, with the command's own words.
             let tail = String::from_utf8_lossy(&self.tail).into_owned();
             self.report(&format!("NOTREADY {code} {}\n", json_string(&tail)));
+            self.record_failure(status);
             self.finish(if failed { code } else { 1 });
         }
         if self.stopping {
@@ -962,6 +1029,9 @@ impl Supervisor {
         };
         if !again {
             self.log_line(&format!("command exited with status {code}"));
+            if failed {
+                self.record_failure(status);
+            }
             self.finish(code);
         }
         let now = Instant::now();
@@ -972,6 +1042,7 @@ impl Supervisor {
                 self.restarts.len(),
                 self.cfg.burst_window.as_millis()
             ));
+            self.record_failure(status);
             self.finish(if failed { code } else { 1 });
         }
         self.restarts.push(now);
@@ -1005,8 +1076,10 @@ impl Supervisor {
                 use std::os::fd::AsRawFd;
                 fds.push(libc::pollfd { fd: control.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
+            let settle_at = self.settle_at.filter(|_| self.awaiting_ready);
             let next = restart_at
                 .into_iter()
+                .chain(settle_at)
                 .chain(self.upgrade.as_ref().map(|u| u.deadline))
                 .chain(self.retiring.iter().map(|(_, at)| *at))
                 .min();
@@ -1037,12 +1110,24 @@ impl Supervisor {
                     *at = now + Duration::from_secs(3600);
                 }
             }
+            if settle_at.is_some_and(|at| Instant::now() >= at) && self.child.is_some() {
+                // Stayed up through the settle window: that is a start.
+                self.settle_at = None;
+                self.command_ready();
+            }
 
             if let Some(at) = restart_at {
                 if Instant::now() >= at {
                     restart_at = None;
                     match self.spawn() {
-                        Ok(pid) => self.log_line(&format!("restarted command (pid {pid})")),
+                        Ok(pid) => {
+                            self.restart_count += 1;
+                            // For `daemonkit list`: how often it was restarted, while it runs.
+                            if let Some(path) = side_path(self.cfg.pidfile.as_deref(), ".restarts") {
+                                let _ = write_replacing(&path, format!("{}\n", self.restart_count).as_bytes());
+                            }
+                            self.log_line(&format!("restarted command (pid {pid})"))
+                        }
                         Err(e) => {
                             self.log_line(&format!("restarting {:?} failed: {e}", self.cfg.program));
                             self.finish(127);
@@ -1217,6 +1302,12 @@ fn main() {
             let _ = pidfile::remove_if_same(path, fd);
             std::process::exit(1);
         }
+        // A new start ends the failed state of the last one, and counts restarts from zero.
+        for suffix in [".failed", ".restarts"] {
+            if let Some(file) = side_path(Some(path), suffix) {
+                let _ = std::fs::remove_file(file);
+            }
+        }
     }
     let (signal_read, signal_write) = {
         use std::os::fd::IntoRawFd;
@@ -1247,13 +1338,16 @@ fn main() {
     });
     let (stdout, mut stderr) = logs.unwrap_or((None, None));
     let wait_ready = cfg.wait_ready;
+    // A settle window needs a launcher to tell the outcome to.
+    let settle = if cfg.ready_fd.is_some() && !wait_ready { cfg.settle } else { Duration::ZERO };
+    let awaiting = wait_ready || !settle.is_zero();
     let mut startup_error = log_error;
     let mut ready_socket = None;
     // Under systemd the command gets a private NOTIFY_SOCKET too: a program that speaks the
     // protocol (daemonize() does) then stays in place under us instead of forking away.
-    if (wait_ready || cfg.notify) && startup_error.is_none() {
+    if (awaiting || cfg.notify) && startup_error.is_none() {
         // Watch the command's stderr even without a log file, to show it if it fails to start.
-        if wait_ready && cfg.stderr.is_none() {
+        if awaiting && cfg.stderr.is_none() {
             match Log::pass_through_stderr() {
                 Ok(log) => stderr = Some(log),
                 Err(e) => startup_error = Some(format!("FAIL setup {} cannot make a pipe: {e}\n", e.raw_os_error().unwrap_or(5))),
@@ -1264,7 +1358,7 @@ fn main() {
             Err(e) => startup_error = Some(format!("FAIL setup {} cannot bind the readiness socket: {e}\n", e.raw_os_error().unwrap_or(5))),
         }
     }
-    let notify_ready = cfg.notify && !wait_ready;
+    let notify_ready = cfg.notify && !awaiting;
     let mut sup = Supervisor {
         cfg,
         stdout,
@@ -1276,8 +1370,10 @@ fn main() {
         attempt: 0,
         started_at: Instant::now(),
         ready_socket,
-        awaiting_ready: wait_ready,
+        awaiting_ready: awaiting,
+        settle_at: None,
         tail: Vec::new(),
+        restart_count: 0,
         guard: None,
         guard_started: false,
         cgroup: None,
@@ -1290,8 +1386,11 @@ fn main() {
         sup.finish(1);
     }
     match sup.spawn() {
-        Ok(pid) if wait_ready => {
-            let _ = pid; // READY comes from the command itself
+        Ok(pid) if awaiting => {
+            let _ = pid; // READY comes from the command itself, or at the end of the settle window
+            if !settle.is_zero() {
+                sup.settle_at = Some(Instant::now() + settle);
+            }
         }
         Ok(pid) => {
             sup.report(&format!("READY {pid}\n"));
