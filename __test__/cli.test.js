@@ -201,6 +201,8 @@ test('killing the supervisor with SIGKILL takes the command with it, also after 
     process.kill(s.pid, 'SIGKILL')
     await h.waitFor(() => !h.isRunning(s.commandPid), { what: `the command (${extra.join(' ') || 'root'}) to die of the parent-death signal` })
   }
+  // The supervisor's guard ends what the command left and then exits too, a moment later.
+  await h.waitFor(() => h.processesMentioning(dir).length === 0, { what: 'the guard to finish' })
   t.deepEqual(h.processesMentioning(dir), [])
 })
 
