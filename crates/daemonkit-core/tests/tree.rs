@@ -1,5 +1,7 @@
 //! Integration tests of `daemonkit_core::tree` on real process trees built by a shell; every
-//! process is a descendant of this test process (a child subreaper) and reaped here.
+//! process is a descendant of this test process (a child subreaper) and reaped here. Linux only:
+//! the tree functions read /proc.
+#![cfg(any(target_os = "linux", target_os = "android"))]
 
 mod common;
 

@@ -420,6 +420,7 @@ pub fn is_listening_socket(env: Env, fd: i32) -> Result<bool> {
     daemonkit_core::listen::is_listening_socket(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
 }
 
+#[cfg(target_os = "linux")]
 fn io_error(env: &Env, e: std::io::Error, what: &str) -> napi::Error {
     errno_error(env, Errno::from_raw(e.raw_os_error().unwrap_or(5)), what)
 }
@@ -427,9 +428,9 @@ fn io_error(env: &Env, e: std::io::Error, what: &str) -> napi::Error {
 /// Listens on this process's graceful-restart control socket (Linux); returns the descriptor.
 #[napi]
 pub fn bind_control(env: Env) -> Result<i32> {
-    use std::os::fd::IntoRawFd;
     #[cfg(target_os = "linux")]
     {
+        use std::os::fd::IntoRawFd;
         let name = daemonkit_core::listen::control_name(std::process::id() as i32);
         daemonkit_core::listen::bind_abstract(&name).map(IntoRawFd::into_raw_fd).map_err(|e| io_error(&env, e, "binding the control socket"))
     }
@@ -440,14 +441,17 @@ pub fn bind_control(env: Env) -> Result<i32> {
 /// Connects to the graceful-restart control socket of `pid` (Linux); returns the descriptor.
 #[napi]
 pub fn connect_control(env: Env, pid: i32) -> Result<i32> {
-    use std::os::fd::IntoRawFd;
     #[cfg(target_os = "linux")]
     {
+        use std::os::fd::IntoRawFd;
         let name = daemonkit_core::listen::control_name(pid);
         daemonkit_core::listen::connect_abstract(&name).map(IntoRawFd::into_raw_fd).map_err(|e| io_error(&env, e, "connecting to the control socket"))
     }
     #[cfg(not(target_os = "linux"))]
-    Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+    {
+        let _ = pid;
+        Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+    }
 }
 
 /// The user id of the peer of the unix socket `fd` (Linux).
@@ -458,7 +462,10 @@ pub fn peer_uid(env: Env, fd: i32) -> Result<u32> {
         daemonkit_core::listen::peer_uid(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
     }
     #[cfg(not(target_os = "linux"))]
-    Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+    {
+        let _ = fd;
+        Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+    }
 }
 
 /// Replaces the pid in the locked pidfile at `fd` without the file ever reading empty.

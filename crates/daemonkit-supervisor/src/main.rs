@@ -617,7 +617,11 @@ impl Supervisor {
         }
         if self.ready_socket.is_some() || !self.cfg.listen.is_empty() {
             let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-                .filter(|(k, _)| !(k == "NOTIFY_SOCKET" && self.ready_socket.is_some()) && !matches!(k.to_str(), Some("LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES")))
+                .filter(|(k, _)| {
+                    let replaced_notify = k == "NOTIFY_SOCKET" && self.ready_socket.is_some();
+                    let listen_var = matches!(k.to_str(), Some("LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES"));
+                    !replaced_notify && !listen_var
+                })
                 .collect();
             if let Some((_, name)) = &self.ready_socket {
                 // The command tells us, not systemd, that it is ready.
