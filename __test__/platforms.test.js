@@ -20,7 +20,9 @@ const RUNTIMES = path.join(ROOT, 'scripts', 'runtimes', 'node_modules')
 const TARGET = path.join(ROOT, 'target')
 const EM_X86_64 = 0x3e
 const EM_AARCH64 = 0xb7
-const QEMU_LD_PREFIX = '/usr/aarch64-linux-gnu'
+/** The arm64 C library (libc6-arm64-cross); its loader is linked to /lib by scripts/cross.sh. */
+const ARM64_SYSROOT = '/usr/aarch64-linux-gnu'
+const ARM64_ENV = { LD_LIBRARY_PATH: `${ARM64_SYSROOT}/lib` }
 
 const x64 = (major) => ({
   name: `Node ${major} x64`,
@@ -47,7 +49,7 @@ const RUNTIME_LIST = [
     platform: 'linux-arm64-gnu',
     addon: path.join(TARGET, 'cross', 'daemonkit.linux-arm64-gnu.node'),
     supervisor: path.join(TARGET, 'aarch64-unknown-linux-gnu', 'release', 'daemonkit-supervise'),
-    env: { QEMU_LD_PREFIX },
+    env: ARM64_ENV,
   },
   // The musl supervisors are static executables: they run on this glibc machine as they are,
   // under the Node that runs ava and under the arm64 Node. (The musl addons need a musl Node.)
@@ -74,7 +76,7 @@ const RUNTIME_LIST = [
     addon: path.join(TARGET, 'cross', 'daemonkit.linux-arm64-gnu.node'),
     supervisor: path.join(TARGET, 'aarch64-unknown-linux-musl', 'release', 'daemonkit-supervise'),
     staticSupervisor: true,
-    env: { QEMU_LD_PREFIX },
+    env: ARM64_ENV,
     only: 'spawn',
   },
 ]
@@ -127,7 +129,8 @@ function missingParts(rt) {
       // not registered, or binfmt_misc not mounted
     }
     if (!binfmt.startsWith('enabled')) missing.push('qemu-user with binfmt_misc registered for aarch64 (scripts/cross.sh)')
-    if (!fs.existsSync(path.join(QEMU_LD_PREFIX, 'lib', 'ld-linux-aarch64.so.1'))) missing.push(`the arm64 C library under ${QEMU_LD_PREFIX} (libc6-arm64-cross)`)
+    if (!fs.existsSync(path.join(ARM64_SYSROOT, 'lib', 'ld-linux-aarch64.so.1'))) missing.push(`the arm64 C library under ${ARM64_SYSROOT} (libc6-arm64-cross)`)
+    if (!fs.existsSync('/lib/ld-linux-aarch64.so.1')) missing.push('/lib/ld-linux-aarch64.so.1 (scripts/cross.sh links it)')
   } else if (rt.arch !== process.arch) {
     missing.push(`an ${rt.arch} machine`)
   }

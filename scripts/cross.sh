@@ -37,10 +37,16 @@ else
 fi
 grep -qx enabled "$binfmt/qemu-aarch64"
 
+# The arm64 dynamic loader where arm64 programs look for it, as Debian's libc6:arm64 would put it.
+# Not QEMU_LD_PREFIX: qemu then looks up every absolute path in the prefix first, so "/" itself
+# becomes /usr/aarch64-linux-gnu, and a path walked from "/" (as pidfiles are) goes wrong. The
+# arm64 libraries are found through LD_LIBRARY_PATH, which x86_64 programs skip.
+[ -e /lib/ld-linux-aarch64.so.1 ] || ln -s /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 /lib/ld-linux-aarch64.so.1
+
 # Node 18, 22, 24 (x64) and 22 (arm64), pinned by scripts/runtimes/package-lock.json. --force:
 # npm installs an arm64 package on x64 only when told to.
 npm ci --force --no-audit --no-fund --prefix scripts/runtimes
-QEMU_LD_PREFIX=/usr/aarch64-linux-gnu scripts/runtimes/node_modules/node22-arm64/bin/node \
+LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib scripts/runtimes/node_modules/node22-arm64/bin/node \
   -e 'if (process.arch !== "arm64") process.exit(1); console.log(`arm64 Node ${process.version} runs under qemu-user`)'
 
 rustup target add aarch64-unknown-linux-gnu x86_64-unknown-linux-musl aarch64-unknown-linux-musl
