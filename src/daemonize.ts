@@ -3,6 +3,7 @@ import * as os from 'node:os'
 import { ReadinessError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
 import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
+import { exitWhenIdle, withHelperDefaults } from './ensure'
 import { bindInPlace } from './listen'
 import { ensureRegistry } from './registry'
 import { native } from './native'
@@ -26,6 +27,11 @@ export interface DaemonHandle {
    * e.g. after `logrotate` moved them away (call it from a SIGHUP or SIGUSR1 handler).
    */
   reopenLogs(): void
+  /**
+   * Ends the daemon once `server` has had no connection open for `timeout` ms (default: the
+   * `idleTimeout` given to `ensureDaemon()`); its pidfile is removed and, for a helper, its socket.
+   */
+  exitWhenIdle(server: import('node:net').Server, timeout?: number): void
 }
 
 let adoptedHandle: DaemonHandle | undefined
@@ -127,6 +133,7 @@ function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: strin
       redirect(opts.stdout, 1)
       if (isReady() || inPlace) redirect(opts.stderr, 2)
     },
+    exitWhenIdle: (server, timeout) => exitWhenIdle(server, timeout),
   }
   if (!inPlace && lock) enableGracefulRestart(opts, lock)
   if (opts.stdout !== 'ignore' || opts.stderr !== 'ignore') {
@@ -166,7 +173,7 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
       'daemonize() needs a Unix system: Windows has no fork or sessions. Run the program as a Windows service instead.',
     )
   }
-  const opts = normalizeOptions(arg)
+  const opts = normalizeOptions(withHelperDefaults(arg, () => currentHandoff() !== undefined || !shouldDetach((typeof arg === 'object' ? arg.detach : undefined) ?? 'auto')))
   if (opts.name !== undefined) ensureRegistry()
   if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
   let pid: number

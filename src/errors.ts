@@ -14,6 +14,7 @@ export type DaemonkitErrorCode =
   | 'EDAEMONSHUTDOWN'
   | 'ELISTEN'
   | 'EGRACEFUL'
+  | 'EHELPER'
 
 /**
  * Base class of every error daemonkit throws; `code` is stable and safe to branch on. To narrow
@@ -44,6 +45,7 @@ export type AnyDaemonkitError =
   | StopTimeoutError
   | ListenError
   | GracefulRestartError
+  | HelperError
   | DaemonkitError<'EDAEMONNORUN' | 'EDAEMONSHUTDOWN'>
 
 /** Whether `err` is an error thrown by daemonkit; narrows it to `AnyDaemonkitError`. */
@@ -201,5 +203,28 @@ export class GracefulRestartError extends DaemonkitError<'EGRACEFUL'> {
     super('EGRACEFUL', message, options)
     this.reason = reason
     this.pid = pid
+  }
+}
+
+/** Why `ensureDaemon()` failed. */
+export type HelperErrorReason = 'folder' | 'exited' | 'timeout'
+
+/**
+ * `ensureDaemon()` could not give a ready helper: its per-user folder is unsafe (`folder`), the
+ * helper exited before it was ready (`exited`, its stderr in `helperStderr`) or a start took too long.
+ */
+export class HelperError extends DaemonkitError<'EHELPER'> {
+  /** What went wrong. */
+  readonly reason: HelperErrorReason
+  /** What the helper wrote to stderr before it failed (empty when it did not start). */
+  readonly helperStderr: string
+  /** The launcher's exit code, when it exited. */
+  readonly exitCode: number | undefined
+
+  constructor(reason: HelperErrorReason, message: string, helperStderr = '', exitCode?: number, options?: { cause?: unknown }) {
+    super('EHELPER', message, options)
+    this.reason = reason
+    this.helperStderr = helperStderr
+    this.exitCode = exitCode
   }
 }

@@ -2,10 +2,13 @@ export { daemonize, type DaemonHandle } from './daemonize'
 export { isDaemon } from './handoff'
 export type { DaemonizeOptions, ListenAddress, NormalizedOptions, OutputTarget } from './options'
 export { listenFds, type ListenFd } from './listen'
+export { ensureDaemon, helperFolder, type EnsureDaemonOptions, type EnsuredDaemon } from './ensure'
 export {
   AlreadyRunningError,
   DaemonkitError,
   GracefulRestartError,
+  HelperError,
+  type HelperErrorReason,
   LaunchError,
   ListenError,
   LogfileError,
