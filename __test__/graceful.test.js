@@ -402,3 +402,106 @@ test('daemonize({ listen }) in place (detach: false, as under systemd without a 
   t.true(events(ev).some((l) => l.startsWith(`fds ${child.pid} [{"fd":`) && l.includes('"name":"web"')))
   t.is(await get(listening(ev, child.pid)), `v1 ${child.pid}\n`)
 })
+
+// Binds `daemonkit-control/<pid>` for the next few thousand pids (the names are predictable) and
+// answers every request with a forged success. Run as nobody.
+const IMPOSTOR = `
+import resource, selectors, socket
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+last = int(open('/proc/sys/kernel/ns_last_pid').read())
+pid_max = int(open('/proc/sys/kernel/pid_max').read())
+sel = selectors.DefaultSelector()
+for i in range(1, min(hard - 50, 4000)):
+    pid = last + i
+    if pid >= pid_max:
+        pid = pid - pid_max + 300
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(b'\\0daemonkit-control/%d' % pid)
+        s.listen(8)
+    except OSError:
+        s.close()
+        continue
+    sel.register(s, selectors.EVENT_READ)
+print('bound', flush=True)
+while True:
+    for key, _ in sel.select():
+        c, _ = key.fileobj.accept()
+        try:
+            c.recv(64)
+            c.sendall(b'OK 4242\\n')
+        except OSError:
+            pass
+        c.close()
+`
+
+for (const kind of ['app', 'supervised']) {
+  // A private network namespace keeps the impostor's names away from every other test's daemons.
+  h.needs('root', 'unshare', 'setpriv').serial(`graceful restart (${kind}): a control socket name another user bound first is refused with a clear error; the daemon serves on`, async (t) => {
+    const dir = h.tempDir(t)
+    fs.chmodSync(dir, 0o755)
+    const pidFile = path.join(dir, 'app.pid')
+    const ev = path.join(dir, 'events')
+    const log = path.join(dir, 'log')
+    const versionFile = path.join(dir, 'version')
+    fs.writeFileSync(versionFile, 'v1\n')
+    const spec = kind === 'app' ? { pidFile, events: ev, versionFile, log, listen: ['127.0.0.1:0'] } : { supervised: true, events: ev, versionFile }
+    const startCommand =
+      kind === 'app'
+        ? [process.execPath, SERVER, JSON.stringify(spec)]
+        : [process.execPath, CLI, 'start', '-p', pidFile, '-l', log, '--listen', '127.0.0.1:0', '--wait-ready', '--', process.execPath, SERVER, JSON.stringify(spec)]
+    const q = (a) => `'${a.replace(/'/g, `'\\''`)}'`
+    fs.writeFileSync(path.join(dir, 'impostor.py'), IMPOSTOR)
+    fs.chmodSync(path.join(dir, 'impostor.py'), 0o644)
+    const script = [
+      'ip link set lo up 2>/dev/null',
+      `setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 ${q(path.join(dir, 'impostor.py'))} > ${q(path.join(dir, 'impostor.out'))} 2>&1 &`,
+      `echo $! > ${q(path.join(dir, 'impostor.pid'))}`,
+      `i=0; until grep -q bound ${q(path.join(dir, 'impostor.out'))}; do i=$((i+1)); [ $i -gt 300 ] && exit 90; sleep 0.1; done`,
+      `${startCommand.map(q).join(' ')} > ${q(path.join(dir, 'start.out'))} 2>&1 || exit 91`,
+      `${[process.execPath, CLI, 'restart', '--graceful', '-p', pidFile].map(q).join(' ')} > ${q(path.join(dir, 'restart.out'))} 2>&1; echo $? > ${q(path.join(dir, 'restart.rc'))}`,
+    ].join('\n')
+    t.teardown(async () => {
+      const pids = started(ev)
+      for (const name of ['impostor.pid', 'app.pid']) {
+        try {
+          pids.push(Number(fs.readFileSync(path.join(dir, name), 'utf8')) || 0)
+        } catch {
+          // not written
+        }
+      }
+      for (const pid of pids) {
+        let cmdline = ''
+        try {
+          cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        } catch {
+          continue
+        }
+        if (pid > 1 && (cmdline.includes(dir) || cmdline.includes('impostor')) && h.isRunning(pid)) {
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {
+            // gone
+          }
+        }
+      }
+      await h.settle(() => pids.every((pid) => !(pid > 1) || !h.isRunning(pid)))
+    })
+    const r = await h.run('unshare', ['--net', '--', 'sh', '-c', script], { timeout: 90_000 })
+    const read = (name) => (fs.existsSync(path.join(dir, name)) ? fs.readFileSync(path.join(dir, name), 'utf8') : '')
+    t.is(r.code, 0, `${r.stderr}\nimpostor: ${read('impostor.out')}\nstart: ${read('start.out')}`)
+    const pid = h.readPid(pidFile)
+    t.regex(read('log') + read('start.out'), /graceful restarts are off/, `the impostor held the name of pid ${pid} first`)
+    const out = read('restart.out')
+    t.not(read('restart.rc').trim(), '0', out)
+    t.regex(out, new RegExp(`refusing the graceful restart of pid ${pid}: its control socket is held by pid \\d+, not by the daemon`))
+    t.notRegex(out, /4242/)
+    t.true(h.isLocked(pidFile), 'the daemon still holds its pidfile')
+    t.is(h.readPid(pidFile), pid)
+    const s = await daemonkit.status(pidFile)
+    t.is(s.state, 'running')
+    t.is(s.pid, pid)
+    t.is(started(ev).length, 1, 'no new copy was started')
+  })
+}

@@ -174,6 +174,12 @@ export declare function openLog(path: string, user?: string | undefined | null, 
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
 
+/**
+ * The process id of the peer of the unix socket `fd` (Linux): for a client, the process that
+ * listens on the socket it connected to.
+ */
+export declare function peerPid(fd: number): number
+
 /** The user id of the peer of the unix socket `fd` (Linux). */
 export declare function peerUid(fd: number): number
 

@@ -253,3 +253,14 @@ pub fn peer_uid(fd: RawFd) -> Result<libc::uid_t, Errno> {
     let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
     Errno::result(rc).map(|_| cred.uid)
 }
+
+/// The process id of the process at the other end of the unix socket `fd` (`SO_PEERCRED`):
+/// for a connected client, the process that bound and listened on the server's socket.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_pid(fd: RawFd) -> Result<libc::pid_t, Errno> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    Errno::result(rc).map(|_| cred.pid)
+}

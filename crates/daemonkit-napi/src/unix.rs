@@ -468,6 +468,21 @@ pub fn peer_uid(env: Env, fd: i32) -> Result<u32> {
     }
 }
 
+/// The process id of the peer of the unix socket `fd` (Linux): for a client, the process that
+/// listens on the socket it connected to.
+#[napi]
+pub fn peer_pid(env: Env, fd: i32) -> Result<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        daemonkit_core::listen::peer_pid(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+    }
+}
+
 /// Replaces the pid in the locked pidfile at `fd` without the file ever reading empty.
 #[napi]
 pub fn replace_pid(env: Env, fd: i32, pid: i32) -> Result<()> {
