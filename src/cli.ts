@@ -5,7 +5,7 @@ import * as path from 'node:path'
 
 import { LSB } from './daemon'
 import { AlreadyRunningError, DaemonkitError, LaunchError, ListenError, LogfileError } from './errors'
-import { describeFailure, resetFailed } from './failure'
+import { describeFailure, printable, resetFailed } from './failure'
 import { lockPidfile } from './launch'
 import { list, table } from './list'
 import { bindListeners } from './listen'
@@ -723,7 +723,7 @@ async function main(argv: string[]): Promise<number> {
             print(p.json, s, 'not running')
             return LSB.notRunning
           case 'failed': {
-            const tail = s.stderr.trim().split('\n').slice(-10).filter(Boolean).map((l) => `  ${l}`).join('\n')
+            const tail = printable(s.stderr.trim()).split('\n').slice(-10).filter(Boolean).map((l) => `  ${l}`).join('\n')
             print(p.json, s, `${describeFailure(s)}${tail ? `; last lines of stderr:\n${tail}` : ''}`)
             return LSB.deadOrFailed
           }

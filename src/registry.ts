@@ -108,6 +108,8 @@ export function readState(pidFile: string): DaemonState | undefined {
       if (!st.isFile() || (st.uid !== uid && st.uid !== 0) || (st.mode & 0o022) !== 0) return undefined
       const s = JSON.parse(fs.readFileSync(fd, 'utf8')) as DaemonState
       if (typeof s.command !== 'string' || !Array.isArray(s.args) || typeof s.options !== 'object' || s.options === null) return undefined
+      // A state file copied or renamed from beside another pidfile would start that daemon.
+      if (s.options.pidFile !== path.resolve(pidFile)) return undefined
       return s
     } finally {
       fs.closeSync(fd)
