@@ -505,3 +505,26 @@ for (const kind of ['app', 'supervised']) {
     t.is(started(ev).length, 1, 'no new copy was started')
   })
 }
+
+test.serial('graceful restart (app): stop while the new copy is starting leaves no copy running; status says stopped', async (t) => {
+  const dir = h.tempDir(t)
+  const s = await startServer(t, dir, 'app', { startDelay: 1500 })
+  fs.writeFileSync(s.versionFile, 'v2\n')
+  const restarting = cli(['restart', '--graceful', '-p', s.pidFile])
+  await h.waitFor(() => started(s.ev).length === 2, { what: 'the new copy to start' })
+  await sleep(500)
+  const stopped = await cli(['stop', '-p', s.pidFile])
+  t.is(stopped.code, 0, stopped.stderr)
+  const r = await restarting
+  t.not(r.code, 0, 'the restart did not complete')
+  const copies = started(s.ev)
+  t.is(copies.length, 2)
+  const gone = (pid) => {
+    const stat = h.procStat(pid)
+    return stat === undefined || stat.state === 'Z'
+  }
+  await h.waitFor(() => copies.every(gone), { what: `copies ${copies.join(', ')} to end` })
+  await h.waitFor(() => !h.isLocked(s.pidFile), { what: 'the pidfile lock to be released' })
+  t.is((await daemonkit.status(s.pidFile)).state, 'stopped')
+  t.false(fs.existsSync(s.pidFile), 'no pidfile is left behind')
+})
