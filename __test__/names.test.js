@@ -456,3 +456,22 @@ test('list shows how often a running daemon was restarted', async (t) => {
   t.is((await named(home, ['stop', 'flappy'])).code, 0)
   t.false(fs.existsSync(path.join(home, 'run', 'flappy.pid.restarts')))
 })
+
+test('restart from another folder binds a relative --listen unix: path where the first start did', async (t) => {
+  const dir = h.tempDir(t)
+  const elsewhere = h.tempDir(t)
+  const pidFile = path.join(dir, 'api.pid')
+  const command = ['/usr/bin/python3', '-c', 'import time; time.sleep(300)', dir]
+  t.teardown(() => cli(['stop', '-p', pidFile]))
+  started(t, dir, await cli(['start', '--json', '-p', pidFile, '--listen', 'unix:api.sock', '--', ...command], { cwd: dir }))
+  t.true(fs.statSync(path.join(dir, 'api.sock')).isSocket())
+  const r = await cli(['restart', '--json', '-p', pidFile], { cwd: elsewhere })
+  t.is(r.code, 0, r.stderr)
+  const s = JSON.parse(r.stdout)
+  h.cleanupPid(t, s.pid, dir)
+  h.cleanupPid(t, s.commandPid, dir)
+  t.false(fs.existsSync(path.join(elsewhere, 'api.sock')), 'nothing bound in the caller\'s folder')
+  t.true(fs.statSync(path.join(dir, 'api.sock')).isSocket(), 'the socket is where the first start put it')
+  const state = JSON.parse(fs.readFileSync(`${pidFile}.state`, 'utf8'))
+  t.deepEqual(state.options.listen, [{ address: `unix:${path.join(dir, 'api.sock')}`, name: 'unknown' }])
+})

@@ -288,6 +288,9 @@ function recordState(o: NormalizedSpawnOptions, command: string, args: readonly 
   const pidFile = o.base.pidFile as string
   const kept: Record<string, unknown> = { ...options, pidFile, cwd: o.base.cwd }
   for (const key of ['stdout', 'stderr'] as const) if (o.base[key] !== 'ignore') kept[key] = o.base[key]
+  // Resolved paths: a restart from another folder must bind and chroot to the same places.
+  if (o.base.listen.length > 0) kept.listen = o.base.listen.map((l) => ({ ...l }))
+  if (o.chroot !== undefined) kept.chroot = o.chroot
   try {
     writeState(pidFile, { ...(o.name === undefined ? {} : { name: o.name }), command, args: [...args], cwd: o.base.cwd, options: kept, startedAt: new Date().toISOString() })
   } catch {
