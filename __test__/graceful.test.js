@@ -528,3 +528,40 @@ test.serial('graceful restart (app): stop while the new copy is starting leaves 
   t.is((await daemonkit.status(s.pidFile)).state, 'stopped')
   t.false(fs.existsSync(s.pidFile), 'no pidfile is left behind')
 })
+
+test.serial('graceful restart (Daemon): the old copy gets its shutdownTimeout to finish, not a fixed 10 s', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'app.pid')
+  const ev = path.join(dir, 'events')
+  const app = path.join(dir, 'app.js')
+  fs.writeFileSync(
+    app,
+    `const fs = require('node:fs')
+const { Daemon } = require(${JSON.stringify(path.join(__dirname, '..'))})
+const note = (l) => fs.appendFileSync(${JSON.stringify(ev)}, l + '\\n')
+const daemon = new Daemon({
+  pidFile: ${JSON.stringify(pidFile)},
+  stderr: ${JSON.stringify(path.join(dir, 'log'))},
+  shutdownTimeout: 30_000,
+  run: (ctx) => {
+    note('start ' + process.pid)
+    setInterval(() => {}, 1 << 30)
+    ctx.onShutdown(() => new Promise((resolve) => setTimeout(() => { note('done ' + process.pid); resolve() }, 12_000)))
+  },
+})
+daemon.cli(process.argv[2])
+`,
+  )
+  t.teardown(async () => {
+    for (const pid of started(ev)) {
+      if (h.isRunning(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(pid, 'SIGKILL')
+    }
+  })
+  const r = await h.run(process.execPath, [app, 'start'])
+  t.is(r.code, 0, r.stderr)
+  const first = started(ev)[0]
+  const g = await cli(['restart', '--graceful', '-p', pidFile])
+  t.is(g.code, 0, g.stderr)
+  await h.waitFor(() => { const s = h.procStat(first); return s === undefined || s.state === 'Z' }, { timeout: 60_000, what: 'the old copy to end' })
+  t.true(events(ev).includes(`done ${first}`), 'the old copy finished its 12 s shutdown hook')
+})
