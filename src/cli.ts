@@ -670,7 +670,11 @@ async function main(argv: string[]): Promise<number> {
           throw new UsageError(`no record of how ${p.opts.name ?? file} was started (${file}.state): give the command, daemonkit restart ${p.opts.name ?? `-p ${file}`} -- PROGRAM [ARGS...]`)
         }
         await stop(file, stopOptions(p))
-        const opts = { ...state.options, ...(p.opts.settle === undefined ? {} : { settle: p.opts.settle }) } as SpawnDaemonOptions
+        // Options given now win over the recorded ones (environment additions are merged); the
+        // daemon's identity (name, pidfile) stays the recorded one.
+        const { name: _name, pidFile: _pidFile, ...given } = p.opts
+        const recordedEnv = state.options.env as Record<string, string> | undefined
+        const opts = { ...state.options, ...given, ...(given.env === undefined ? {} : { env: { ...recordedEnv, ...given.env } }) } as SpawnDaemonOptions
         return await startCommand({ ...p, program: state.command, args: state.args, opts }, 'restarted')
       }
       case 'reload': {
