@@ -521,7 +521,7 @@ function runForeground(p: Parsed): number {
   const n = native()
   let sockets: ReturnType<typeof bindListeners> | undefined
   try {
-    sockets = bindListeners(o.base.listen)
+    sockets = bindListeners(o.base.listen, { user: o.user, group: o.group, umask: o.base.umask })
     const fds = sockets.fds
     sockets.names.forEach((name, i) => flags.push('--listen-fd', `${fds[i]}:${name}`))
     n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, [...(lockFd === undefined ? [] : [lockFd]), ...fds])

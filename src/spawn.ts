@@ -366,7 +366,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   let sockets: BoundSockets | undefined
   try {
     // Bound here, as the caller (root binds a privileged port for a command run as a user).
-    if (o.base.listen.length > 0) sockets = bindListeners(o.base.listen)
+    // A unix socket's file is the command's: its user and group, and a mode by its umask.
+    if (o.base.listen.length > 0) sockets = bindListeners(o.base.listen, { user: o.user, group: o.group, umask: o.base.umask })
     const [r, w] = n.pipe()
     reportRead = r
     const flags = ['--ready-fd', '3', ...supervisorFlags(o)]
