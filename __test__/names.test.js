@@ -530,3 +530,21 @@ h.needs('root', 'setpriv')('--listen unix: with --user: the socket file is the u
   t.is(connect.code, 0, connect.stderr)
   t.regex(connect.stdout, /connected/)
 })
+
+test('CLI words: --name with --no-supervise, a command that cannot start, an unwritable registry folder', async (t) => {
+  const dir = h.tempDir(t)
+  const env = { ...process.env, DAEMONKIT_HOME: dir }
+  const named = await cli(['start', '--name', 'x', '--no-supervise', '--', '/bin/sleep', '1'], { env })
+  t.is(named.code, 2)
+  t.regex(named.stderr, /--name cannot be used with --no-supervise/)
+  t.notRegex(named.stderr, /--pidfile/)
+  const missing = await cli(['start', '--name', 'y', '--', path.join(dir, 'no-such-program')], { env })
+  t.is(missing.code, 1)
+  t.regex(missing.stderr, /^daemonkit start: cannot start /m)
+  t.notRegex(missing.stderr, /spawnDaemon/)
+  const file = path.join(dir, 'file')
+  fs.writeFileSync(file, '')
+  const blocked = await cli(['start', '--name', 'z', '--', '/bin/sleep', '1'], { env: { ...process.env, DAEMONKIT_HOME: path.join(file, 'home') } })
+  t.not(blocked.code, 0)
+  t.regex(blocked.stderr, /cannot create the registry folder .*: it comes from DAEMONKIT_HOME/)
+})

@@ -554,6 +554,9 @@ async function startCommand(p: Parsed, verb = 'started'): Promise<number> {
   const program = needProgram(p)
   if (!shouldDetach(p.detach)) return runForeground(p)
   const opts = { ...p.opts }
+  if (opts.supervise === false && opts.name !== undefined && opts.pidFile === undefined) {
+    throw new UsageError('--name cannot be used with --no-supervise: a named daemon has a pidfile, and without the supervisor nothing would hold its lock')
+  }
   if (opts.settle === undefined && opts.supervise !== false && !opts.waitReady) opts.settle = DEFAULT_SETTLE
   try {
     const r = await spawnDaemon(program, p.args, opts)
@@ -767,7 +770,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const e = err as DaemonkitError & { reason?: unknown }
     if (p.json) process.stdout.write(`${JSON.stringify({ error: { code: e.code ?? null, reason: e.reason ?? null, message: e.message } })}\n`)
-    process.stderr.write(`daemonkit ${p.command}: ${e.message}\n`)
+    process.stderr.write(`daemonkit ${p.command}: ${e.message.replace(/^(?:spawnDaemon|daemonize): /, '')}\n`)
     return e.reason === 'EPERM' || e.reason === 'EACCES' ? LSB.unknown : LSB.deadOrFailed
   }
 }

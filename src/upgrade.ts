@@ -102,6 +102,9 @@ export async function gracefulRestart(pidFile: string, options: GracefulRestartO
             { cause: err },
           ),
         )
+      } else if (err.code === 'EPIPE' || err.code === 'ECONNRESET') {
+        // The daemon hangs up on whoever is neither its own user nor root.
+        reject(new GracefulRestartError('failed', pid, `cannot ask pid ${pid} for a graceful restart: permission denied (only its own user and root may)`, { cause: err }))
       } else reject(new GracefulRestartError('failed', pid, `cannot ask pid ${pid} for a graceful restart: ${err.message}`, { cause: err }))
     }
   })
