@@ -52,7 +52,7 @@ test('--help documents every option; --version prints the package version', asyn
     readyTimeout: '--ready-timeout', user: '--user', group: '--group', chroot: '--chroot', supervise: '--no-supervise',
     restart: '--restart', restartDelay: '--restart-delay', restartDelayMax: '--restart-delay-max',
     restartBurst: '--restart-burst', restartWindow: '--restart-window', notify: '--notify', forwardHup: '--forward-hup',
-    waitReady: '--wait-ready', listen: '--listen', settle: '--settle', name: '--name', signal: '--signal', timeout: '--timeout', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
+    waitReady: '--wait-ready', listen: '--listen', settle: '--settle', stopTimeout: '--stop-timeout', name: '--name', signal: '--signal', timeout: '--timeout', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
   }
   const dts = (file) => fs.readFileSync(path.join(__dirname, '..', 'dist', file), 'utf8')
   const members = (text, name) => {

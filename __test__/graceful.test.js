@@ -402,3 +402,178 @@ test('daemonize({ listen }) in place (detach: false, as under systemd without a 
   t.true(events(ev).some((l) => l.startsWith(`fds ${child.pid} [{"fd":`) && l.includes('"name":"web"')))
   t.is(await get(listening(ev, child.pid)), `v1 ${child.pid}\n`)
 })
+
+// Binds `daemonkit-control/<pid>` for the next few thousand pids (the names are predictable) and
+// answers every request with a forged success. Run as nobody.
+const IMPOSTOR = `
+import resource, selectors, socket
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+last = int(open('/proc/sys/kernel/ns_last_pid').read())
+pid_max = int(open('/proc/sys/kernel/pid_max').read())
+sel = selectors.DefaultSelector()
+for i in range(1, min(hard - 50, 4000)):
+    pid = last + i
+    if pid >= pid_max:
+        pid = pid - pid_max + 300
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(b'\\0daemonkit-control/%d' % pid)
+        s.listen(8)
+    except OSError:
+        s.close()
+        continue
+    sel.register(s, selectors.EVENT_READ)
+print('bound', flush=True)
+while True:
+    for key, _ in sel.select():
+        c, _ = key.fileobj.accept()
+        try:
+            c.recv(64)
+            c.sendall(b'OK 4242\\n')
+        except OSError:
+            pass
+        c.close()
+`
+
+for (const kind of ['app', 'supervised']) {
+  // A private network namespace keeps the impostor's names away from every other test's daemons.
+  h.needs('root', 'unshare', 'setpriv').serial(`graceful restart (${kind}): a control socket name another user bound first is refused with a clear error; the daemon serves on`, async (t) => {
+    const dir = h.tempDir(t)
+    fs.chmodSync(dir, 0o755)
+    const pidFile = path.join(dir, 'app.pid')
+    const ev = path.join(dir, 'events')
+    const log = path.join(dir, 'log')
+    const versionFile = path.join(dir, 'version')
+    fs.writeFileSync(versionFile, 'v1\n')
+    const spec = kind === 'app' ? { pidFile, events: ev, versionFile, log, listen: ['127.0.0.1:0'] } : { supervised: true, events: ev, versionFile }
+    const startCommand =
+      kind === 'app'
+        ? [process.execPath, SERVER, JSON.stringify(spec)]
+        : [process.execPath, CLI, 'start', '-p', pidFile, '-l', log, '--listen', '127.0.0.1:0', '--wait-ready', '--', process.execPath, SERVER, JSON.stringify(spec)]
+    const q = (a) => `'${a.replace(/'/g, `'\\''`)}'`
+    fs.writeFileSync(path.join(dir, 'impostor.py'), IMPOSTOR)
+    fs.chmodSync(path.join(dir, 'impostor.py'), 0o644)
+    const script = [
+      'ip link set lo up 2>/dev/null',
+      `setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 ${q(path.join(dir, 'impostor.py'))} > ${q(path.join(dir, 'impostor.out'))} 2>&1 &`,
+      `echo $! > ${q(path.join(dir, 'impostor.pid'))}`,
+      `i=0; until grep -q bound ${q(path.join(dir, 'impostor.out'))}; do i=$((i+1)); [ $i -gt 300 ] && exit 90; sleep 0.1; done`,
+      `${startCommand.map(q).join(' ')} > ${q(path.join(dir, 'start.out'))} 2>&1 || exit 91`,
+      `${[process.execPath, CLI, 'restart', '--graceful', '-p', pidFile].map(q).join(' ')} > ${q(path.join(dir, 'restart.out'))} 2>&1; echo $? > ${q(path.join(dir, 'restart.rc'))}`,
+    ].join('\n')
+    t.teardown(async () => {
+      const pids = started(ev)
+      for (const name of ['impostor.pid', 'app.pid']) {
+        try {
+          pids.push(Number(fs.readFileSync(path.join(dir, name), 'utf8')) || 0)
+        } catch {
+          // not written
+        }
+      }
+      for (const pid of pids) {
+        let cmdline = ''
+        try {
+          cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        } catch {
+          continue
+        }
+        if (pid > 1 && (cmdline.includes(dir) || cmdline.includes('impostor')) && h.isRunning(pid)) {
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {
+            // gone
+          }
+        }
+      }
+      await h.settle(() => pids.every((pid) => !(pid > 1) || !h.isRunning(pid)))
+    })
+    const r = await h.run('unshare', ['--net', '--', 'sh', '-c', script], { timeout: 90_000 })
+    const read = (name) => (fs.existsSync(path.join(dir, name)) ? fs.readFileSync(path.join(dir, name), 'utf8') : '')
+    t.is(r.code, 0, `${r.stderr}\nimpostor: ${read('impostor.out')}\nstart: ${read('start.out')}`)
+    const pid = h.readPid(pidFile)
+    t.regex(read('log') + read('start.out'), /graceful restarts are off/, `the impostor held the name of pid ${pid} first`)
+    const out = read('restart.out')
+    t.not(read('restart.rc').trim(), '0', out)
+    t.regex(out, new RegExp(`refusing the graceful restart of pid ${pid}: its control socket is held by pid \\d+, not by the daemon`))
+    t.notRegex(out, /4242/)
+    t.true(h.isLocked(pidFile), 'the daemon still holds its pidfile')
+    t.is(h.readPid(pidFile), pid)
+    const s = await daemonkit.status(pidFile)
+    t.is(s.state, 'running')
+    t.is(s.pid, pid)
+    t.is(started(ev).length, 1, 'no new copy was started')
+  })
+}
+
+test.serial('graceful restart (app): stop while the new copy is starting leaves no copy running; status says stopped', async (t) => {
+  const dir = h.tempDir(t)
+  const s = await startServer(t, dir, 'app', { startDelay: 1500 })
+  fs.writeFileSync(s.versionFile, 'v2\n')
+  const restarting = cli(['restart', '--graceful', '-p', s.pidFile])
+  await h.waitFor(() => started(s.ev).length === 2, { what: 'the new copy to start' })
+  await sleep(500)
+  const stopped = await cli(['stop', '-p', s.pidFile])
+  t.is(stopped.code, 0, stopped.stderr)
+  const r = await restarting
+  t.not(r.code, 0, 'the restart did not complete')
+  const copies = started(s.ev)
+  t.is(copies.length, 2)
+  const gone = (pid) => {
+    const stat = h.procStat(pid)
+    return stat === undefined || stat.state === 'Z'
+  }
+  await h.waitFor(() => copies.every(gone), { what: `copies ${copies.join(', ')} to end` })
+  await h.waitFor(() => !h.isLocked(s.pidFile), { what: 'the pidfile lock to be released' })
+  t.is((await daemonkit.status(s.pidFile)).state, 'stopped')
+  t.false(fs.existsSync(s.pidFile), 'no pidfile is left behind')
+})
+
+test.serial('graceful restart (Daemon): the old copy gets its shutdownTimeout to finish, not a fixed 10 s', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'app.pid')
+  const ev = path.join(dir, 'events')
+  const app = path.join(dir, 'app.js')
+  fs.writeFileSync(
+    app,
+    `const fs = require('node:fs')
+const { Daemon } = require(${JSON.stringify(path.join(__dirname, '..'))})
+const note = (l) => fs.appendFileSync(${JSON.stringify(ev)}, l + '\\n')
+const daemon = new Daemon({
+  pidFile: ${JSON.stringify(pidFile)},
+  stderr: ${JSON.stringify(path.join(dir, 'log'))},
+  shutdownTimeout: 30_000,
+  run: (ctx) => {
+    note('start ' + process.pid)
+    setInterval(() => {}, 1 << 30)
+    ctx.onShutdown(() => new Promise((resolve) => setTimeout(() => { note('done ' + process.pid); resolve() }, 12_000)))
+  },
+})
+daemon.cli(process.argv[2])
+`,
+  )
+  t.teardown(async () => {
+    for (const pid of started(ev)) {
+      if (h.isRunning(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(pid, 'SIGKILL')
+    }
+  })
+  const r = await h.run(process.execPath, [app, 'start'])
+  t.is(r.code, 0, r.stderr)
+  const first = started(ev)[0]
+  const g = await cli(['restart', '--graceful', '-p', pidFile])
+  t.is(g.code, 0, g.stderr)
+  await h.waitFor(() => { const s = h.procStat(first); return s === undefined || s.state === 'Z' }, { timeout: 60_000, what: 'the old copy to end' })
+  t.true(events(ev).includes(`done ${first}`), 'the old copy finished its 12 s shutdown hook')
+})
+
+h.needs('root', 'setpriv').serial('graceful restart asked by another user: a clear "permission denied", and the daemon serves on', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o755)
+  const s = await startServer(t, dir, 'supervised')
+  const r = await h.run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'restart', '--graceful', '-p', s.pidFile])
+  t.not(r.code, 0, r.stdout)
+  t.regex(r.stderr, /cannot ask pid \d+ for a graceful restart: permission denied/)
+  t.notRegex(r.stderr, /EPIPE/)
+  t.is(h.readPid(s.pidFile), s.supervisor)
+  t.deepEqual(started(s.ev), [s.first])
+})

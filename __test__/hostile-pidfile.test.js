@@ -470,3 +470,54 @@ rootTest('a hard link to another service\'s pidfile is reported unsafe and never
   t.true(fs.existsSync(linked) && fs.existsSync(otherPid))
   fs.unlinkSync(linked)
 })
+
+/** Writes a `.failed` record beside `pidFile` as the supervisor would, with `stderr` as its tail. */
+function forgeFailure(pidFile, stderr, mode = 0o600) {
+  const file = `${pidFile}.failed`
+  fs.writeFileSync(file, JSON.stringify({ status: 3, at: Date.now(), restarts: 0, stderr }), { mode })
+  fs.chmodSync(file, mode)
+  return file
+}
+
+serial('status: a failure record is printed with its control characters escaped (no terminal escapes reach the screen)', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'app.pid')
+  forgeFailure(pidFile, 'boom\n\x1b]0;owned\x07\x1b[2Jcleared\r\x9b31m\n')
+  const r = await cli(['status', '-p', pidFile])
+  t.is(r.code, 1, r.stderr)
+  t.regex(r.stdout, /failed: exited with status 3/)
+  t.regex(r.stdout, /\\x1b\]0;owned\\x07\\x1b\[2Jcleared\\x0d\\x9b31m/)
+  t.false(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/.test(r.stdout), JSON.stringify(r.stdout))
+})
+
+serial('status: a failure record that others may write is not trusted', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'app.pid')
+  forgeFailure(pidFile, 'forged\n', 0o622)
+  t.is((await daemonkit.status(pidFile)).state, 'stopped')
+  const r = await cli(['status', '-p', pidFile])
+  t.is(r.code, 3, r.stdout)
+  t.regex(r.stdout, /not running/)
+})
+
+rootTest('status: a failure record owned by another user is not trusted', async (t) => {
+  const dir = h.tempDir(t)
+  fs.chmodSync(dir, 0o1777)
+  const pidFile = path.join(dir, 'app.pid')
+  const file = forgeFailure(pidFile, 'forged by nobody\n')
+  fs.chownSync(file, 65534, 65534)
+  t.is((await daemonkit.status(pidFile)).state, 'stopped')
+})
+
+serial('restart: a state file that records another pidfile (copied or renamed) is not used', async (t) => {
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'a.pid')
+  const other = path.join(dir, 'b.pid')
+  t.teardown(() => cli(['stop', '-p', other]))
+  const [command, ...args] = sleeper(dir)
+  fs.writeFileSync(`${pidFile}.state`, JSON.stringify({ command, args, cwd: dir, options: { pidFile: other, cwd: dir }, startedAt: new Date().toISOString() }), { mode: 0o600 })
+  const r = await cli(['restart', '-p', pidFile])
+  t.not(r.code, 0, r.stdout)
+  t.regex(r.stderr, /no record of how/)
+  t.false(fs.existsSync(other), 'nothing was started on the other pidfile')
+})

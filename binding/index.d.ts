@@ -58,9 +58,11 @@ export declare function bindControl(): number
 
 /**
  * Binds a listening stream socket at `address` (`IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`);
- * returns its descriptor (close-on-exec). Errors carry the errno name as `code`.
+ * returns its descriptor (close-on-exec). A unix socket's file is given `user`'s (and
+ * `group`'s) ownership and the mode `umask` leaves, before it listens. Errors carry the errno
+ * name as `code`.
  */
-export declare function bindListener(address: string): number
+export declare function bindListener(address: string, user?: string | undefined | null, group?: string | undefined | null, umask?: number | undefined | null): number
 
 /**
  * Closes `fd`, a descriptor the binding handed out (`pipe`, `acquirePidfile`) or inherited.
@@ -173,6 +175,12 @@ export declare function openLog(path: string, user?: string | undefined | null, 
 
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
+
+/**
+ * The process id of the peer of the unix socket `fd` (Linux): for a client, the process that
+ * listens on the socket it connected to.
+ */
+export declare function peerPid(fd: number): number
 
 /** The user id of the peer of the unix socket `fd` (Linux). */
 export declare function peerUid(fd: number): number

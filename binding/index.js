@@ -851,6 +851,7 @@ module.exports.launch = nativeBinding.launch
 module.exports.notifySocketProblem = nativeBinding.notifySocketProblem
 module.exports.openLog = nativeBinding.openLog
 module.exports.openProcess = nativeBinding.openProcess
+module.exports.peerPid = nativeBinding.peerPid
 module.exports.peerUid = nativeBinding.peerUid
 module.exports.pipe = nativeBinding.pipe
 module.exports.probePidfile = nativeBinding.probePidfile

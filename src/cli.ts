@@ -5,7 +5,7 @@ import * as path from 'node:path'
 
 import { LSB } from './daemon'
 import { AlreadyRunningError, DaemonkitError, LaunchError, ListenError, LogfileError } from './errors'
-import { describeFailure, resetFailed } from './failure'
+import { describeFailure, printable, resetFailed } from './failure'
 import { lockPidfile } from './launch'
 import { list, table } from './list'
 import { bindListeners } from './listen'
@@ -87,6 +87,8 @@ Options:
                             if it exits sooner, start prints its status and stderr, exits 1
                             (default 1s; 0 returns as soon as it has exec'd)
       --ready-timeout TIME  how long start waits for PROGRAM (default 30s)
+      --stop-timeout TIME   in a graceful restart, how long the old PROGRAM has to end after
+                            SIGTERM before SIGKILL (default 10s)
       --listen [NAME=]ADDR  a listening socket the supervisor binds and holds, handed to
                             PROGRAM (and every restart of it) at fd 3, 4, … with LISTEN_FDS,
                             LISTEN_PID, LISTEN_FDNAMES; ADDR is IPV4:PORT, [IPV6]:PORT or
@@ -159,7 +161,7 @@ const VALUE_FLAGS: Record<string, string> = {
   '-E': 'env', '--env': 'env', '-u': 'user', '--user': 'user', '-g': 'group', '--group': 'group',
   '--chroot': 'chroot', '-r': 'restart', '--restart': 'restart', '--restart-delay': 'restartDelay',
   '--restart-delay-max': 'restartDelayMax', '--restart-burst': 'restartBurst', '--restart-window': 'restartWindow',
-  '--detach': 'detach', '--ready-timeout': 'readyTimeout', '-t': 'timeout', '--timeout': 'timeout',
+  '--detach': 'detach', '--ready-timeout': 'readyTimeout', '--stop-timeout': 'stopTimeout', '-t': 'timeout', '--timeout': 'timeout',
   '-s': 'signal', '--signal': 'signal', '--kill-signal': 'killSignal', '--kill-timeout': 'killTimeout',
   '--notify': 'notify', '--listen': 'listen', '--settle': 'settle', '--name': 'name', '-n': 'lines', '--lines': 'lines',
 }
@@ -172,7 +174,7 @@ const FLAG_OF: Record<string, string> = {
   pidFile: '--pidfile', cwd: '--cwd', umask: '--umask', stdout: '--stdout', stderr: '--stderr', env: '--env', user: '--user',
   group: '--group', chroot: '--chroot', supervise: '--no-supervise', restart: '--restart', restartDelay: '--restart-delay',
   restartDelayMax: '--restart-delay-max', restartBurst: '--restart-burst', restartWindow: '--restart-window', notify: '--notify',
-  forwardHup: '--forward-hup', waitReady: '--wait-ready', readyTimeout: '--ready-timeout', settle: '--settle', name: '--name', listen: '--listen',
+  forwardHup: '--forward-hup', waitReady: '--wait-ready', readyTimeout: '--ready-timeout', stopTimeout: '--stop-timeout', settle: '--settle', name: '--name', listen: '--listen',
   timeout: '--timeout', signal: '--signal', killSignal: '--kill-signal', killTimeout: '--kill-timeout',
 }
 
@@ -182,13 +184,13 @@ const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }>
     usage: 'daemonkit start [options] -- PROGRAM [ARGS...]',
     what: 'Start PROGRAM as a daemon. Succeeds once it has said READY=1 or stayed up for --settle;\nif it exits sooner, prints its exit status and the end of its stderr and exits 1.',
     flags: ['--name', '-p', '-C', '--umask', '-o', '-e', '-l', '--forward-hup', '-E', '-u', '-g', '--chroot', '-r', '--restart-delay', '--restart-delay-max',
-      '--restart-burst', '--restart-window', '--no-supervise', '--detach', '--wait-ready', '--settle', '--ready-timeout', '--listen', '--notify', '--json', '-q'],
+      '--restart-burst', '--restart-window', '--no-supervise', '--detach', '--wait-ready', '--settle', '--ready-timeout', '--stop-timeout', '--listen', '--notify', '--json', '-q'],
   },
   run: {
     usage: 'daemonkit run [options] -- PROGRAM [ARGS...]',
     what: 'Run PROGRAM under the supervisor in the foreground (for systemd, containers and other\nsupervisors): this process becomes the supervisor.',
     flags: ['-p', '-C', '--umask', '-o', '-e', '-l', '--forward-hup', '-E', '-u', '-g', '--chroot', '-r', '--restart-delay', '--restart-delay-max',
-      '--restart-burst', '--restart-window', '--wait-ready', '--listen', '--notify'],
+      '--restart-burst', '--restart-window', '--wait-ready', '--stop-timeout', '--listen', '--notify'],
   },
   stop: {
     usage: 'daemonkit stop NAME | -p FILE [-t TIME] [-s SIG]',
@@ -198,7 +200,7 @@ const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }>
   restart: {
     usage: 'daemonkit restart NAME | -p FILE [options] [-- PROGRAM [ARGS...]]',
     what: 'Stop the daemon if it runs, then start it: with the command line, folder, environment\nadditions and options it was started with last time, or with PROGRAM and the options given.',
-    flags: ['-p', '--graceful', '-t', '-s', '--kill-signal', '--kill-timeout', '-C', '-o', '-e', '-l', '-E', '-r', '--settle', '--wait-ready', '--json', '-q'],
+    flags: ['-p', '--graceful', '-t', '-s', '--kill-signal', '--kill-timeout', '-C', '-o', '-e', '-l', '-E', '-r', '--settle', '--wait-ready', '--stop-timeout', '--json', '-q'],
   },
   status: {
     usage: 'daemonkit status NAME | -p FILE',
@@ -241,7 +243,7 @@ function commandHelp(command: string): string {
   const c = COMMANDS[command]
   const options = c.flags.flatMap(optionLines)
   return `Usage: ${c.usage}\n\n${c.what}\n${options.length ? `\nOptions:\n${options.join('\n')}\n` : ''}` +
-    (c.flags.some((f) => ['-t', '--settle', '--restart-delay'].includes(f)) ? '\nTIME: 500ms, 5s, 2m, 1h; a bare number means seconds.\n' : '')
+    (c.flags.some((f) => ['-t', '--settle', '--restart-delay', '--stop-timeout'].includes(f)) ? '\nTIME: 500ms, 5s, 2m, 1h; a bare number means seconds.\n' : '')
 }
 
 function completion(shell: string): string {
@@ -406,6 +408,7 @@ export function parse(argv: string[]): Parsed {
         if (out.opts.readyTimeout === 0) throw new UsageError(`${flag} needs a time above 0`)
         break
       case 'settle': out.opts.settle = duration(flag, value); break
+      case 'stopTimeout': out.opts.stopTimeout = duration(flag, value); break
       case 'name': out.opts.name = value; break
       case 'lines': out.lines = integer(flag, value); break
       case 'detach':
@@ -518,7 +521,7 @@ function runForeground(p: Parsed): number {
   const n = native()
   let sockets: ReturnType<typeof bindListeners> | undefined
   try {
-    sockets = bindListeners(o.base.listen)
+    sockets = bindListeners(o.base.listen, { user: o.user, group: o.group, umask: o.base.umask })
     const fds = sockets.fds
     sockets.names.forEach((name, i) => flags.push('--listen-fd', `${fds[i]}:${name}`))
     n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, [...(lockFd === undefined ? [] : [lockFd]), ...fds])
@@ -551,6 +554,9 @@ async function startCommand(p: Parsed, verb = 'started'): Promise<number> {
   const program = needProgram(p)
   if (!shouldDetach(p.detach)) return runForeground(p)
   const opts = { ...p.opts }
+  if (opts.supervise === false && opts.name !== undefined && opts.pidFile === undefined) {
+    throw new UsageError('--name cannot be used with --no-supervise: a named daemon has a pidfile, and without the supervisor nothing would hold its lock')
+  }
   if (opts.settle === undefined && opts.supervise !== false && !opts.waitReady) opts.settle = DEFAULT_SETTLE
   try {
     const r = await spawnDaemon(program, p.args, opts)
@@ -608,6 +614,7 @@ function serviceCommand(p: Parsed, argv: string[]): number {
     env: p.opts.env ?? {},
     restart: p.opts.restart ?? 'on-failure',
     restartDelay: p.opts.restartDelay ?? 100,
+    stopTimeout: p.opts.stopTimeout ?? 10_000,
   }
   const text = p.launchd || process.platform === 'darwin' ? launchdPlist(spec) : systemdUnit(spec)
   if (p.printOnly) {
@@ -666,7 +673,11 @@ async function main(argv: string[]): Promise<number> {
           throw new UsageError(`no record of how ${p.opts.name ?? file} was started (${file}.state): give the command, daemonkit restart ${p.opts.name ?? `-p ${file}`} -- PROGRAM [ARGS...]`)
         }
         await stop(file, stopOptions(p))
-        const opts = { ...state.options, ...(p.opts.settle === undefined ? {} : { settle: p.opts.settle }) } as SpawnDaemonOptions
+        // Options given now win over the recorded ones (environment additions are merged); the
+        // daemon's identity (name, pidfile) stays the recorded one.
+        const { name: _name, pidFile: _pidFile, ...given } = p.opts
+        const recordedEnv = state.options.env as Record<string, string> | undefined
+        const opts = { ...state.options, ...given, ...(given.env === undefined ? {} : { env: { ...recordedEnv, ...given.env } }) } as SpawnDaemonOptions
         return await startCommand({ ...p, program: state.command, args: state.args, opts }, 'restarted')
       }
       case 'reload': {
@@ -723,7 +734,7 @@ async function main(argv: string[]): Promise<number> {
             print(p.json, s, 'not running')
             return LSB.notRunning
           case 'failed': {
-            const tail = s.stderr.trim().split('\n').slice(-10).filter(Boolean).map((l) => `  ${l}`).join('\n')
+            const tail = printable(s.stderr.trim()).split('\n').slice(-10).filter(Boolean).map((l) => `  ${l}`).join('\n')
             print(p.json, s, `${describeFailure(s)}${tail ? `; last lines of stderr:\n${tail}` : ''}`)
             return LSB.deadOrFailed
           }
@@ -759,7 +770,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const e = err as DaemonkitError & { reason?: unknown }
     if (p.json) process.stdout.write(`${JSON.stringify({ error: { code: e.code ?? null, reason: e.reason ?? null, message: e.message } })}\n`)
-    process.stderr.write(`daemonkit ${p.command}: ${e.message}\n`)
+    process.stderr.write(`daemonkit ${p.command}: ${e.message.replace(/^(?:spawnDaemon|daemonize): /, '')}\n`)
     return e.reason === 'EPERM' || e.reason === 'EACCES' ? LSB.unknown : LSB.deadOrFailed
   }
 }

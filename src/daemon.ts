@@ -5,6 +5,7 @@ import { AlreadyRunningError, DaemonkitError, UnsupportedPlatformError } from '.
 import { currentHandoff, notifySystemd } from './handoff'
 import { launchSelf } from './launch'
 import { signal, status, stop, type DaemonStatus, type SignalName, type SignalResult, type StopResult } from './manage'
+import { setGracefulStopTimeout } from './takeover'
 import { gracefulRestart } from './upgrade'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions } from './options'
 
@@ -264,6 +265,7 @@ export class Daemon {
       onReload: (fn) => void reloadHooks.push(fn),
     }
     const deadline = this.#extra.shutdownTimeout ?? 10_000
+    setGracefulStopTimeout(deadline)
     let shuttingDown = false
     const shutdown = async (sig: NodeJS.Signals): Promise<void> => {
       if (shuttingDown) return

@@ -29,9 +29,14 @@ export function failurePath(pidFile: string): string {
 export function readFailure(pidFile: string): DaemonFailure | undefined {
   let raw: { status?: unknown; signal?: unknown; at?: unknown; restarts?: unknown; stderr?: unknown }
   try {
-    // O_NOFOLLOW: a symlink planted there is not followed.
-    const fd = fs.openSync(failurePath(pidFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    // O_NOFOLLOW: a symlink planted there is not followed; O_NONBLOCK: nor does a FIFO block.
+    const fd = fs.openSync(failurePath(pidFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
     try {
+      // As for the state file: only a regular file of ours or root's that nobody else may write
+      // counts, not one another user planted beside a pidfile in a shared folder.
+      const st = fs.fstatSync(fd)
+      const uid = process.getuid?.()
+      if (!st.isFile() || (st.uid !== uid && st.uid !== 0) || (st.mode & 0o022) !== 0) return undefined
       raw = JSON.parse(fs.readFileSync(fd, 'utf8').slice(0, 65536)) as typeof raw
     } finally {
       fs.closeSync(fd)
@@ -71,4 +76,12 @@ export function describeFailure(f: DaemonFailure): string {
   const how = f.signal !== undefined ? `killed by ${f.signal}` : `exited with status ${f.status ?? '?'}`
   const restarts = f.restarts > 0 ? ` after ${f.restarts} restart${f.restarts === 1 ? '' : 's'}` : ''
   return `failed: ${how} at ${f.at}${restarts}`
+}
+
+/**
+ * `text` safe for a terminal: control characters other than newline and tab (escape sequences
+ * included) and C1 controls are shown as `\xHH`.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
 }

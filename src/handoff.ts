@@ -419,6 +419,25 @@ export function reportReady(): void {
     writeFd(h.readyFd, `READY ${h.token} ${process.pid}\n`)
   } catch (err) {
     if (errnoOf(err) !== 'EPIPE') throw err
+    if (h.takeover) {
+      // The copy that started this one in a graceful restart is gone: stopped (or killed) while
+      // this one started. It took its pidfile with it, so running on would leave a daemon that
+      // nobody can find or stop: end instead, and remove the pidfile if it is still ours.
+      try {
+        fs.writeSync(2, `daemonkit: graceful restart: the old copy ended before this new one (pid ${process.pid}) was ready; ending too\n`)
+      } catch {
+        // Nowhere to say it.
+      }
+      if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
+        s.removed = true
+        try {
+          n.removePidfile(h.pidFile, h.lockFd)
+        } catch {
+          // A pidfile nobody locks reads as "not running" anyway.
+        }
+      }
+      process.exit(1)
+    }
     // The launcher is gone (killed while it waited): nobody to tell, and the daemon runs on.
     try {
       fs.writeSync(2, `daemonkit: daemon (pid ${process.pid}) is ready; its launching process is gone, so nobody was told\n`)

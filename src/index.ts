@@ -21,7 +21,7 @@ export {
   type DaemonkitErrorCode,
   type NotReadyReason,
 } from './errors'
-export { gracefulRestart, type GracefulRestartResult } from './upgrade'
+export { gracefulRestart, type GracefulRestartOptions, type GracefulRestartResult } from './upgrade'
 export { Daemon, LSB, type DaemonAction, type DaemonContext, type DaemonOptions } from './daemon'
 export {
   signal,

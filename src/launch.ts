@@ -371,7 +371,7 @@ export async function launchSelf(opts: NormalizedOptions, takeover?: Takeover): 
   let watch: ReturnType<typeof awaitReadiness> | undefined
   try {
     if (takeover) sockets = { ...takeover.sockets, close: () => {}, discard: () => {} }
-    else if (opts.listen.length > 0) sockets = bindListeners(opts.listen)
+    else if (opts.listen.length > 0) sockets = bindListeners(opts.listen, { umask: opts.umask })
     const stdoutFd = opts.stdout === 'ignore' ? undefined : openOutput(opts.stdout)
     if (stdoutFd !== undefined) toClose.push(stdoutFd)
     const finalStderrFd = openOutput(opts.stderr)

@@ -23,7 +23,10 @@ export interface BoundSockets {
 }
 
 /** Binds every address, or throws a `ListenError` naming the first that fails, leaving nothing behind. */
-export function bindListeners(listen: readonly { address: string; name: string }[]): BoundSockets {
+export function bindListeners(
+  listen: readonly { address: string; name: string }[],
+  access: { user?: string; group?: string; umask?: number } = {},
+): BoundSockets {
   const fds: number[] = []
   const files: string[] = []
   const close = (): void => {
@@ -47,7 +50,7 @@ export function bindListeners(listen: readonly { address: string; name: string }
   }
   for (const { address } of listen) {
     try {
-      fds.push(native().bindListener(address))
+      fds.push(native().bindListener(address, access.user, access.group, access.umask))
     } catch (err) {
       discard()
       const e = err as { code?: unknown; message?: unknown }

@@ -56,7 +56,20 @@ export function namedLog(name: string, env?: NodeJS.ProcessEnv): string {
 export function ensureRegistry(env?: NodeJS.ProcessEnv): RegistryPaths {
   const p = registryPaths(env)
   const mode = process.getuid?.() === 0 ? 0o755 : 0o700
-  for (const dir of [p.run, p.log]) fs.mkdirSync(dir, { recursive: true, mode })
+  for (const dir of [p.run, p.log]) {
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode })
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      const from = (env ?? process.env).DAEMONKIT_HOME
+        ? 'it comes from DAEMONKIT_HOME'
+        : process.getuid?.() === 0
+          ? 'the folders of root; set DAEMONKIT_HOME to use others'
+          : 'it comes from XDG_RUNTIME_DIR and XDG_STATE_HOME (or the home folder); set DAEMONKIT_HOME to use another'
+      const message = `cannot create the registry folder ${dir} (${e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : (e.code ?? e.message)}): ${from}`
+      throw Object.assign(new Error(message, { cause: err }), { code: e.code ?? 'EIO' })
+    }
+  }
   return p
 }
 
@@ -108,6 +121,8 @@ export function readState(pidFile: string): DaemonState | undefined {
       if (!st.isFile() || (st.uid !== uid && st.uid !== 0) || (st.mode & 0o022) !== 0) return undefined
       const s = JSON.parse(fs.readFileSync(fd, 'utf8')) as DaemonState
       if (typeof s.command !== 'string' || !Array.isArray(s.args) || typeof s.options !== 'object' || s.options === null) return undefined
+      // A state file copied or renamed from beside another pidfile would start that daemon.
+      if (s.options.pidFile !== path.resolve(pidFile)) return undefined
       return s
     } finally {
       fs.closeSync(fd)

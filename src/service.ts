@@ -14,6 +14,8 @@ export interface ServiceSpec {
   restart: 'never' | 'on-failure' | 'always'
   /** Restart delay in ms. */
   restartDelay: number
+  /** `--stop-timeout` in ms: the unit's stop timeout leaves room for it. */
+  stopTimeout?: number
 }
 
 /** The absolute path of this daemonkit's CLI script, resolved through symlinks (never `npx`). */
@@ -57,7 +59,7 @@ export function systemdUnit(spec: ServiceSpec, system = process.getuid?.() === 0
     'ExecReload=/bin/kill -HUP $MAINPID',
     // SIGTERM to the supervisor only (it passes it on and ends what is left); SIGKILL to all after TimeoutStopSec.
     'KillMode=mixed',
-    'TimeoutStopSec=15',
+    `TimeoutStopSec=${Math.max(15, Math.ceil((spec.stopTimeout ?? 10_000) / 1000) + 5)}`,
     `WorkingDirectory=${spec.cwd}`,
     ...Object.entries(spec.env).map(([k, v]) => `Environment=${systemdAssignment(`${k}=${v}`)}`),
     // No User=: with -u the supervisor starts as root and drops privileges for the command

@@ -70,6 +70,11 @@ export interface SpawnDaemonOptions extends Pick<DaemonizeOptions, 'pidFile' | '
    */
   settle?: number
   /**
+   * In a graceful restart, how long the old command has to end after SIGTERM once the new one
+   * is ready, before SIGKILL, in ms. Supervised only. Default 10000.
+   */
+  stopTimeout?: number
+  /**
    * A name for the daemon in daemonkit's registry (see the README): its pidfile defaults to
    * `<run folder>/NAME.pid` and, when neither `stdout` nor `stderr` is given, its output to
    * `<log folder>/NAME.log`, so `daemonkit status|stop|restart|logs NAME` find it. Letters,
@@ -86,7 +91,7 @@ export interface SpawnedDaemon {
   commandPid: number
 }
 
-const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady', 'settle', 'name']
+const SPAWN_KEYS = ['user', 'group', 'chroot', 'supervise', 'restart', 'restartDelay', 'restartDelayMax', 'restartBurst', 'restartWindow', 'notify', 'forwardHup', 'waitReady', 'settle', 'stopTimeout', 'name']
 
 function fail(field: string, message: string): never {
   throw new TypeError(`spawnDaemon: option "${field}" ${message}`)
@@ -121,6 +126,7 @@ export interface NormalizedSpawnOptions {
   forwardHup: boolean
   waitReady: boolean
   settle: number
+  stopTimeout: number
   name: string | undefined
 }
 
@@ -163,6 +169,8 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   if (waitReady && !supervise) fail('waitReady', 'needs the supervisor (supervise: true)')
   const settle = millis('settle', raw.settle, 0)
   if (settle > 0 && !supervise) fail('settle', 'needs the supervisor (supervise: true)')
+  const stopTimeout = millis('stopTimeout', raw.stopTimeout, 10_000)
+  if (raw.stopTimeout !== undefined && !supervise) fail('stopTimeout', 'needs the supervisor (supervise: true)')
   return {
     base,
     user: idOrName('user', raw.user),
@@ -178,6 +186,7 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
     forwardHup,
     waitReady,
     settle,
+    stopTimeout,
     name,
   }
 }
@@ -250,6 +259,7 @@ export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
   if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
   if (o.notify) flags.push('--notify')
   if (o.forwardHup) flags.push('--forward-hup')
+  flags.push('--stop-timeout', String(o.stopTimeout))
   if (o.waitReady) flags.push('--wait-ready', '--upgrade-timeout', String(o.base.readyTimeout))
   else if (o.settle > 0) flags.push('--settle', String(o.settle))
   return flags
@@ -288,6 +298,10 @@ function recordState(o: NormalizedSpawnOptions, command: string, args: readonly 
   const pidFile = o.base.pidFile as string
   const kept: Record<string, unknown> = { ...options, pidFile, cwd: o.base.cwd }
   for (const key of ['stdout', 'stderr'] as const) if (o.base[key] !== 'ignore') kept[key] = o.base[key]
+  // Resolved paths: a restart from another folder must bind and chroot to the same places.
+  if (o.base.listen.length > 0) kept.listen = o.base.listen.map((l) => ({ ...l }))
+  if (o.chroot !== undefined) kept.chroot = o.chroot
+  if (o.supervise) kept.stopTimeout = o.stopTimeout
   try {
     writeState(pidFile, { ...(o.name === undefined ? {} : { name: o.name }), command, args: [...args], cwd: o.base.cwd, options: kept, startedAt: new Date().toISOString() })
   } catch {
@@ -352,7 +366,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   let sockets: BoundSockets | undefined
   try {
     // Bound here, as the caller (root binds a privileged port for a command run as a user).
-    if (o.base.listen.length > 0) sockets = bindListeners(o.base.listen)
+    // A unix socket's file is the command's: its user and group, and a mode by its umask.
+    if (o.base.listen.length > 0) sockets = bindListeners(o.base.listen, { user: o.user, group: o.group, umask: o.base.umask })
     const [r, w] = n.pipe()
     reportRead = r
     const flags = ['--ready-fd', '3', ...supervisorFlags(o)]

@@ -11,10 +11,15 @@ import type { NormalizedOptions } from './options'
 const LAUNCH_CWD = process.cwd()
 
 /**
- * How long an old copy has to end after SIGTERM once its successor is ready, before SIGKILL.
- * A `Daemon` ends sooner on its own (`shutdownTimeout`).
+ * How long an old copy has to end after SIGTERM once its successor is ready, before SIGKILL:
+ * 10 s, or for a `Daemon` a little more than its `shutdownTimeout` (it ends by itself then).
  */
-const STOP_TIMEOUT_MS = 10_000
+let stopTimeoutMs = 10_000
+
+/** A `Daemon` whose shutdown may take `ms`: it is SIGKILLed only after that (plus a margin). */
+export function setGracefulStopTimeout(ms: number): void {
+  stopTimeoutMs = Math.min(ms + 2_000, 2 ** 31 - 1)
+}
 
 let enabled = false
 let upgrading = false
@@ -34,7 +39,8 @@ function log(line: string): void {
  * `gracefulRestart()`, or SIGUSR2): it listens on its control socket (an abstract name on
  * Linux, answered only for its own user and root). The new copy starts from the code on disk
  * with the same arguments, the locked pidfile and the listening sockets; once it is ready it
- * names itself in the pidfile and this copy gets SIGTERM (SIGKILL after 10 s). If it fails
+ * names itself in the pidfile and this copy gets SIGTERM (SIGKILL after 10 s, or a `Daemon`'s
+ * `shutdownTimeout` and 2 s). If it fails
  * before, it is killed and this copy serves on.
  */
 export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: number; path: string }): void {
@@ -117,7 +123,7 @@ async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string
     closeControl()
     log(`graceful restart: the new copy (pid ${pid}) is ready; this one stops`)
     reply(`OK ${pid}\n`)
-    setTimeout(() => process.kill(process.pid, 'SIGKILL'), STOP_TIMEOUT_MS).unref()
+    setTimeout(() => process.kill(process.pid, 'SIGKILL'), stopTimeoutMs).unref()
     process.kill(process.pid, 'SIGTERM')
   } catch (err) {
     const reason = err instanceof ReadinessError ? (err.reason === 'timeout' ? 'timeout' : 'exited') : 'spawn'

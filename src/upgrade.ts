@@ -14,14 +14,30 @@ export interface GracefulRestartResult {
   newPid: number
 }
 
+/** Options of `gracefulRestart()`. */
+export interface GracefulRestartOptions {
+  /**
+   * How long to wait for the daemon's answer, in milliseconds (default 300 000); then it rejects
+   * with reason `'timeout'` (the daemon may still finish the restart on its own).
+   */
+  timeout?: number
+}
+
+const DEFAULT_ANSWER_TIMEOUT_MS = 300_000
+
 /**
  * Restarts the daemon of `pidFile` without downtime: a new copy starts beside the running one,
  * with the same listening sockets and the pidfile lock handed over, and the old one stops only
  * once the new one is ready. Resolves when the new one is ready; rejects with a
  * `GracefulRestartError` when it failed (its message included) or was refused, and then the
- * old one keeps serving.
+ * old one keeps serving. The control socket is trusted only when the process listening on it is
+ * the one that holds the pidfile's lock (another user could have bound its predictable name).
  */
-export async function gracefulRestart(pidFile: string): Promise<GracefulRestartResult> {
+export async function gracefulRestart(pidFile: string, options: GracefulRestartOptions = {}): Promise<GracefulRestartResult> {
+  const timeout = options.timeout === undefined ? DEFAULT_ANSWER_TIMEOUT_MS : options.timeout
+  if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0 || timeout > 2 ** 31 - 1) {
+    throw new TypeError('gracefulRestart: timeout must be a positive number of milliseconds')
+  }
   if (process.platform !== 'linux') {
     throw new GracefulRestartError('unsupported', undefined, 'graceful restarts need Linux (an abstract control socket); use a plain restart here')
   }
@@ -37,6 +53,24 @@ export async function gracefulRestart(pidFile: string): Promise<GracefulRestartR
       fail(err as NodeJS.ErrnoException)
       return
     }
+    let peer: number | undefined
+    try {
+      peer = native().peerPid(fd)
+    } catch {
+      peer = undefined
+    }
+    if (peer !== pid) {
+      native().closeFd(fd)
+      reject(
+        new GracefulRestartError(
+          'failed',
+          pid,
+          `refusing the graceful restart of pid ${pid}: its control socket is held by ${peer === undefined ? 'an unknown process' : `pid ${peer}`}, ` +
+            `not by the daemon (another process bound its name first; graceful restarts of this daemon are off until it restarts)`,
+        ),
+      )
+      return
+    }
     const net = require('node:net') as typeof netTypes
     const socket = new net.Socket({ fd, readable: true, writable: true })
     let text = ''
@@ -50,6 +84,11 @@ export async function gracefulRestart(pidFile: string): Promise<GracefulRestartR
         resolve(text.slice(0, nl))
       }
     })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new GracefulRestartError('timeout', pid, `pid ${pid} gave no answer to the graceful restart within ${timeout} ms; it may still finish it`))
+    }, timeout)
+    socket.on('close', () => clearTimeout(timer))
     socket.on('end', () => resolve(text))
     socket.on('error', (err: NodeJS.ErrnoException) => fail(err))
     function fail(err: NodeJS.ErrnoException): void {
@@ -63,6 +102,9 @@ export async function gracefulRestart(pidFile: string): Promise<GracefulRestartR
             { cause: err },
           ),
         )
+      } else if (err.code === 'EPIPE' || err.code === 'ECONNRESET') {
+        // The daemon hangs up on whoever is neither its own user nor root.
+        reject(new GracefulRestartError('failed', pid, `cannot ask pid ${pid} for a graceful restart: permission denied (only its own user and root may)`, { cause: err }))
       } else reject(new GracefulRestartError('failed', pid, `cannot ask pid ${pid} for a graceful restart: ${err.message}`, { cause: err }))
     }
   })

@@ -140,6 +140,26 @@ fn describe(errno: Errno, address: &Address) -> String {
 /// close-on-exec (pass it on explicitly). A unix socket file left by a process that is gone is
 /// replaced; any other file at the path is refused.
 pub fn bind_listener(address: &Address) -> Result<OwnedFd, ListenError> {
+    bind_listener_with(address, &SocketAccess::default())
+}
+
+/// Who may use a unix socket bound by [`bind_listener_with`]: its file gets this owner and a
+/// mode from this umask before `listen()`, so nobody can connect while it is still root's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SocketAccess {
+    /// The owner to give the socket file (`None`: the binding process's).
+    pub uid: Option<libc::uid_t>,
+    /// The group to give it (`None`: the binding process's).
+    pub gid: Option<libc::gid_t>,
+    /// The umask the file is created under (`None`: the process's). The umask is process-wide:
+    /// it is set only around the `bind()` call.
+    pub umask: Option<libc::mode_t>,
+}
+
+/// [`bind_listener`], with a unix socket's file given the owner and mode of `access` (ignored
+/// for TCP). The owner is set with `fchownat(AT_SYMLINK_NOFOLLOW)`: a symlink put in its place
+/// is never followed.
+pub fn bind_listener_with(address: &Address, access: &SocketAccess) -> Result<OwnedFd, ListenError> {
     let fail = |errno: Errno| ListenError { errno, message: describe(errno, address) };
     let sock = match address {
         Address::Tcp(addr) => {
@@ -189,9 +209,24 @@ pub fn bind_listener(address: &Address) -> Result<OwnedFd, ListenError> {
             }
             let sock = stream_socket(libc::AF_UNIX).map_err(fail)?;
             let (addr, len) = unix_sockaddr(path);
+            // SAFETY: umask has no preconditions.
+            let previous = access.umask.map(|mask| unsafe { libc::umask(mask & 0o777) });
             // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
             let rc = unsafe { libc::bind(sock.as_raw_fd(), &addr as *const libc::sockaddr_un as *const libc::sockaddr, len) };
+            if let Some(previous) = previous {
+                // SAFETY: umask has no preconditions.
+                unsafe { libc::umask(previous) };
+            }
             Errno::result(rc).map_err(fail)?;
+            if access.uid.is_some() || access.gid.is_some() {
+                let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| fail(Errno::EINVAL))?;
+                // SAFETY: `c_path` is a NUL-terminated path; -1 leaves an id unchanged.
+                let rc = unsafe { libc::fchownat(libc::AT_FDCWD, c_path.as_ptr(), access.uid.unwrap_or(libc::uid_t::MAX), access.gid.unwrap_or(libc::gid_t::MAX), libc::AT_SYMLINK_NOFOLLOW) };
+                if let Err(errno) = Errno::result(rc) {
+                    let _ = std::fs::remove_file(path);
+                    return Err(fail(errno));
+                }
+            }
             sock
         }
     };
@@ -252,4 +287,15 @@ pub fn peer_uid(fd: RawFd) -> Result<libc::uid_t, Errno> {
     // SAFETY: `cred` and `len` are valid for writes of the sizes given.
     let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
     Errno::result(rc).map(|_| cred.uid)
+}
+
+/// The process id of the process at the other end of the unix socket `fd` (`SO_PEERCRED`):
+/// for a connected client, the process that bound and listened on the server's socket.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_pid(fd: RawFd) -> Result<libc::pid_t, Errno> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    Errno::result(rc).map(|_| cred.pid)
 }

@@ -406,12 +406,20 @@ pub fn notify_socket_problem() -> Option<String> {
 }
 
 /// Binds a listening stream socket at `address` (`IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`);
-/// returns its descriptor (close-on-exec). Errors carry the errno name as `code`.
+/// returns its descriptor (close-on-exec). A unix socket's file is given `user`'s (and
+/// `group`'s) ownership and the mode `umask` leaves, before it listens. Errors carry the errno
+/// name as `code`.
 #[napi]
-pub fn bind_listener(env: Env, address: String) -> Result<i32> {
+pub fn bind_listener(env: Env, address: String, user: Option<String>, group: Option<String>, umask: Option<u32>) -> Result<i32> {
     use std::os::fd::IntoRawFd;
     let parsed = daemonkit_core::listen::Address::parse(&address).map_err(|e| coded(&env, &format!("{:?}", e.errno), e.message))?;
-    daemonkit_core::listen::bind_listener(&parsed).map(IntoRawFd::into_raw_fd).map_err(|e| coded(&env, &format!("{:?}", e.errno), e.message))
+    let credentials = privileges::resolve(user.as_deref(), group.as_deref()).map_err(|e| coded(&env, "EUSER", e))?;
+    let access = daemonkit_core::listen::SocketAccess {
+        uid: if user.is_some() { credentials.as_ref().map(|c| c.uid) } else { None },
+        gid: credentials.as_ref().map(|c| c.gid),
+        umask: umask.map(|m| m as _),
+    };
+    daemonkit_core::listen::bind_listener_with(&parsed, &access).map(IntoRawFd::into_raw_fd).map_err(|e| coded(&env, &format!("{:?}", e.errno), e.message))
 }
 
 /// Whether `fd` is a stream socket that listens.
@@ -460,6 +468,21 @@ pub fn peer_uid(env: Env, fd: i32) -> Result<u32> {
     #[cfg(target_os = "linux")]
     {
         daemonkit_core::listen::peer_uid(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        Err(coded(&env, "ENOSYS", "graceful restarts need Linux"))
+    }
+}
+
+/// The process id of the peer of the unix socket `fd` (Linux): for a client, the process that
+/// listens on the socket it connected to.
+#[napi]
+pub fn peer_pid(env: Env, fd: i32) -> Result<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        daemonkit_core::listen::peer_pid(fd).map_err(|e| errno_error(&env, e, "getsockopt"))
     }
     #[cfg(not(target_os = "linux"))]
     {

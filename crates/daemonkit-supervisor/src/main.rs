@@ -397,19 +397,20 @@ struct Upgrade {
     old_exit: Option<i32>,
 }
 
-/// Binds the control socket (Linux only: an abstract name leaves nothing on disk).
-fn bind_control() -> Option<std::os::unix::net::UnixListener> {
+/// Binds the control socket (Linux only: an abstract name leaves nothing on disk); `Ok(None)`
+/// elsewhere.
+fn bind_control() -> std::io::Result<Option<std::os::unix::net::UnixListener>> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: getpid has no preconditions.
         let name = daemonkit_core::listen::control_name(unsafe { libc::getpid() });
-        let listener: std::os::unix::net::UnixListener = daemonkit_core::listen::bind_abstract(&name).ok()?.into();
-        listener.set_nonblocking(true).ok()?;
-        Some(listener)
+        let listener: std::os::unix::net::UnixListener = daemonkit_core::listen::bind_abstract(&name)?.into();
+        listener.set_nonblocking(true)?;
+        Ok(Some(listener))
     }
     #[cfg(not(target_os = "linux"))]
     {
-        None
+        Ok(None)
     }
 }
 
@@ -1381,10 +1382,18 @@ fn main() {
         guard: None,
         guard_started: false,
         cgroup: None,
-        control: if wait_ready { bind_control() } else { None },
+        control: None,
         upgrade: None,
         retiring: Vec::new(),
     };
+    if wait_ready {
+        match bind_control() {
+            Ok(control) => sup.control = control,
+            // Another process may hold the (predictable) name already: graceful restarts are then
+            // off, and said so; a client checks the listener's pid, so it refuses an impostor.
+            Err(e) => sup.log_line(&format!("graceful restarts are off: cannot bind the control socket: {e}")),
+        }
+    }
     if let Some(line) = startup_error {
         sup.report(&line);
         sup.finish(1);
