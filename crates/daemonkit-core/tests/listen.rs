@@ -66,6 +66,9 @@ fn other_descriptors_are_not_listening_sockets() {
 
 #[test]
 fn unix_sockets_replace_only_stale_socket_files() {
+    // Serial: a program another test spawns meanwhile would hold a copy of the closed listener's
+    // descriptor until its exec, and the stale socket would look served.
+    let _guard = serial();
     let dir = TempDir::new("listen-unix");
     let path = dir.join("s.sock");
     let addr = Address::Unix(path.clone());
