@@ -11,9 +11,8 @@ pub fn socket_path() -> Option<std::ffi::OsString> {
     std::env::var_os("NOTIFY_SOCKET").filter(|p| !p.is_empty())
 }
 
-/// Sends `state` (e.g. `"READY=1\nMAINPID=42"`) to the socket at `path`. A path starting with
-/// `@` names a socket in Linux's abstract namespace.
-pub fn notify_to(path: &OsStr, state: &str) -> io::Result<()> {
+/// An unbound datagram socket connected to `path` (`@name`: Linux's abstract namespace).
+fn connect(path: &OsStr) -> io::Result<UnixDatagram> {
     let socket = UnixDatagram::unbound()?;
     let bytes = path.as_bytes();
     if let Some(abstract_name) = bytes.strip_prefix(b"@") {
@@ -24,8 +23,8 @@ pub fn notify_to(path: &OsStr, state: &str) -> io::Result<()> {
             #[cfg(target_os = "android")]
             use std::os::android::net::SocketAddrExt;
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)?;
-            socket.send_to_addr(state.as_bytes(), &addr)?;
-            return Ok(());
+            socket.connect_addr(&addr)?;
+            return Ok(socket);
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         {
@@ -33,8 +32,14 @@ pub fn notify_to(path: &OsStr, state: &str) -> io::Result<()> {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "abstract sockets are Linux-only"));
         }
     }
-    socket.send_to(state.as_bytes(), OsStr::from_bytes(bytes))?;
-    Ok(())
+    socket.connect(OsStr::from_bytes(bytes))?;
+    Ok(socket)
+}
+
+/// Sends `state` (e.g. `"READY=1\nMAINPID=42"`) to the socket at `path`. A path starting with
+/// `@` names a socket in Linux's abstract namespace.
+pub fn notify_to(path: &OsStr, state: &str) -> io::Result<()> {
+    connect(path)?.send(state.as_bytes()).map(drop)
 }
 
 /// Sends `state` to `$NOTIFY_SOCKET`. Returns `Ok(false)` when the variable is not set.
@@ -48,23 +53,5 @@ pub fn notify(state: &str) -> io::Result<bool> {
 /// Checks that a datagram socket is listening at `path` (`@name`: Linux's abstract namespace)
 /// by connecting an unbound datagram socket to it. Nothing is sent.
 pub fn reachable(path: &OsStr) -> io::Result<()> {
-    let socket = UnixDatagram::unbound()?;
-    let bytes = path.as_bytes();
-    if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            #[cfg(target_os = "linux")]
-            use std::os::linux::net::SocketAddrExt;
-            #[cfg(target_os = "android")]
-            use std::os::android::net::SocketAddrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)?;
-            return socket.connect_addr(&addr);
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            let _ = abstract_name;
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "abstract sockets are Linux-only"));
-        }
-    }
-    socket.connect(OsStr::from_bytes(bytes))
+    connect(path).map(drop)
 }
