@@ -135,9 +135,9 @@ test('a command that exits by itself takes its leftovers with it (before the sup
   const pidFile = path.join(dir, 'x.pid')
   const s = await start(t, dir, ['-p', pidFile], treeScript(dir, { tail: 'exit 0' }))
   const pids = await recorded(t, dir, TREE.filter((n) => n !== 'sh'), { running: false })
-  await h.waitFor(() => !h.isLocked(pidFile), { what: 'the supervisor to exit' })
-  t.false(h.isRunning(s.pid))
+  await h.waitFor(() => !h.isLocked(pidFile), { what: 'the supervisor to let go of the lock' })
   t.deepEqual(left(pids), [], 'the supervisor ended them before it let go of the lock')
+  await h.waitFor(() => !h.isRunning(s.pid), { what: 'the supervisor to exit' })
 })
 
 test('restart: what the failed command left is ended before the next start', async (t) => {

@@ -46,6 +46,8 @@ const TREE_GRACE: Duration = Duration::from_secs(3);
 /// uninterruptible sleep dies only when it wakes).
 const TREE_KILL_WAIT: Duration = Duration::from_secs(2);
 
+/// The shortest run after which a restarted command's backoff starts over.
+const STABLE_RUN: Duration = Duration::from_secs(10);
 const FORWARDED: [libc::c_int; 6] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -1051,8 +1053,9 @@ impl Supervisor {
             self.finish(if failed { code } else { 1 });
         }
         self.restarts.push(now);
-        // A command that ran well (longer than the largest delay) starts the backoff over.
-        if self.started_at.elapsed() >= self.cfg.backoff_max {
+        // A command that ran well starts the backoff over: longer than the largest delay, and
+        // never less than STABLE_RUN, so a slow start on a loaded machine does not count as one.
+        if self.started_at.elapsed() >= self.cfg.backoff_max.max(STABLE_RUN) {
             self.attempt = 0;
         }
         let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
