@@ -85,7 +85,7 @@ fn restore(before: &[(RawFd, bool)]) {
 
 /// Marks every descriptor from 3 up close-on-exec.
 fn mark_all_cloexec() {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     {
         // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags (Linux 5.11+).
         let rc = unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC) };

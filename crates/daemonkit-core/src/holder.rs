@@ -42,7 +42,7 @@ pub fn check(pid: i32, file: RawFd) -> Holder {
     imp::check(pid, file)
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 mod imp {
     use super::*;
     use std::io::ErrorKind;
@@ -113,7 +113,7 @@ mod imp {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 mod imp {
     use super::*;
 
@@ -122,7 +122,7 @@ mod imp {
     }
 }
 
-#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+#[cfg(all(test, linux_like))]
 mod tests {
     use super::imp::lists_exclusive_flock;
 

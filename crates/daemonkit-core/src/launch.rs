@@ -394,17 +394,17 @@ fn resolve_on_path(name: &[u8], env: Option<&[Vec<u8>]>) -> Result<Vec<u8>, Laun
 
 /// Size of each child stack on Linux. The children only run short straight-line code and a few
 /// libc system-call wrappers.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 const CHILD_STACK_SIZE: usize = 128 * 1024;
 
 /// An anonymous private mapping used as a child's stack.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 struct Stack {
     base: *mut c_void,
     len: usize,
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 impl Stack {
     fn new(len: usize) -> Result<Stack, LaunchError> {
         // SAFETY: an anonymous mapping at an address of the kernel's choosing aliases nothing.
@@ -431,7 +431,7 @@ impl Stack {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: `base`/`len` describe a mapping made in `Stack::new` that no child uses any
@@ -461,9 +461,9 @@ struct Plan {
     groups: *const libc::gid_t,
     group_count: usize,
     // Read only where there is a parent-death signal (Linux).
-    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    #[cfg_attr(not(linux_like), allow(dead_code))]
     parent_death_signal: c_int,
-    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    #[cfg_attr(not(linux_like), allow(dead_code))]
     parent_pid: libc::pid_t,
     new_session: bool,
     process_group: bool,
@@ -473,7 +473,7 @@ struct Plan {
     /// Set by the daemon process when a step failed, so that the intermediate process (which
     /// shares memory with it on Linux) reaps it instead of leaving a zombie to init.
     daemon_failed: bool,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     grandchild_stack_top: *mut c_void,
 }
 
@@ -572,7 +572,7 @@ impl Prepared {
 
     fn run(mut self, mode: Mode) -> Result<Launched, LaunchError> {
         let (report_read, report_write) = stdio::pipe_cloexec().map_err(LaunchError::Prepare)?;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         let (middle_stack, grandchild_stack) = (Stack::new(CHILD_STACK_SIZE)?, Stack::new(CHILD_STACK_SIZE)?);
         let mut plan = Plan {
             program: self.program_ptr,
@@ -598,14 +598,14 @@ impl Prepared {
             report_fd: report_write.as_raw_fd(),
             listen_pid_digits: self.listen_pid.as_mut().map_or(ptr::null_mut(), |e| e[11..].as_mut_ptr()),
             daemon_failed: false,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(linux_like)]
             grandchild_stack_top: grandchild_stack.top(),
         };
 
         // Block every signal so that no handler of ours runs in a child (with CLONE_VM it would
         // run on our memory); the children start with this mask and the daemon resets it.
         let old_mask = block_all_signals();
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         // SAFETY: `middle_entry` only makes async-signal-safe calls on `plan`, which outlives
         // the child: CLONE_VFORK suspends this thread until the child has exited.
         let middle = unsafe {
@@ -620,7 +620,7 @@ impl Prepared {
                 &mut plan as *mut Plan as *mut c_void,
             )
         };
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        #[cfg(not(linux_like))]
         // SAFETY: the child only makes async-signal-safe calls on its copy of `plan`.
         let middle = unsafe {
             let pid = libc::fork();
@@ -784,13 +784,13 @@ unsafe fn fail(fd: RawFd, stage: Stage) -> ! {
     libc::_exit(127)
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 extern "C" fn middle_entry(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Plan` of the suspended launcher thread, alive until we exit.
     unsafe { middle_main(&mut *(arg as *mut Plan)) }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 extern "C" fn grandchild_entry(arg: *mut c_void) -> c_int {
     // SAFETY: as for `middle_entry`; the middle process is suspended until we exec or exit.
     unsafe { exec_daemon(&mut *(arg as *mut Plan)) }
@@ -807,14 +807,14 @@ unsafe fn middle_main(plan: &mut Plan) -> ! {
     if libc::setsid() < 0 {
         fail(plan.report_fd, Stage::Setsid);
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     let pid = libc::clone(
         grandchild_entry,
         plan.grandchild_stack_top,
         libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
         plan as *mut Plan as *mut c_void,
     );
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(linux_like))]
     let pid = {
         let pid = libc::fork();
         if pid == 0 {
@@ -897,7 +897,7 @@ unsafe fn exec_daemon(plan: &mut Plan) -> ! {
         }
     }
     // After the credential change, which clears the parent-death signal (prctl(2)).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     if plan.parent_death_signal != 0 {
         if libc::prctl(libc::PR_SET_PDEATHSIG, plan.parent_death_signal as libc::c_ulong, 0, 0, 0) < 0 {
             fail_daemon(plan, report_fd, Stage::ParentDeathSignal);
@@ -958,7 +958,7 @@ unsafe fn write_decimal(out: *mut u8, mut n: u64) {
 /// # Safety
 ///
 /// `groups` must point to `count` readable gids.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 unsafe fn drop_privileges(groups: *const libc::gid_t, count: usize, gid: libc::gid_t, uid: libc::uid_t) -> libc::c_long {
     if libc::syscall(libc::SYS_setgroups, count, groups) < 0
         || libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0
@@ -974,7 +974,7 @@ unsafe fn drop_privileges(groups: *const libc::gid_t, count: usize, gid: libc::g
 /// # Safety
 ///
 /// `groups` must point to `count` readable gids.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 unsafe fn drop_privileges(groups: *const libc::gid_t, count: usize, gid: libc::gid_t, uid: libc::uid_t) -> libc::c_long {
     if libc::setgroups(count as _, groups) < 0 || libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
         return -1;
@@ -990,9 +990,9 @@ unsafe fn drop_privileges(groups: *const libc::gid_t, count: usize, gid: libc::g
 /// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
 /// calls, never allocates and never unwinds.
 unsafe fn regain_root() -> libc::c_long {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     return libc::syscall(libc::SYS_setresuid, 0, 0, 0);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(linux_like))]
     return libc::setuid(0) as libc::c_long;
 }
 
@@ -1003,7 +1003,7 @@ unsafe fn regain_root() -> libc::c_long {
 /// `posix_spawn` (cargo, Rust's `std::process::Command`, …) has 32 set to `SIG_IGN`, and an
 /// ignored disposition survives `execve`. The kernel's `struct sigaction` for `SIG_DFL` (0), no
 /// flags and an empty mask is all zeros on every architecture; the buffer is larger than any.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 unsafe fn set_default_disposition(sig: c_int) {
     const KERNEL_SIGSET_SIZE: usize =
         if cfg!(any(target_arch = "mips", target_arch = "mips32r6", target_arch = "mips64", target_arch = "mips64r6")) {
@@ -1022,19 +1022,19 @@ unsafe fn set_default_disposition(sig: c_int) {
 }
 
 /// Sets `sig` to `SIG_DFL` (`EINVAL` for numbers the C library reserves is ignored).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 unsafe fn set_default_disposition(sig: c_int) {
     let mut default_action: libc::sigaction = std::mem::zeroed();
     default_action.sa_sigaction = libc::SIG_DFL;
     libc::sigaction(sig, &default_action, ptr::null_mut());
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 fn max_signal() -> c_int {
     65
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 fn max_signal() -> c_int {
     32
 }
@@ -1048,7 +1048,7 @@ fn max_signal() -> c_int {
 /// whose memory may be the launcher's (`CLONE_VM`), so this makes only async-signal-safe system
 /// calls, never allocates and never unwinds.
 unsafe fn close_all_from(lowest: c_int, keep: c_int) -> c_int {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     {
         let below = if keep > lowest {
             libc::syscall(libc::SYS_close_range, lowest as libc::c_uint, (keep - 1) as libc::c_uint, 0)

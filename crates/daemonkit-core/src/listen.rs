@@ -89,16 +89,16 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
 
 /// A new close-on-exec stream socket.
 fn stream_socket(domain: libc::c_int) -> Result<OwnedFd, Errno> {
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    #[cfg(any(linux_like, target_os = "freebsd"))]
     // SAFETY: socket has no memory preconditions.
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    #[cfg(not(any(linux_like, target_os = "freebsd")))]
     // SAFETY: socket has no memory preconditions.
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
     Errno::result(fd)?;
     // SAFETY: a descriptor just returned by socket, owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    #[cfg(not(any(linux_like, target_os = "freebsd")))]
     crate::stdio::set_cloexec(owned.as_raw_fd(), true)?;
     Ok(owned)
 }
@@ -262,7 +262,7 @@ pub fn control_name(pid: i32) -> String {
 
 /// Binds and listens on the stream socket `name` in Linux's abstract namespace (nothing on
 /// disk). Close-on-exec.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 pub fn bind_abstract(name: &str) -> std::io::Result<OwnedFd> {
     use std::os::linux::net::SocketAddrExt;
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
@@ -271,7 +271,7 @@ pub fn bind_abstract(name: &str) -> std::io::Result<OwnedFd> {
 }
 
 /// Connects to the stream socket `name` in Linux's abstract namespace. Close-on-exec, blocking.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 pub fn connect_abstract(name: &str) -> std::io::Result<OwnedFd> {
     use std::os::linux::net::SocketAddrExt;
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
@@ -280,7 +280,7 @@ pub fn connect_abstract(name: &str) -> std::io::Result<OwnedFd> {
 }
 
 /// The user id of the process at the other end of the unix socket `fd` (`SO_PEERCRED`).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 pub fn peer_uid(fd: RawFd) -> Result<libc::uid_t, Errno> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
@@ -291,7 +291,7 @@ pub fn peer_uid(fd: RawFd) -> Result<libc::uid_t, Errno> {
 
 /// The process id of the process at the other end of the unix socket `fd` (`SO_PEERCRED`):
 /// for a connected client, the process that bound and listened on the server's socket.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 pub fn peer_pid(fd: RawFd) -> Result<libc::pid_t, Errno> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;

@@ -311,7 +311,7 @@ fn checked(fd: OwnedFd) -> Result<OwnedFd, OpenError> {
 /// Opens `path` with the file-system credentials of `creds`, on a thread of its own: on Linux the
 /// credentials are per thread (the raw system calls change only the calling thread's, unlike
 /// libc's wrappers), and they vanish with the thread.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 fn open_as(creds: &Credentials, path: &CString) -> Result<OwnedFd, OpenError> {
     std::thread::scope(|scope| {
         scope
@@ -338,7 +338,7 @@ fn open_as(creds: &Credentials, path: &CString) -> Result<OwnedFd, OpenError> {
 }
 
 /// Elsewhere credentials are per process: a file in a directory others can change is refused.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 fn open_as(_creds: &Credentials, _path: &CString) -> Result<OwnedFd, OpenError> {
     Err(OpenError::Io { op: "open", errno: Errno::ENOSYS })
 }

@@ -16,7 +16,7 @@ fn connect(path: &OsStr) -> io::Result<UnixDatagram> {
     let socket = UnixDatagram::unbound()?;
     let bytes = path.as_bytes();
     if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         {
             #[cfg(target_os = "linux")]
             use std::os::linux::net::SocketAddrExt;
@@ -26,7 +26,7 @@ fn connect(path: &OsStr) -> io::Result<UnixDatagram> {
             socket.connect_addr(&addr)?;
             return Ok(socket);
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        #[cfg(not(linux_like))]
         {
             let _ = abstract_name;
             return Err(io::Error::new(io::ErrorKind::Unsupported, "abstract sockets are Linux-only"));

@@ -250,9 +250,9 @@ pub(crate) fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
 }
 
 /// How directories on a pidfile's path are opened: only to walk through them.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 const DIR_FLAGS: libc::c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
 /// The most symbolic links followed on one path (as the kernel's own limit).

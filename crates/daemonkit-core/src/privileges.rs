@@ -53,11 +53,11 @@ fn group_list(user: &str, gid: libc::gid_t) -> Result<Vec<libc::gid_t>, LookupEr
     loop {
         let mut groups: Vec<libc::gid_t> = vec![0; capacity];
         let mut count = capacity as libc::c_int;
-        #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+        #[cfg(not(apple_targets))]
         // SAFETY: `groups` has room for `count` entries; getgrouplist writes at most that many
         // and updates `count`.
         let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
-        #[cfg(any(target_os = "macos", target_os = "ios"))]
+        #[cfg(apple_targets)]
         // SAFETY: as above; Apple's getgrouplist takes the gids as c_int.
         let rc = unsafe {
             libc::getgrouplist(name.as_ptr(), gid as libc::c_int, groups.as_mut_ptr() as *mut libc::c_int, &mut count)

@@ -1,7 +1,7 @@
 //! Signals: numbers by name, and signalling a process through a handle that cannot be
 //! recycled (a pidfd on Linux).
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub fn number(name: &str) -> Option<i32> {
 #[derive(Debug)]
 pub struct ProcessHandle {
     pid: i32,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     fd: Option<OwnedFd>,
 }
 
@@ -57,7 +57,7 @@ impl ProcessHandle {
         if pid < 2 {
             return Err(Errno::EINVAL);
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         {
             // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
             let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -72,7 +72,7 @@ impl ProcessHandle {
                 Err(e) => Err(e),
             }
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        #[cfg(not(linux_like))]
         {
             // SAFETY: signal 0 only checks existence and permission.
             Errno::result(unsafe { libc::kill(pid, 0) })?;
@@ -89,15 +89,15 @@ impl ProcessHandle {
     /// (a pidfd). When false, the caller must re-check that the pid is still the one it means
     /// right before each [`ProcessHandle::signal`].
     pub fn is_race_free(&self) -> bool {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         return self.fd.is_some();
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        #[cfg(not(linux_like))]
         return false;
     }
 
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: i32) -> Result<(), Errno> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         if let Some(fd) = &self.fd {
             // SAFETY: plain integer arguments and a null siginfo, as pidfd_send_signal allows.
             let rc = unsafe {
@@ -112,7 +112,7 @@ impl ProcessHandle {
     /// Waits up to `timeout` for the process to exit; returns whether it has. An exited process
     /// that nobody has reaped yet (a zombie) counts as exited.
     pub fn wait_exit(&self, timeout: Duration) -> Result<bool, Errno> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         if let Some(fd) = &self.fd {
             let deadline = std::time::Instant::now() + timeout;
             loop {
@@ -148,7 +148,7 @@ impl ProcessHandle {
     }
 
     /// The handle's pidfd, for callers that poll it themselves (Linux, when pidfds exist).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     pub fn as_raw_fd(&self) -> Option<RawFd> {
         self.fd.as_ref().map(AsRawFd::as_raw_fd)
     }
@@ -160,7 +160,7 @@ pub fn is_alive(pid: i32) -> bool {
     if pid < 1 {
         return false;
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name, which is in parentheses and may contain spaces.
         return match stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()) {

@@ -12,11 +12,11 @@ use nix::sys::stat::SFlag;
 /// is set right after `pipe`, so a thread that forks and execs in between could leak the ends
 /// into that child; daemonkit's own launches prepare every descriptor before they fork.
 pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Errno> {
-    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    #[cfg(not(apple_targets))]
     {
         nix::unistd::pipe2(OFlag::O_CLOEXEC)
     }
-    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    #[cfg(apple_targets)]
     {
         use std::os::fd::AsRawFd;
         let (read, write) = nix::unistd::pipe()?;

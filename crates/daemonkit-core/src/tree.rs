@@ -34,7 +34,7 @@ impl ProcessInfo {
 /// whose parent dies are re-parented to it instead of to init, so it can find and reap them.
 /// The attribute is not inherited by children.
 pub fn set_child_subreaper() -> Result<(), Errno> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     {
         // SAFETY: plain integer arguments.
         let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
@@ -43,7 +43,7 @@ pub fn set_child_subreaper() -> Result<(), Errno> {
         }
         Ok(())
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(linux_like))]
     Err(Errno::ENOSYS)
 }
 
@@ -111,7 +111,7 @@ pub fn signal_if_same(found: &ProcessInfo, signal: libc::c_int) -> bool {
     if pid <= 1 {
         return false;
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
