@@ -4,10 +4,10 @@
 use std::ffi::{CString, OsStr};
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::ptr;
 
 use nix::errno::Errno;
 
+use crate::argv::CStringArray;
 use crate::stdio;
 
 /// Replaces the calling process with `program`: `args` is the whole argv (`argv[0]` included)
@@ -23,14 +23,10 @@ use crate::stdio;
 ///
 /// `execve` from a multi-threaded process is sound: the kernel ends the other threads.
 pub fn exec_replacing(program: &OsStr, args: &[&OsStr], env: &[&OsStr], keep: &[RawFd]) -> Errno {
-    let cstrings = |list: &[&OsStr]| list.iter().map(|s| CString::new(s.as_bytes())).collect::<Result<Vec<_>, _>>();
-    let (Ok(program), Ok(args), Ok(env)) = (CString::new(program.as_bytes()), cstrings(args), cstrings(env)) else {
+    let array = |list: &[&OsStr]| CStringArray::new(list.iter().map(|s| s.as_bytes()));
+    let (Ok(program), Ok(argv), Ok(envp)) = (CString::new(program.as_bytes()), array(args), array(env)) else {
         return Errno::EINVAL;
     };
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(ptr::null());
 
     let inherited: Vec<RawFd> = [0, 1, 2].iter().chain(keep).copied().collect();
     // The flags to put back if the exec fails; a closed standard descriptor is left alone.

@@ -25,6 +25,7 @@
 #![cfg(unix)]
 #![deny(missing_docs)]
 
+mod argv;
 pub mod exec;
 pub mod holder;
 pub mod launch;
