@@ -45,19 +45,8 @@ pub fn check(pid: i32, file: RawFd) -> Holder {
 #[cfg(linux_like)]
 mod imp {
     use super::*;
+    use crate::fsutil::{errno_of, fstat};
     use std::io::ErrorKind;
-
-    fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
-        // SAFETY: `st` is plain data written by fstat.
-        unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            Errno::result(libc::fstat(fd, &mut st)).map(|_| st)
-        }
-    }
-
-    fn errno_of(e: &std::io::Error) -> Errno {
-        e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
-    }
 
     /// Whether an fdinfo text lists an exclusive, granted `flock` on the file `dev` (as the
     /// kernel prints it, `major:minor` in hex) and `ino`. The fdinfo of a descriptor lists only

@@ -27,6 +27,7 @@
 
 mod argv;
 pub mod exec;
+mod fsutil;
 pub mod holder;
 pub mod launch;
 pub mod listen;
