@@ -14,7 +14,7 @@
 //!   can change, as root), and written whole line by whole line when the disk is full.
 //! - [`holder`]: proving that a given process holds a pidfile's exclusive lock (Linux).
 //! - [`stdio`]: descriptor helpers (pipes, `dup2`, close-on-exec).
-//! - [`signals`]: signal numbers by name, and race-free signalling through pidfds on Linux.
+//! - [`signals`]: race-free signalling through pidfds on Linux.
 //! - [`privileges`]: resolving the user and groups a daemon runs as.
 //! - [`notify`]: the systemd readiness protocol (`READY=1`, `STOPPING=1`).
 //! - [`tree`]: process trees through `/proc` (descendants, groups, sessions), the child

@@ -1,40 +1,10 @@
-//! Signals: numbers by name, and signalling a process through a handle that cannot be
-//! recycled (a pidfd on Linux).
+//! Signalling a process through a handle that cannot be recycled (a pidfd on Linux).
 
 #[cfg(linux_like)]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
-
-/// The signal number for a name such as `"SIGTERM"`, `"TERM"` or `"15"`.
-pub fn number(name: &str) -> Option<i32> {
-    if let Ok(n) = name.parse::<i32>() {
-        return (0..=64).contains(&n).then_some(n);
-    }
-    let bare = name.strip_prefix("SIG").unwrap_or(name);
-    let n = match bare {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "ABRT" => libc::SIGABRT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "PIPE" => libc::SIGPIPE,
-        "ALRM" => libc::SIGALRM,
-        "TERM" => libc::SIGTERM,
-        "CHLD" => libc::SIGCHLD,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "TSTP" => libc::SIGTSTP,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "WINCH" => libc::SIGWINCH,
-        _ => return None,
-    };
-    Some(n)
-}
 
 /// A handle on one process that stays bound to it even after its pid is reused.
 ///

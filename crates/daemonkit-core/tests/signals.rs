@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{become_subreaper, children_of_self, serial, Exit, Reaped};
 use daemonkit_core::launch::Command;
-use daemonkit_core::signals::{self, is_alive, ProcessHandle};
+use daemonkit_core::signals::{is_alive, ProcessHandle};
 use daemonkit_core::Errno;
 
 fn setup() -> std::sync::MutexGuard<'static, ()> {
@@ -31,45 +31,6 @@ fn reaped_pid() -> i32 {
     let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
     child.wait().unwrap();
     child.id() as i32
-}
-
-#[test]
-fn signal_numbers_by_name() {
-    let table: &[(&str, Option<i32>)] = &[
-        ("SIGTERM", Some(libc::SIGTERM)),
-        ("TERM", Some(libc::SIGTERM)),
-        ("15", Some(15)),
-        ("SIGHUP", Some(libc::SIGHUP)),
-        ("HUP", Some(libc::SIGHUP)),
-        ("SIGINT", Some(libc::SIGINT)),
-        ("SIGQUIT", Some(libc::SIGQUIT)),
-        ("SIGKILL", Some(libc::SIGKILL)),
-        ("KILL", Some(9)),
-        ("SIGUSR1", Some(libc::SIGUSR1)),
-        ("USR2", Some(libc::SIGUSR2)),
-        ("SIGCHLD", Some(libc::SIGCHLD)),
-        ("SIGCONT", Some(libc::SIGCONT)),
-        ("SIGSTOP", Some(libc::SIGSTOP)),
-        ("SIGWINCH", Some(libc::SIGWINCH)),
-        ("SIGALRM", Some(libc::SIGALRM)),
-        ("SIGPIPE", Some(libc::SIGPIPE)),
-        ("SIGABRT", Some(libc::SIGABRT)),
-        ("SIGTSTP", Some(libc::SIGTSTP)),
-        ("SIGTTIN", Some(libc::SIGTTIN)),
-        ("SIGTTOU", Some(libc::SIGTTOU)),
-        ("0", Some(0)),
-        ("64", Some(64)),
-        ("65", None),
-        ("-1", None),
-        ("sigterm", None),
-        ("SIGFOO", None),
-        ("SIG", None),
-        ("", None),
-        (" TERM", None),
-    ];
-    for &(name, expected) in table {
-        assert_eq!(signals::number(name), expected, "number({name:?})");
-    }
 }
 
 #[test]
