@@ -15,7 +15,7 @@ use libc::c_char;
 pub(crate) struct CStringArray {
     _strings: Vec<CString>,
     /// Entries whose bytes a child may still write before `execve` (see [`Self::push_writable`]).
-    _writable: Vec<Box<[u8]>>,
+    writable: Vec<Vec<u8>>,
     /// One pointer per entry, then NULL.
     ptrs: Vec<*const c_char>,
 }
@@ -30,7 +30,7 @@ impl CStringArray {
         let strings = items.into_iter().map(|s| CString::new(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
         let mut ptrs: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         ptrs.push(ptr::null());
-        Ok(CStringArray { _strings: strings, _writable: Vec::new(), ptrs })
+        Ok(CStringArray { _strings: strings, writable: Vec::new(), ptrs })
     }
 
     /// Appends an entry of `room` bytes that starts with `prefix` and is NUL-filled after it,
@@ -38,11 +38,13 @@ impl CStringArray {
     /// value there (within `room`) up to the moment the array is passed to `execve`.
     pub(crate) fn push_writable(&mut self, prefix: &[u8], room: usize) -> *mut u8 {
         debug_assert!(room > prefix.len());
-        let mut entry = vec![0u8; room].into_boxed_slice();
+        let mut entry = vec![0u8; room];
         entry[..prefix.len()].copy_from_slice(prefix);
-        let start = entry.as_mut_ptr();
+        self.writable.push(entry);
+        let last = self.writable.len() - 1;
+        // One raw pointer for both the array's entry and the caller's writes.
+        let start = self.writable[last].as_mut_ptr();
         self.ptrs.insert(self.ptrs.len() - 1, start as *const c_char);
-        self._writable.push(entry);
         // SAFETY: `prefix.len() < room`, so the result is inside the allocation.
         unsafe { start.add(prefix.len()) }
     }
