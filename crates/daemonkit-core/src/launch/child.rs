@@ -119,12 +119,15 @@ unsafe fn fail(fd: RawFd, stage: Stage) -> ! {
     libc::_exit(127)
 }
 
+/// `clone` entry point of the intermediate process; `arg` is the launch's [`Plan`].
 #[cfg(linux_like)]
 pub(super) extern "C" fn middle_entry(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Plan` of the suspended launcher thread, alive until we exit.
     unsafe { middle_main(&mut *(arg as *mut Plan)) }
 }
 
+/// `clone` entry point of the program's process (the daemon, or the child of
+/// [`super::Command::spawn`]); `arg` is the launch's [`Plan`].
 #[cfg(linux_like)]
 pub(super) extern "C" fn grandchild_entry(arg: *mut c_void) -> c_int {
     // SAFETY: as for `middle_entry`; the middle process is suspended until we exec or exit.
