@@ -435,3 +435,6 @@ impl Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
