@@ -1,0 +1,163 @@
+//! The control socket where a graceful restart is asked for (`--wait-ready`, Linux): one line
+//! `UPGRADE` from a client of our own user or root, answered by `OK <new pid>` or
+//! `FAIL <reason> <message as JSON>` once the restart is over. Its name is
+//! `daemonkit_core::listen::control_name` of our pid.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use crate::reports::json_string;
+
+/// Binds the control socket (Linux only: an abstract name leaves nothing on disk); `Ok(None)`
+/// elsewhere.
+pub fn bind() -> std::io::Result<Option<UnixListener>> {
+    #[cfg(target_os = "linux")]
+    {
+        let name = daemonkit_core::listen::control_name(std::process::id() as i32);
+        let listener: UnixListener = daemonkit_core::listen::bind_abstract(&name)?.into();
+        listener.set_nonblocking(true)?;
+        Ok(Some(listener))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok(None)
+    }
+}
+
+/// The uid of the process at the other end of `stream` (SO_PEERCRED).
+#[cfg(target_os = "linux")]
+fn peer_uid(stream: &UnixStream) -> Option<libc::uid_t> {
+    nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials).ok().map(|c| c.uid())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_uid(_stream: &UnixStream) -> Option<libc::uid_t> {
+    None
+}
+
+/// Whether the client at the other end of `stream` may ask: root, or our own user.
+fn may_ask(stream: &UnixStream) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    matches!(peer_uid(stream), Some(uid) if uid == 0 || uid == me)
+}
+
+/// The next waiting client that may ask; `None` when none is waiting. Others are hung up on.
+pub fn accept(listener: &UnixListener) -> Option<UnixStream> {
+    loop {
+        let (stream, _) = listener.accept().ok()?;
+        if may_ask(&stream) {
+            return Some(stream);
+        }
+    }
+}
+
+/// What a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `UPGRADE`: a graceful restart.
+    Upgrade,
+    /// Anything else.
+    Unknown,
+}
+
+/// The request in what a client sent.
+pub fn parse_request(line: &[u8]) -> Request {
+    if line == b"UPGRADE\n" {
+        Request::Upgrade
+    } else {
+        Request::Unknown
+    }
+}
+
+/// Reads the client's request: one line of at most 16 bytes, within 2 s.
+pub fn read_request(stream: &UnixStream) -> Request {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = [0u8; 16];
+    let mut got = 0;
+    while got < line.len() {
+        match (&*stream).read(&mut line[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        if line[..got].contains(&b'\n') {
+            break;
+        }
+    }
+    parse_request(&line[..got])
+}
+
+/// Tells whoever asked for a graceful restart how it went; nobody to tell is fine.
+pub fn reply(to: Option<UnixStream>, line: &str) {
+    if let Some(stream) = to {
+        let _ = (&stream).write_all(line.as_bytes());
+    }
+}
+
+/// Answers a request that is not one.
+pub fn refuse_unknown(to: UnixStream) {
+    reply(Some(to), &format!("FAIL usage {}\n", json_string("unknown request")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(parts: &[&[u8]], close: bool) -> Request {
+        let (client, server) = UnixStream::pair().unwrap();
+        for part in parts {
+            (&client).write_all(part).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if close {
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        read_request(&server)
+    }
+
+    #[test]
+    fn requests() {
+        assert_eq!(parse_request(b"UPGRADE\n"), Request::Upgrade);
+        assert_eq!(parse_request(b"UPGRADE"), Request::Unknown);
+        assert_eq!(parse_request(b"upgrade\n"), Request::Unknown);
+        assert_eq!(ask(&[b"UPGRADE\n"], false), Request::Upgrade);
+        assert_eq!(ask(&[b"UPG", b"RADE\n"], false), Request::Upgrade, "a line in pieces");
+        assert_eq!(ask(&[b"UPGRADE"], true), Request::Unknown, "no newline before the end");
+        assert_eq!(ask(&[b"UPGRADE\nUPGRADE\n"], false), Request::Unknown, "one request per connection");
+        assert_eq!(ask(&[&[b'x'; 40]], false), Request::Unknown, "at most 16 bytes are read");
+    }
+
+    #[test]
+    fn replies_and_who_may_ask() {
+        let (client, server) = UnixStream::pair().unwrap();
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: geteuid has no preconditions.
+            assert_eq!(peer_uid(&server), Some(unsafe { libc::geteuid() }));
+            assert!(may_ask(&server));
+        }
+        refuse_unknown(server);
+        let mut answer = String::new();
+        (&client).read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "FAIL usage \"unknown request\"\n");
+        reply(None, "OK 1\n");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_socket_takes_clients_by_our_pids_name() {
+        let listener = bind().unwrap().unwrap();
+        assert!(accept(&listener).is_none(), "nobody waiting: no blocking");
+        let name = daemonkit_core::listen::control_name(std::process::id() as i32);
+        let client: UnixStream = daemonkit_core::listen::connect_abstract(&name).unwrap().into();
+        (&client).write_all(b"UPGRADE\n").unwrap();
+        let stream = accept(&listener).unwrap();
+        assert_eq!(read_request(&stream), Request::Upgrade);
+        reply(Some(stream), "OK 42\n");
+        let mut answer = String::new();
+        (&client).read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "OK 42\n");
+    }
+}
