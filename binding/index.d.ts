@@ -73,8 +73,17 @@ export declare function closeFd(fd: number): void
 /** Connects to the graceful-restart control socket of `pid` (Linux); returns the descriptor. */
 export declare function connectControl(pid: number): number
 
+/** The report in `line` (without its newline), or `null` if it is not one. */
+export declare function decodeSupervisorReport(line: string): SupervisorReport | null
+
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
+
+/** The system's description of error number `errno` (`2` → `"No such file or directory"`). */
+export declare function errnoMessage(errno: number): string
+
+/** The name of error number `errno` (`2` → `"ENOENT"`), or `null` if the system has none. */
+export declare function errnoName(errno: number): string | null
 
 /**
  * Replaces this process with `program` (`execve`): `args` is the whole argv, `env` the whole
@@ -248,6 +257,115 @@ export declare function sdNotify(state: string): boolean
 
 /** Sets or clears close-on-exec on `fd`. */
 export declare function setCloexec(fd: number, on: boolean): void
+
+/**
+ * The supervisor's arguments (after `argv[0]`) for `options`, ending with `--`, the program
+ * and its arguments. An unknown restart policy throws.
+ */
+export declare function supervisorArgv(options: SupervisorOptions): Array<string>
+
+/** The supervisor's defaults. */
+export declare function supervisorDefaults(): SupervisorDefaults
+
+/** The supervisor's defaults; durations in ms. */
+export interface SupervisorDefaults {
+  /** The restart policy: `never`, `on-failure` or `always`. */
+  restart: string
+  /** The first restart delay, doubled on each restart. */
+  restartDelay: number
+  /** The cap on the restart delay. */
+  restartDelayMax: number
+  /** At most this many restarts within `restartWindow`. */
+  restartBurst: number
+  /** The burst window. */
+  restartWindow: number
+  /** How long an old command has between SIGTERM and SIGKILL after a graceful restart. */
+  stopTimeout: number
+  /** How long a graceful restart waits for the new command's `READY=1`. */
+  upgradeTimeout: number
+  /** How long the command must stay up before the supervisor reports it ready (0: at exec). */
+  settle: number
+  /** The settle window `daemonkit start` uses by default. */
+  startSettle: number
+  /** How many bytes of the command's stderr a readiness failure carries (its last ones). */
+  tailLimit: number
+  /** The supervisor executable's file name. */
+  name: string
+}
+
+/** What the supervisor is to do; unset options take the supervisor's defaults. Durations in ms. */
+export interface SupervisorOptions {
+  /** The command to run. */
+  program: string
+  /** Its arguments (without `argv[0]`). */
+  args: Array<string>
+  /** The descriptor (in the supervisor) it reports on. */
+  readyFd?: number
+  /** The pidfile's locked descriptor (in the supervisor). */
+  lockFd?: number
+  /** The pidfile locked through `lockFd`. */
+  pidfile?: string
+  /** The command's stdout log file. */
+  stdout?: string
+  /** The command's stderr log file. */
+  stderr?: string
+  /** The restart policy: `never`, `on-failure` or `always`. */
+  restart?: string
+  /** The first restart delay. */
+  restartDelay?: number
+  /** The cap on the restart delay. */
+  restartDelayMax?: number
+  /** At most this many restarts within `restartWindow`. */
+  restartBurst?: number
+  /** The burst window. */
+  restartWindow?: number
+  /** Run the command as this user (name or uid). */
+  user?: string
+  /** Run the command with this group (name or gid). */
+  group?: string
+  /** `chroot` into this directory before exec. */
+  chroot?: string
+  /** The command's working directory. */
+  cwd?: string
+  /** The command's umask. */
+  umask?: number
+  /** Tell systemd `READY=1` / `STOPPING=1`. */
+  notify?: boolean
+  /** Pass SIGHUP on even when it reopens the log files. */
+  forwardHup?: boolean
+  /** Start the command in a session of its own. */
+  newSession?: boolean
+  /** Report ready only once the command says `READY=1`. */
+  waitReady?: boolean
+  /** Listening sockets to pass to the command. */
+  listen?: Array<SupervisorSocket>
+  /** How long an old command has to end after a graceful restart. */
+  stopTimeout?: number
+  /** How long a graceful restart waits for the new command's `READY=1`. */
+  upgradeTimeout?: number
+  /** How long the command must stay up before it is reported ready. */
+  settle?: number
+}
+
+/** The supervisor's report line, by `kind`. */
+export type SupervisorReport =
+  | { kind: 'ready'; /** The command's pid. */
+  pid: number }
+  | { kind: 'notReady'; /** Its exit status, or 128 + the signal that killed it. */
+    status: number; /** The end of its stderr. */
+  stderr: string }
+  | { kind: 'fail'; /** What failed: `config`, `pidfile`, `logs`, `setup`, `exec`, `chdir`, … */
+    stage: string; /** The error number behind it. */
+    errno: number; /** What failed, in words. */
+  message: string }
+
+/** A listening socket handed to the supervisor: its descriptor number there, and its name. */
+export interface SupervisorSocket {
+  /** The descriptor number in the supervisor. */
+  fd: number
+  /** The socket's name (`LISTEN_FDNAMES`). */
+  name: string
+}
 
 /** The binding works on this system. */
 export declare function supported(): boolean

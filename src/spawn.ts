@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
+import { supervisorDefaults } from './defaults'
 import { LaunchError, PidfileError, ReadinessError } from './errors'
 import { lockPidfile, openOutput, readPipe } from './launch'
 import { native } from './native'
@@ -104,8 +105,9 @@ function idOrName(field: string, value: unknown): string | undefined {
   fail(field, 'must be a name or a non-negative integer id')
 }
 
-function millis(field: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
+/** A duration option in ms; `undefined` when not given (the supervisor's default applies). */
+function millis(field: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) fail(field, 'must be a non-negative integer')
   return value
 }
@@ -167,26 +169,35 @@ export function normalizeSpawnOptions(options: SpawnDaemonOptions): NormalizedSp
   const waitReady = raw.waitReady === undefined ? false : raw.waitReady
   if (typeof waitReady !== 'boolean') fail('waitReady', 'must be a boolean')
   if (waitReady && !supervise) fail('waitReady', 'needs the supervisor (supervise: true)')
-  const settle = millis('settle', raw.settle, 0)
-  if (settle > 0 && !supervise) fail('settle', 'needs the supervisor (supervise: true)')
-  const stopTimeout = millis('stopTimeout', raw.stopTimeout, 10_000)
+  const settle = millis('settle', raw.settle)
+  if (settle !== undefined && settle > 0 && !supervise) fail('settle', 'needs the supervisor (supervise: true)')
+  const stopTimeout = millis('stopTimeout', raw.stopTimeout)
   if (raw.stopTimeout !== undefined && !supervise) fail('stopTimeout', 'needs the supervisor (supervise: true)')
+  const user = idOrName('user', raw.user)
+  const group = idOrName('group', raw.group)
+  const restartDelay = millis('restartDelay', raw.restartDelay)
+  const restartDelayMax = millis('restartDelayMax', raw.restartDelayMax)
+  const restartBurst = millis('restartBurst', raw.restartBurst)
+  const restartWindow = millis('restartWindow', raw.restartWindow)
+  // Defaults only once every option is valid: an invalid one is a TypeError even where the
+  // binding (which holds the defaults) cannot load.
+  const d = supervisorDefaults()
   return {
     base,
-    user: idOrName('user', raw.user),
-    group: idOrName('group', raw.group),
+    user,
+    group,
     chroot,
     supervise,
     restart,
-    restartDelay: millis('restartDelay', raw.restartDelay, 100),
-    restartDelayMax: millis('restartDelayMax', raw.restartDelayMax, 30_000),
-    restartBurst: millis('restartBurst', raw.restartBurst, 5),
-    restartWindow: millis('restartWindow', raw.restartWindow, 60_000),
+    restartDelay: restartDelay ?? d.restartDelay,
+    restartDelayMax: restartDelayMax ?? d.restartDelayMax,
+    restartBurst: restartBurst ?? d.restartBurst,
+    restartWindow: restartWindow ?? d.restartWindow,
     notify,
     forwardHup,
     waitReady,
-    settle,
-    stopTimeout,
+    settle: settle ?? d.settle,
+    stopTimeout: stopTimeout ?? d.stopTimeout,
     name,
   }
 }
@@ -202,13 +213,6 @@ export function envList(base: NormalizedOptions, command: string): string[] {
 /** A log file for the command (see `openOutput` in launch.ts), opened as the user it runs as where that matters. */
 function openLog(target: OutputTarget, o: NormalizedSpawnOptions): number | undefined {
   return target === 'ignore' ? undefined : openOutput(target, { user: o.user, group: o.group })
-}
-
-const ERRNO_TEXT: Record<string, string> = {
-  ENOENT: 'No such file or directory',
-  ENOTDIR: 'Not a directory',
-  EACCES: 'Permission denied',
-  ELOOP: 'Too many levels of symbolic links',
 }
 
 /**
@@ -227,20 +231,74 @@ export function checkCwd(o: NormalizedSpawnOptions, command: string, caller = 's
   if (code !== undefined) {
     // The same words as the kernel's failure in the daemon: "<strerror> (<errno>)".
     const number = (os.constants.errno as Record<string, number | undefined>)[code]
-    const text = `${ERRNO_TEXT[code] ?? code}${number === undefined ? '' : ` (${number})`}`
-    throw new LaunchError(code, `${caller ? `${caller}: ` : ''}cannot start ${command}: chdir to ${o.base.cwd} failed: ${text}`, command)
+    const text = number === undefined ? code : `${native().errnoMessage(number)} (${number})`
+    throw launchError(code, `chdir failed: ${text}`, command, o.base.cwd, caller)
   }
 }
 
-/** A launch failure's words, naming the directory when the daemon could not enter it. */
-function failureText(message: string, cwd: string): string {
-  return message.replace(/^chdir failed/, `chdir to ${cwd} failed`)
+/** The `reason` of a failure with error number `errno`: its name, `errno N` where the system has none. */
+function errnoReason(errno: number): string {
+  return native().errnoName(errno) ?? `errno ${errno}`
 }
 
-function launchError(err: unknown, command: string, cwd: string): LaunchError {
-  const e = err as { code?: unknown; message?: unknown }
-  const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'
-  return new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failureText(String(e.message), cwd)}`, command, { cause: err })
+/**
+ * A failed start of `command`, whoever saw it (this process, the binding or the supervisor):
+ * `reason` is the errno name, `detail` the failure's words, which name the directory when the
+ * daemon could not enter it.
+ */
+function launchError(reason: string, detail: string, command: string, cwd: string, caller = 'spawnDaemon', cause?: unknown): LaunchError {
+  const words = detail.replace(/^chdir failed/, `chdir to ${cwd} failed`)
+  const message = `${caller ? `${caller}: ` : ''}cannot start ${command}: ${words}`
+  return cause === undefined ? new LaunchError(reason, message, command) : new LaunchError(reason, message, command, { cause })
+}
+
+/** What the launcher hands over to the supervisor, descriptors numbered as the supervisor sees them. */
+export interface SupervisorHandoff {
+  /** Where the supervisor reports how the start went. */
+  readyFd?: number
+  /** The pidfile's locked descriptor, and the pidfile. */
+  lockFd?: number
+  pidFile?: string
+  /** Listening sockets, with their names. */
+  listen?: ReadonlyArray<{ fd: number; name: string }>
+  /** Start the command in a session of its own (`daemonkit run`). */
+  newSession?: boolean
+}
+
+/**
+ * The supervisor's arguments (after `argv[0]`) that make it run `command args` with `o`, ending
+ * with `--`, the command and its arguments; the supervisor's protocol builds them.
+ */
+export function supervisorArgs(o: NormalizedSpawnOptions, command: string, args: readonly string[], handoff: SupervisorHandoff = {}): string[] {
+  return native().supervisorArgv({
+    program: command,
+    args: [...args],
+    readyFd: handoff.readyFd,
+    lockFd: handoff.lockFd,
+    pidfile: handoff.pidFile,
+    stdout: o.base.stdout === 'ignore' ? undefined : o.base.stdout,
+    stderr: o.base.stderr === 'ignore' ? undefined : o.base.stderr,
+    restart: o.restart,
+    restartDelay: o.restartDelay,
+    restartDelayMax: o.restartDelayMax,
+    restartBurst: o.restartBurst,
+    restartWindow: o.restartWindow,
+    user: o.user,
+    group: o.group,
+    chroot: o.chroot,
+    cwd: o.base.cwd,
+    umask: o.base.umask,
+    notify: o.notify,
+    forwardHup: o.forwardHup,
+    newSession: handoff.newSession,
+    waitReady: o.waitReady,
+    listen: handoff.listen?.map((l) => ({ fd: l.fd, name: l.name })),
+    stopTimeout: o.stopTimeout,
+    // A graceful restart waits for readiness as long as a start; the settle window is for
+    // commands that do not say READY=1.
+    upgradeTimeout: o.waitReady ? o.base.readyTimeout : undefined,
+    settle: o.waitReady ? undefined : o.settle,
+  })
 }
 
 /**
@@ -248,24 +306,10 @@ function launchError(err: unknown, command: string, cwd: string): LaunchError {
  * `spawnDaemon()` and `daemonkit run`.
  */
 export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
-  const flags: string[] = []
-  if (o.base.stdout !== 'ignore') flags.push('--stdout', o.base.stdout)
-  if (o.base.stderr !== 'ignore') flags.push('--stderr', o.base.stderr)
-  flags.push('--restart', o.restart, '--backoff-min', String(o.restartDelay), '--backoff-max', String(o.restartDelayMax))
-  flags.push('--burst', String(o.restartBurst), '--burst-window', String(o.restartWindow))
-  flags.push('--cwd', o.base.cwd, '--umask', o.base.umask.toString(8))
-  if (o.user !== undefined) flags.push('--user', o.user)
-  if (o.group !== undefined) flags.push('--group', o.group)
-  if (o.chroot !== undefined) flags.push('--chroot', o.chroot)
-  if (o.notify) flags.push('--notify')
-  if (o.forwardHup) flags.push('--forward-hup')
-  flags.push('--stop-timeout', String(o.stopTimeout))
-  if (o.waitReady) flags.push('--wait-ready', '--upgrade-timeout', String(o.base.readyTimeout))
-  else if (o.settle > 0) flags.push('--settle', String(o.settle))
-  return flags
+  return supervisorArgs(o, '', []).slice(0, -2) // without `--` and the (empty) command
 }
 
-/** Reads the supervisor's one-line report: `READY <pid>` or `FAIL <stage> <errno> <message>`. */
+/** Reads the supervisor's one-line report (see `decodeSupervisorReport`), without its newline. */
 function readReport(fd: number, timeoutMs: number): Promise<{ line: string | undefined; timedOut: boolean }> {
   return new Promise((resolve) => {
     let bytes = Buffer.alloc(0)
@@ -309,11 +353,6 @@ function recordState(o: NormalizedSpawnOptions, command: string, args: readonly 
   }
 }
 
-/** The errno name of a number, e.g. 2 -> 'ENOENT'. */
-function errnoName(n: number): string | undefined {
-  return Object.entries(os.constants.errno as Record<string, number>).find(([, value]) => value === n)?.[0]
-}
-
 /**
  * Launches any executable as a daemon (double fork, new session, no terminal, stdio on
  * `/dev/null` or log files, no inherited descriptors) and resolves once it has exec'd.
@@ -353,7 +392,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
       })
       return { pid, commandPid: pid }
     } catch (err) {
-      throw launchError(err, command, o.base.cwd)
+      const e = err as { code?: unknown; message?: unknown }
+      throw launchError(typeof e.code === 'string' ? e.code : 'EUNKNOWN', String(e.message), command, o.base.cwd, 'spawnDaemon', err)
     } finally {
       for (const fd of new Set([stdout, stderr])) if (fd !== undefined) closeFd(fd)
     }
@@ -370,15 +410,18 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     if (o.base.listen.length > 0) sockets = bindListeners(o.base.listen, { user: o.user, group: o.group, umask: o.base.umask })
     const [r, w] = n.pipe()
     reportRead = r
-    const flags = ['--ready-fd', '3', ...supervisorFlags(o)]
-    if (lockFd !== undefined) flags.push('--lock-fd', '4', '--pidfile', o.base.pidFile as string)
+    // The passed descriptors become 3, 4, … in the supervisor, in this order.
     const firstSocket = lockFd === undefined ? 4 : 5
-    sockets?.names.forEach((name, i) => flags.push('--listen-fd', `${firstSocket + i}:${name}`))
+    const argv = supervisorArgs(o, command, args, {
+      readyFd: 3,
+      ...(lockFd === undefined ? {} : { lockFd: 4, pidFile: o.base.pidFile }),
+      listen: sockets?.names.map((name, i) => ({ fd: firstSocket + i, name })),
+    })
     let pid: number
     try {
       pid = n.launch({
         program: supervisor,
-        args: [supervisor, ...flags, '--', command, ...args],
+        args: [supervisor, ...argv],
         env,
         passFds: [w, ...(lockFd === undefined ? [] : [lockFd]), ...(sockets?.fds ?? [])],
         cwd: '/',
@@ -394,27 +437,24 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     }
     const report = await readReport(r, o.base.readyTimeout + (o.waitReady ? 0 : o.settle))
     reportRead = undefined
-    const ready = report.line?.match(/^READY (\d+)$/)
-    if (ready) {
+    const decoded = report.line === undefined ? null : n.decodeSupervisorReport(report.line)
+    if (decoded?.kind === 'ready') {
       if (lockFd !== undefined) closeFd(lockFd)
       sockets?.close()
       if (o.base.pidFile !== undefined) recordState(o, command, args, options)
-      return { pid, commandPid: Number(ready[1]) }
+      return { pid, commandPid: decoded.pid }
     }
-    const notReady = report.line?.match(/^NOTREADY (\d+) (.*)$/s)
-    if (notReady) {
+    if (decoded?.kind === 'notReady') {
       await handle?.waitExit(2_000)
-      const status = Number(notReady[1])
-      const stderr = JSON.parse(notReady[2]) as string
+      const { status, stderr } = decoded
       const when = o.waitReady ? 'before it was ready' : `within ${o.settle} ms of its start, so it did not start`
       throw new ReadinessError(pid, 'exited', status, stderr, `exited with status ${status} ${when}`, `${command} (supervisor pid ${pid})`)
     }
-    const failed = report.line?.match(/^FAIL (\S+) (\d+) (.*)$/s)
-    if (failed) {
+    if (decoded?.kind === 'fail') {
       await handle?.waitExit(2_000)
-      const reason = errnoName(Number(failed[2])) ?? `errno ${failed[2]}`
-      if (failed[1] === 'pidfile') throw new PidfileError(o.base.pidFile as string, reason, failed[3].trim())
-      throw new LaunchError(reason, `spawnDaemon: cannot start ${command}: ${failureText(failed[3], o.base.cwd)}`, command)
+      const reason = errnoReason(decoded.errno)
+      if (decoded.stage === 'pidfile') throw new PidfileError(o.base.pidFile as string, reason, decoded.message.trim())
+      throw launchError(reason, decoded.message, command, o.base.cwd)
     }
     if (report.timedOut && handle) {
       // SIGTERM first: the supervisor passes it on and, once the command has exited, ends what

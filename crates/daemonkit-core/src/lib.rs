@@ -37,6 +37,7 @@ pub mod pidfile;
 pub mod privileges;
 pub mod signals;
 pub mod stdio;
+pub mod supervise;
 pub mod tree;
 
 pub use nix::errno::Errno;

@@ -5,6 +5,8 @@
 #![deny(clippy::all)]
 
 #[cfg(unix)]
+mod supervise;
+#[cfg(unix)]
 mod unix;
 
 #[cfg(not(unix))]

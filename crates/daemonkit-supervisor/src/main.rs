@@ -31,11 +31,10 @@
 
 use std::ffi::OsString;
 use std::os::fd::RawFd;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use daemonkit_core::launch::Credentials;
-use daemonkit_core::{pidfile, privileges, stdio};
+use daemonkit_core::supervise::{parse_args, usage, ArgsError, Config, Report, Restart};
+use daemonkit_core::{pidfile, stdio};
 
 mod command;
 mod control;
@@ -49,172 +48,6 @@ mod signals;
 mod supervision;
 
 use fd::write_all;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Restart {
-    Never,
-    OnFailure,
-    Always,
-}
-
-struct Config {
-    program: OsString,
-    args: Vec<OsString>,
-    ready_fd: Option<RawFd>,
-    lock_fd: Option<RawFd>,
-    pidfile: Option<PathBuf>,
-    stdout: Option<PathBuf>,
-    stderr: Option<PathBuf>,
-    restart: Restart,
-    backoff_min: Duration,
-    backoff_max: Duration,
-    burst: u32,
-    burst_window: Duration,
-    credentials: Option<Credentials>,
-    chroot: Option<OsString>,
-    cwd: Option<OsString>,
-    umask: Option<libc::mode_t>,
-    notify: bool,
-    forward_hup: bool,
-    /// Start the command in a session of its own (`daemonkit run` in a terminal: Ctrl-C then
-    /// reaches it once, forwarded, instead of twice, and the terminal's job control cannot
-    /// stop it).
-    new_session: bool,
-    wait_ready: bool,
-    /// Listening sockets we hold and pass to every command we start, with their names.
-    listen: Vec<(RawFd, String)>,
-    /// How long an old command has between SIGTERM and SIGKILL after a graceful restart.
-    stop_timeout: Duration,
-    /// How long a graceful restart waits for the new command's `READY=1`.
-    upgrade_timeout: Duration,
-    /// With a launcher: report `READY` only once the command has stayed up this long (or said
-    /// `READY=1` before); an exit within it is a failed start (`NOTREADY`). Zero: at exec.
-    settle: Duration,
-}
-
-fn usage() -> &'static str {
-    "usage: daemonkit-supervise [--ready-fd N] [--lock-fd N --pidfile PATH] [--stdout PATH] [--stderr PATH]\n\
-     \x20      [--restart never|on-failure|always] [--backoff-min MS] [--backoff-max MS] [--burst N] [--burst-window MS]\n\
-     \x20      [--user USER] [--group GROUP] [--chroot DIR] [--cwd DIR] [--umask OCTAL] [--notify] [--forward-hup] [--wait-ready]\n\
-     \x20      [--settle MS] [--new-session] [--listen-fd N:NAME ...]
-     \x20      [--stop-timeout MS] [--upgrade-timeout MS]
-     \x20      -- PROGRAM [ARGS...]"
-}
-
-/// What is wrong with the arguments; `usage`: whether it is a matter of syntax (then the usage
-/// text helps), rather than a name that does not resolve.
-struct ArgsError {
-    message: String,
-    usage: bool,
-}
-
-fn parse_args(argv: Vec<OsString>) -> Result<Config, ArgsError> {
-    let (mut cfg, user, group) = parse_options(argv).map_err(|message| ArgsError { message, usage: true })?;
-    cfg.credentials = privileges::resolve(user.as_deref(), group.as_deref()).map_err(|e| ArgsError { message: e.to_string(), usage: false })?;
-    Ok(cfg)
-}
-
-/// The options as given; `--user` and `--group` still as names.
-fn parse_options(argv: Vec<OsString>) -> Result<(Config, Option<String>, Option<String>), String> {
-    let mut it = argv.into_iter().skip(1);
-    let mut cfg = Config {
-        program: OsString::new(),
-        args: Vec::new(),
-        ready_fd: None,
-        lock_fd: None,
-        pidfile: None,
-        stdout: None,
-        stderr: None,
-        restart: Restart::Never,
-        backoff_min: Duration::from_millis(100),
-        backoff_max: Duration::from_secs(30),
-        burst: 5,
-        burst_window: Duration::from_secs(60),
-        credentials: None,
-        chroot: None,
-        cwd: None,
-        umask: None,
-        notify: false,
-        forward_hup: false,
-        new_session: false,
-        wait_ready: false,
-        listen: Vec::new(),
-        stop_timeout: Duration::from_secs(10),
-        upgrade_timeout: Duration::from_secs(30),
-        settle: Duration::ZERO,
-    };
-    let mut user: Option<String> = None;
-    let mut group: Option<String> = None;
-    loop {
-        let Some(flag) = it.next() else { return Err("missing -- PROGRAM".into()) };
-        let flag = flag.into_string().map_err(|f| format!("bad option {f:?}"))?;
-        if flag == "--" {
-            break;
-        }
-        if flag == "--notify" {
-            cfg.notify = true;
-            continue;
-        }
-        if flag == "--new-session" {
-            cfg.new_session = true;
-            continue;
-        }
-        if flag == "--forward-hup" {
-            cfg.forward_hup = true;
-            continue;
-        }
-        if flag == "--wait-ready" {
-            cfg.wait_ready = true;
-            continue;
-        }
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let text = || value.clone().into_string().map_err(|_| format!("{flag}: not UTF-8"));
-        let number = |t: String| t.parse::<u64>().map_err(|_| format!("{flag}: not a number: {t}"));
-        let fd = |t: String| t.parse::<RawFd>().ok().filter(|&fd| fd >= 0).ok_or_else(|| format!("{flag}: not a descriptor: {t}"));
-        match flag.as_str() {
-            "--ready-fd" => cfg.ready_fd = Some(fd(text()?)?),
-            "--lock-fd" => cfg.lock_fd = Some(fd(text()?)?),
-            "--listen-fd" => {
-                let t = text()?;
-                let (n, name) = t.split_once(':').unwrap_or((t.as_str(), "unknown"));
-                if name.is_empty() || name.contains(':') || name.len() > 255 {
-                    return Err(format!("--listen-fd: bad socket name {name:?}"));
-                }
-                cfg.listen.push((fd(n.to_string())?, name.to_string()));
-            }
-            "--pidfile" => cfg.pidfile = Some(PathBuf::from(value)),
-            "--stdout" => cfg.stdout = Some(PathBuf::from(value)),
-            "--stderr" => cfg.stderr = Some(PathBuf::from(value)),
-            "--restart" => {
-                cfg.restart = match text()?.as_str() {
-                    "never" | "no" => Restart::Never,
-                    "on-failure" => Restart::OnFailure,
-                    "always" => Restart::Always,
-                    other => return Err(format!("--restart: unknown policy {other}")),
-                }
-            }
-            "--stop-timeout" => cfg.stop_timeout = Duration::from_millis(number(text()?)?),
-            "--upgrade-timeout" => cfg.upgrade_timeout = Duration::from_millis(number(text()?)?),
-            "--backoff-min" => cfg.backoff_min = Duration::from_millis(number(text()?)?),
-            "--backoff-max" => cfg.backoff_max = Duration::from_millis(number(text()?)?),
-            "--burst" => cfg.burst = number(text()?)? as u32,
-            "--burst-window" => cfg.burst_window = Duration::from_millis(number(text()?)?),
-            "--settle" => cfg.settle = Duration::from_millis(number(text()?)?),
-            "--user" => user = Some(text()?),
-            "--group" => group = Some(text()?),
-            "--chroot" => cfg.chroot = Some(value),
-            "--cwd" => cfg.cwd = Some(value),
-            "--umask" => {
-                let t = text()?;
-                cfg.umask = Some(libc::mode_t::from_str_radix(&t, 8).map_err(|_| format!("--umask: not octal: {t}"))?)
-            }
-            _ => return Err(format!("unknown option {flag}")),
-        }
-    }
-    cfg.program = it.next().ok_or("missing PROGRAM after --")?;
-    cfg.args = it.collect();
-    Ok((cfg, user, group))
-}
 
 /// The raw value after `flag` on our command line, for the error path, where the arguments as a
 /// whole could not be parsed.
@@ -240,7 +73,7 @@ fn main() {
         Ok(cfg) => cfg,
         Err(ArgsError { message: msg, usage: show_usage }) => {
             let ready = raw_fd_arg("--ready-fd");
-            let line = format!("FAIL config 22 {msg}\n");
+            let line = Report::Fail { stage: "config".into(), errno: libc::EINVAL, message: msg.clone() }.encode();
             if let Some(fd) = ready {
                 write_all(fd, line.as_bytes());
             }
@@ -262,7 +95,7 @@ fn main() {
             // A pidfile without our pid makes every later start, stop and status wrong: fail.
             let msg = format!("cannot write the pid into {}: {}", path.display(), errno.desc());
             match cfg.ready_fd {
-                Some(ready) => write_all(ready, format!("FAIL pidfile {} {msg}\n", errno as i32).as_bytes()),
+                Some(ready) => write_all(ready, Report::Fail { stage: "pidfile".into(), errno: errno as i32, message: msg }.encode().as_bytes()),
                 None => eprintln!("daemonkit-supervise: {msg}"),
             }
             let _ = pidfile::remove_if_same(path, fd);

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use daemonkit_core::launch::LaunchError;
 use daemonkit_core::stdio;
+pub use daemonkit_core::supervise::{json_string, TAIL_LIMIT};
+use daemonkit_core::supervise::Report;
 
 use crate::fd::write_all;
 
-/// How much of the command's stderr a readiness failure carries.
-pub const TAIL_LIMIT: usize = 8192;
 /// How many of its last lines a recorded failure keeps.
 pub const FAILURE_LINES: usize = 20;
 
@@ -57,54 +57,26 @@ pub fn exit_code(status: i32) -> i32 {
     }
 }
 
-/// `s` as a JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_ascii() && (c as u32) >= 0x20 && c != '\u{7f}' => out.push(c),
-            c => {
-                // Everything else as \uXXXX (surrogate pairs beyond the BMP): the line stays
-                // ASCII, so no reader can split it at a U+2028 or mid-character.
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{:04x}", unit));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `READY <pid>`: the command has started (exec'd, said `READY=1`, or settled).
 pub fn ready(pid: i32) -> String {
-    format!("READY {pid}\n")
+    Report::Ready { pid }.encode()
 }
 
 /// `NOTREADY <status> <text as JSON>`: the command exited with `code` before it was ready.
 pub fn not_ready(code: i32, text: &str) -> String {
-    format!("NOTREADY {code} {}\n", json_string(text))
+    Report::NotReady { status: code, stderr: text.to_string() }.encode()
 }
 
 /// `FAIL <stage> <errno> <message>`: the command could not be started.
 pub fn launch_failure(e: &LaunchError) -> String {
-    let (stage, errno) = match e {
-        LaunchError::Child { stage, errno } => (stage.name().replace(' ', "-"), *errno as i32),
-        LaunchError::NotFound(_) => ("exec".to_string(), libc::ENOENT),
-        _ => ("launch".to_string(), libc::EIO),
-    };
-    format!("FAIL {stage} {errno} {e}\n")
+    Report::launch_failed(e).encode()
 }
 
 /// `FAIL logs ...` from a log-opening error `"<errno> <path>: <why>"` (see `logs::Log::open`).
 pub fn log_failure(e: &str) -> String {
     let (errno, what) = e.split_once(' ').unwrap_or(("5", e));
-    format!("FAIL logs {errno} cannot open the log file {what}\n")
+    let errno = errno.parse().unwrap_or(libc::EIO);
+    Report::Fail { stage: "logs".into(), errno, message: format!("cannot open the log file {what}") }.encode()
 }
 
 /// Tells the launcher how the start went (`line`, on `ready_fd`, which is closed then);
@@ -125,14 +97,10 @@ pub fn tell(ready_fd: Option<RawFd>, program: &OsStr, line: &str) {
 
 /// A report line in plain words, for a terminal; `None` for `READY`, which goes unsaid.
 pub fn plain_words(program: &OsStr, line: &str) -> Option<String> {
-    if let Some(rest) = line.strip_prefix("FAIL ") {
-        let message = rest.splitn(3, ' ').nth(2).unwrap_or(rest).trim_end();
-        Some(format!("daemonkit-supervise: cannot start {:?}: {message}", program))
-    } else if let Some(rest) = line.strip_prefix("NOTREADY ") {
-        let status = rest.split(' ').next().unwrap_or("?");
-        Some(format!("daemonkit-supervise: {:?} exited with status {status} before it was ready", program))
-    } else {
-        None
+    match Report::decode(line.trim_end_matches('\n'))? {
+        Report::Fail { message, .. } => Some(format!("daemonkit-supervise: cannot start {:?}: {message}", program)),
+        Report::NotReady { status, .. } => Some(format!("daemonkit-supervise: {:?} exited with status {status} before it was ready", program)),
+        Report::Ready { .. } => None,
     }
 }
 

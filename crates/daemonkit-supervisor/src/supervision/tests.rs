@@ -15,8 +15,7 @@ use crate::signals::SignalPipe;
 use crate::Config;
 
 fn config(args: &[&str]) -> Config {
-    let argv = ["daemonkit-supervise"].iter().chain(args).map(OsString::from).collect();
-    crate::parse_options(argv).map(|(cfg, _, _)| cfg).unwrap()
+    daemonkit_core::supervise::parse(args.iter().map(OsString::from)).unwrap()
 }
 
 fn supervisor(args: &[&str]) -> Supervisor {

@@ -1,0 +1,47 @@
+'use strict'
+// The supervisor's protocol as the launcher sees it through the binding: defaults, command line,
+// report lines, errno names. No process is started.
+const test = require('ava')
+const path = require('node:path')
+
+const n = require(path.join(__dirname, '..', 'binding'))
+const { normalizeSpawnOptions, supervisorArgs, supervisorFlags } = require('../dist/spawn')
+const { supervisorDefaults, durationText } = require('../dist/defaults')
+
+const skip = process.platform === 'win32' ? test.skip : test
+
+skip('the defaults are the supervisor\'s, and what spawnDaemon() applies', (t) => {
+  const d = supervisorDefaults()
+  t.like(d, { restart: 'never', restartDelay: 100, restartDelayMax: 30_000, restartBurst: 5, restartWindow: 60_000, stopTimeout: 10_000, settle: 0, startSettle: 1000, tailLimit: 8192, name: 'daemonkit-supervise' })
+  const o = normalizeSpawnOptions({})
+  t.like(o, { restart: d.restart, restartDelay: d.restartDelay, restartDelayMax: d.restartDelayMax, restartBurst: d.restartBurst, restartWindow: d.restartWindow, stopTimeout: d.stopTimeout, settle: d.settle })
+  t.deepEqual([100, 1000, 30_000, 60_000, 90_000, 7_200_000, 1500].map(durationText), ['100ms', '1s', '30s', '1m', '90s', '2h', '1500ms'])
+})
+
+skip('the command line: flags in a fixed order, hand-off last, then -- and the command', (t) => {
+  const o = normalizeSpawnOptions({ stdout: '/tmp/o.log', cwd: '/', umask: 0o27, user: 'nobody', waitReady: true, forwardHup: true })
+  t.deepEqual(supervisorFlags(o), [
+    '--stdout', '/tmp/o.log', '--restart', 'never', '--backoff-min', '100', '--backoff-max', '30000', '--burst', '5',
+    '--burst-window', '60000', '--cwd', '/', '--umask', '27', '--user', 'nobody', '--forward-hup', '--stop-timeout', '10000',
+    '--wait-ready', '--upgrade-timeout', '30000',
+  ])
+  const s = normalizeSpawnOptions({ cwd: '/', settle: 700, restart: 'always' })
+  t.deepEqual(supervisorArgs(s, 'node', ['app.js', '--'], { readyFd: 3, lockFd: 4, pidFile: '/run/a.pid', listen: [{ fd: 5, name: 'http' }], newSession: true }), [
+    '--ready-fd', '3', '--restart', 'always', '--backoff-min', '100', '--backoff-max', '30000', '--burst', '5', '--burst-window', '60000',
+    '--cwd', '/', '--umask', '22', '--stop-timeout', '10000', '--settle', '700', '--new-session', '--lock-fd', '4', '--pidfile', '/run/a.pid',
+    '--listen-fd', '5:http', '--', 'node', 'app.js', '--',
+  ])
+})
+
+skip('report lines decode by kind; anything else is null', (t) => {
+  t.deepEqual(n.decodeSupervisorReport('READY 42'), { kind: 'ready', pid: 42 })
+  t.deepEqual(n.decodeSupervisorReport('NOTREADY 3 "a\\n\\u00e9\\ud83d\\ude00"'), { kind: 'notReady', status: 3, stderr: 'a\né😀' })
+  t.deepEqual(n.decodeSupervisorReport('FAIL chdir 2 chdir failed: No such file or directory (2)'), { kind: 'fail', stage: 'chdir', errno: 2, message: 'chdir failed: No such file or directory (2)' })
+  for (const line of ['', 'READY', 'READY x', 'NOTREADY 1 not-json', 'FAIL exec two words', 'OK 1']) t.is(n.decodeSupervisorReport(line), null, line)
+})
+
+skip('errno names and messages', (t) => {
+  t.is(n.errnoName(2), 'ENOENT')
+  t.is(n.errnoName(0), null)
+  t.is(n.errnoMessage(13), 'Permission denied')
+})
