@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import { LSB } from './daemon'
 import { AlreadyRunningError, DaemonkitError, LaunchError, ListenError, LogfileError } from './errors'
 import { describeFailure, printable, resetFailed } from './failure'
-import { lockPidfile } from './launch'
+import { lockPidfile } from './pidfile'
 import { list, table } from './list'
 import { bindListeners } from './listen'
 import { follow, lastLines } from './logs'
@@ -515,8 +515,8 @@ function runForeground(p: Parsed): number {
   const supervisor = supervisorPath()
   const flags = [...supervisorFlags(o), '--new-session']
   const pidFile = o.base.pidFile
-  const lockFd = pidFile === undefined ? undefined : lockPidfile(pidFile)
-  if (lockFd !== undefined) flags.push('--lock-fd', String(lockFd), '--pidfile', pidFile as string)
+  const lock = pidFile === undefined ? undefined : lockPidfile(pidFile)
+  if (lock !== undefined) flags.push('--lock-fd', String(lock.fd), '--pidfile', lock.path)
   const env = envList(o.base, program)
   const n = native()
   let sockets: ReturnType<typeof bindListeners> | undefined
@@ -524,18 +524,11 @@ function runForeground(p: Parsed): number {
     sockets = bindListeners(o.base.listen, { user: o.user, group: o.group, umask: o.base.umask })
     const fds = sockets.fds
     sockets.names.forEach((name, i) => flags.push('--listen-fd', `${fds[i]}:${name}`))
-    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, [...(lockFd === undefined ? [] : [lockFd]), ...fds])
+    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, [...(lock === undefined ? [] : [lock.fd]), ...fds])
   } catch (err) {
     sockets?.discard()
     const e = err as { code?: unknown; message?: unknown }
-    if (lockFd !== undefined) {
-      try {
-        n.removePidfile(pidFile as string, lockFd)
-      } catch {
-        // Nobody holds its lock once we close it: it reads as "not running".
-      }
-      fs.closeSync(lockFd)
-    }
+    lock?.discard()
     if (err instanceof ListenError) throw err
     const reason = typeof e.code === 'string' ? e.code : 'EUNKNOWN'
     throw new LaunchError(reason, `cannot run the supervisor: ${String(e.message)}`, supervisor, { cause: err })

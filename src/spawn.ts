@@ -360,7 +360,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   }
 
   const supervisor = supervisorPath()
-  const lockFd = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
+  const lock = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
   let reportRead: number | undefined
   let handle: ReturnType<typeof n.openProcess> | undefined
   let sockets: BoundSockets | undefined
@@ -371,8 +371,8 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     const [r, w] = n.pipe()
     reportRead = r
     const flags = ['--ready-fd', '3', ...supervisorFlags(o)]
-    if (lockFd !== undefined) flags.push('--lock-fd', '4', '--pidfile', o.base.pidFile as string)
-    const firstSocket = lockFd === undefined ? 4 : 5
+    if (lock !== undefined) flags.push('--lock-fd', '4', '--pidfile', lock.path)
+    const firstSocket = lock === undefined ? 4 : 5
     sockets?.names.forEach((name, i) => flags.push('--listen-fd', `${firstSocket + i}:${name}`))
     let pid: number
     try {
@@ -380,7 +380,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
         program: supervisor,
         args: [supervisor, ...flags, '--', command, ...args],
         env,
-        passFds: [w, ...(lockFd === undefined ? [] : [lockFd]), ...(sockets?.fds ?? [])],
+        passFds: [w, ...(lock === undefined ? [] : [lock.fd]), ...(sockets?.fds ?? [])],
         cwd: '/',
       }).pid
     } finally {
@@ -396,7 +396,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     reportRead = undefined
     const ready = report.line?.match(/^READY (\d+)$/)
     if (ready) {
-      if (lockFd !== undefined) closeFd(lockFd)
+      lock?.release()
       sockets?.close()
       if (o.base.pidFile !== undefined) recordState(o, command, args, options)
       return { pid, commandPid: Number(ready[1]) }
@@ -436,14 +436,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   } catch (err) {
     sockets?.discard()
     if (reportRead !== undefined) closeFd(reportRead)
-    if (lockFd !== undefined) {
-      try {
-        n.removePidfile(o.base.pidFile as string, lockFd)
-      } catch {
-        // nobody locks it: it reads as "not running"
-      }
-      closeFd(lockFd)
-    }
+    lock?.discard()
     throw err
   } finally {
     handle?.close()

@@ -6,6 +6,7 @@ import { inheritedSockets, isReady, releasePidfile } from './handoff'
 import { launchSelf } from './launch'
 import { native } from './native'
 import type { NormalizedOptions } from './options'
+import type { PidfileLock } from './pidfile'
 
 /** The launching directory: this daemon was exec'd in it, and so is its next copy. */
 const LAUNCH_CWD = process.cwd()
@@ -43,7 +44,7 @@ function log(line: string): void {
  * `shutdownTimeout` and 2 s). If it fails
  * before, it is killed and this copy serves on.
  */
-export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: number; path: string }): void {
+export function enableGracefulRestart(opts: NormalizedOptions, lock: PidfileLock): void {
   if (enabled || process.platform !== 'linux') return
   enabled = true
   let fd: number
@@ -96,7 +97,7 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: numbe
 
 let closeControl: () => void = () => {}
 
-async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string }, reply: (line: string) => void): Promise<void> {
+async function upgrade(opts: NormalizedOptions, lock: PidfileLock, reply: (line: string) => void): Promise<void> {
   const refuse = upgrading
     ? ['busy', 'a graceful restart is already in progress']
     : leaving
@@ -114,7 +115,7 @@ async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string
   log(`graceful restart: starting a new copy; this one (pid ${process.pid}) serves until it is ready`)
   try {
     const { pid } = await launchSelf(opts, {
-      lockFd: lock.fd,
+      lock,
       sockets: { fds: sockets.map((s) => s.fd), names: sockets.map((s) => s.name) },
       cwd: LAUNCH_CWD,
     })
@@ -126,7 +127,7 @@ async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string
     setTimeout(() => process.kill(process.pid, 'SIGKILL'), stopTimeoutMs).unref()
     process.kill(process.pid, 'SIGTERM')
   } catch (err) {
-    const reason = err instanceof ReadinessError ? (err.reason === 'timeout' ? 'timeout' : 'exited') : 'spawn'
+    const reason = err instanceof ReadinessError ? (err.kind === 'timeout' ? 'timeout' : 'exited') : 'spawn'
     // The new copy's stderr was relayed into this daemon's own stderr target, not to whoever
     // asked: the reply carries it.
     const tail = err instanceof ReadinessError ? err.daemonStderr.trim() : ''
