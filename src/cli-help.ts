@@ -2,7 +2,7 @@
  * The help texts of the `daemonkit` command.
  */
 
-export const HELP = `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
+export const HELP: string = `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
 
 Run any program as a correct Unix daemon: double fork, new session, no terminal, stdio on
 /dev/null or log files, a locked pidfile, readiness, and safe stop.

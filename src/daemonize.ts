@@ -2,14 +2,13 @@ import * as os from 'node:os'
 
 import { ReadinessError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, handoffLock, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
-import { launchSelf, openOutput } from './launch'
+import { launchSelf, lockPidfileFor, openOutput, writePidfile, type PidfileLock } from './launch'
 import { exitWhenIdle, withHelperDefaults } from './ensure'
 import { bindInPlace } from './listen'
 import { ensureRegistry } from './registry'
 import { native } from './native'
 import { enableGracefulRestart } from './takeover'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
-import { lockPidfileFor, writePidfile, type PidfileLock } from './pidfile'
 import { closeFd } from './runtime'
 
 /** What the daemon gets back from `daemonize()`. */

@@ -8,7 +8,7 @@ import type * as netTypes from 'node:net'
 import { HelperError } from './errors'
 import { status, stop } from './manage'
 import { native } from './native'
-import type { PidfileLock } from './pidfile'
+import type { PidfileLock } from './launch'
 
 /** Options of `ensureDaemon()`. */
 export interface EnsureDaemonOptions {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 
 import { native } from './native'
-import type { PidfileLock } from './pidfile'
+import type { PidfileLock } from './launch'
 import { closeFd, writeFd } from './runtime'
 
 /** The environment variable that tells a re-executed script it is the daemon. */

@@ -3,10 +3,9 @@ import type * as netTypes from 'node:net'
 
 import { ReadinessError } from './errors'
 import { inheritedSockets, isReady, releasePidfile } from './handoff'
-import { launchSelf } from './launch'
+import { launchSelf, type PidfileLock } from './launch'
 import { native } from './native'
 import type { NormalizedOptions } from './options'
-import type { PidfileLock } from './pidfile'
 
 /** The launching directory: this daemon was exec'd in it, and so is its next copy. */
 const LAUNCH_CWD = process.cwd()
