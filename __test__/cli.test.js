@@ -40,7 +40,7 @@ function sleeper(dir, extra = '') {
 test('--help documents every option; --version prints the package version', async (t) => {
   const help = await cli(['--help'])
   t.is(help.code, 0)
-  const source = fs.readFileSync(path.join(__dirname, '..', 'src', 'cli.ts'), 'utf8')
+  const source = fs.readFileSync(path.join(__dirname, '..', 'src', 'cli-args.ts'), 'utf8')
   const flags = [...source.matchAll(/'(--[a-z-]+)': '/g)].map((m) => m[1])
   t.true(flags.length >= 20)
   for (const flag of [...flags, '--json', '--no-supervise', '--help', '--version']) t.true(help.stdout.includes(flag), `${flag} missing from --help`)

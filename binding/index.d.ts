@@ -9,6 +9,40 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * A pidfile held locked through one open descriptor (close-on-exec unless changed).
+ *
+ * The caller decides when the lock ends, with `release()` or `discard()`: it is never released
+ * when the object is garbage-collected, since a daemon holds its lock for as long as it lives.
+ */
+export declare class PidfileLock {
+  /**
+   * Takes over the lock this process inherited at `fd` on the pidfile at `path` (check it
+   * first with `inheritedLockProblem`).
+   */
+  static inherited(fd: number, path: string): PidfileLock
+  /** The locked descriptor; throws `EBADF` once released. */
+  get fd(): number
+  /** The pidfile's path. */
+  get path(): string
+  /** Writes `pid` and a newline into the pidfile. */
+  writePid(pid: number): void
+  /** Replaces the pid in the pidfile without the file ever reading empty. */
+  replacePid(pid: number): void
+  /**
+   * Unlinks the pidfile if its path still names this file; returns whether it did. The lock
+   * stays held.
+   */
+  remove(): boolean
+  /** Closes the descriptor, which ends the lock unless another process shares it. Idempotent. */
+  release(): void
+  /**
+   * The way out of a failed start: unlinks the pidfile if it is still this file, then
+   * releases the lock. Never throws: a pidfile nobody locks reads as "not running" anyway.
+   */
+  discard(): void
+}
+
 /** A handle on one process that cannot be confused with a later process of the same pid. */
 export declare class Process {
   /** The pid. */
@@ -36,8 +70,8 @@ export declare class Process {
 
 /** The outcome of taking a pidfile's lock. */
 export interface Acquired {
-  /** The locked descriptor (close-on-exec), when the lock was taken. */
-  fd?: number
+  /** The lock, when it was taken. */
+  lock?: PidfileLock
   /** Another process holds the lock. */
   running: boolean
   /** The pid the held file names, if valid. */
@@ -65,7 +99,7 @@ export declare function bindControl(): number
 export declare function bindListener(address: string, user?: string | undefined | null, group?: string | undefined | null, umask?: number | undefined | null): number
 
 /**
- * Closes `fd`, a descriptor the binding handed out (`pipe`, `acquirePidfile`) or inherited.
+ * Closes `fd`, a descriptor the binding handed out (`pipe`, `openLog`) or inherited.
  * Bun and Deno keep tables of their own descriptors, whose `fs.closeSync` refuses these.
  */
 export declare function closeFd(fd: number): void
@@ -196,29 +230,40 @@ export declare function peerUid(fd: number): number
 
 /** What a pidfile says, judged by its lock. */
 export interface PidfileProbe {
-  /**
-   * `"running"`, `"starting"` (locked, no valid pid in it), `"foreign"` (locked, but not by
-   * the process it names, given in `pid`), `"stopped"` or `"unsafe"`.
-   */
-  state: string
+  /** The state; with `foreign`, `pid` is the process the file names. */
+  state: PidfileState
   /** The running daemon's pid. */
   pid?: number
-  /** For `"stopped"`: the pid a leftover file names. */
+  /** For `stopped`: the pid a leftover file names. */
   stalePid?: number
   /** Whether a file exists at the path. */
   exists: boolean
   /** Why the content or the path is not trusted, when it is not. */
   reason?: string
   /**
-   * For `"running"`: why it could not be proven that `pid` holds the lock (another user's
+   * For `running`: why it could not be proven that `pid` holds the lock (another user's
    * process, or no proof on this platform); absent when it was proven.
    */
   unverified?: string
   /**
-   * For `"running"` without proof: the errno name behind it (`"EACCES"`), absent where the
+   * For `running` without proof: the errno name behind it (`"EACCES"`), absent where the
    * platform offers no proof.
    */
   unverifiedCode?: string
+}
+
+/** What a pidfile says, judged by its lock. */
+export declare const enum PidfileState {
+  /** Locked by the process it names. */
+  Running = 'running',
+  /** Locked, no valid pid in it. */
+  Starting = 'starting',
+  /** Locked, but not by the process it names. */
+  Foreign = 'foreign',
+  /** Not locked (or missing). */
+  Stopped = 'stopped',
+  /** The path or the file is not trusted. */
+  Unsafe = 'unsafe',
 }
 
 /** Creates a close-on-exec pipe; returns `[read, write]`. */
@@ -240,17 +285,11 @@ export declare function processArgv(): Array<string>
  */
 export declare function readAvailable(fd: number): Buffer | null
 
-/** Unlinks `path` if it still names the file open at `fd`; returns whether it did. */
-export declare function removePidfile(path: string, fd: number): boolean
-
 /**
  * Removes the pidfile at `path` only if it is provably a stale pidfile (see
  * `pidfile::remove_stale`): `"removed"`, `"missing"`, `"locked"`, or why it was kept.
  */
 export declare function removeStalePidfile(path: string): string
-
-/** Replaces the pid in the locked pidfile at `fd` without the file ever reading empty. */
-export declare function replacePid(fd: number, pid: number): void
 
 /** Sends `state` to systemd's `$NOTIFY_SOCKET`; returns false when it is not set. */
 export declare function sdNotify(state: string): boolean
@@ -372,6 +411,3 @@ export declare function supported(): boolean
 
 /** Writes `data` to `fd` (one `write`); returns how many bytes were written. */
 export declare function writeFd(fd: number, data: Buffer): number
-
-/** Writes `pid` and a newline into the pidfile open at `fd`. */
-export declare function writePid(fd: number, pid: number): void

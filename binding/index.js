@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.PidfileLock = nativeBinding.PidfileLock
 module.exports.Process = nativeBinding.Process
 module.exports.acquirePidfile = nativeBinding.acquirePidfile
 module.exports.bindControl = nativeBinding.bindControl
@@ -856,17 +857,15 @@ module.exports.openLog = nativeBinding.openLog
 module.exports.openProcess = nativeBinding.openProcess
 module.exports.peerPid = nativeBinding.peerPid
 module.exports.peerUid = nativeBinding.peerUid
+module.exports.PidfileState = nativeBinding.PidfileState
 module.exports.pipe = nativeBinding.pipe
 module.exports.probePidfile = nativeBinding.probePidfile
 module.exports.processArgv = nativeBinding.processArgv
 module.exports.readAvailable = nativeBinding.readAvailable
-module.exports.removePidfile = nativeBinding.removePidfile
 module.exports.removeStalePidfile = nativeBinding.removeStalePidfile
-module.exports.replacePid = nativeBinding.replacePid
 module.exports.sdNotify = nativeBinding.sdNotify
 module.exports.setCloexec = nativeBinding.setCloexec
 module.exports.supervisorArgv = nativeBinding.supervisorArgv
 module.exports.supervisorDefaults = nativeBinding.supervisorDefaults
 module.exports.supported = nativeBinding.supported
 module.exports.writeFd = nativeBinding.writeFd
-module.exports.writePid = nativeBinding.writePid

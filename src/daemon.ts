@@ -1,9 +1,9 @@
-import { describeFailure } from './failure'
 import { ensureRegistry } from './registry'
 import { adopt } from './daemonize'
 import { AlreadyRunningError, DaemonkitError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, notifySystemd } from './handoff'
 import { launchSelf } from './launch'
+import { alreadyRunning, failureCode, LSB, signalled, statusReport, stopped, unknownWhy } from './lsb'
 import { signal, status, stop, type DaemonStatus, type SignalName, type SignalResult, type StopResult } from './manage'
 import { setGracefulStopTimeout } from './takeover'
 import { gracefulRestart } from './upgrade'
@@ -42,19 +42,7 @@ export interface DaemonOptions extends Omit<DaemonizeOptions, 'pidFile' | 'onLau
   shutdownTimeout?: number
 }
 
-/** LSB init-script exit codes, as returned by `cli()`. */
-export const LSB = {
-  ok: 0,
-  /** status: dead, pidfile left behind; actions: generic failure. */
-  deadOrFailed: 1,
-  usage: 2,
-  /** status: not running. */
-  notRunning: 3,
-  /** status: unknown; actions: insufficient privilege. */
-  unknown: 4,
-  /** actions that need a running daemon (reload) when it is not. */
-  actionNotRunning: 7,
-} as const
+export { LSB } from './lsb'
 
 const ACTIONS = ['start', 'stop', 'restart', 'status', 'reload', 'graceful-restart'] as const
 /** An action `cli()` understands. */
@@ -181,14 +169,14 @@ export class Daemon {
             say(`started (pid ${pid})`)
           } catch (err) {
             if (!(err instanceof AlreadyRunningError)) throw err
-            say(err.pid === undefined ? 'already running (starting up)' : `already running (pid ${err.pid})`)
+            say(alreadyRunning(err).line)
           }
           return LSB.ok
         }
         case 'stop': {
-          const r = await this.stop()
-          say(r.stopped ? `stopped (pid ${r.pid}${r.forced ? `, forced with ${r.signal}` : ''})` : 'not running')
-          return LSB.ok
+          const report = stopped(await this.stop())
+          say(report.line)
+          return report.code
         }
         case 'restart': {
           const { pid } = await this.restart()
@@ -202,40 +190,20 @@ export class Daemon {
         }
         case 'reload': {
           const r = await this.reload()
-          if (!r.sent) {
-            const s = r.reason === 'unknown' ? await this.status() : undefined
-            say(r.reason === 'not-running' ? 'not running' : `unknown: ${s?.state === 'unknown' ? s.reason : 'the pidfile names no pid'}`)
-            return LSB.actionNotRunning
-          }
-          say(`reloaded (pid ${r.pid})`)
-          return LSB.ok
+          const report = await signalled(r, (pid) => `reloaded (pid ${pid})`, async () => unknownWhy(await this.status()))
+          say(report.line)
+          // Unlike the daemonkit command, an unclear pidfile is "not running" (7) here too.
+          return r.sent ? report.code : LSB.actionNotRunning
         }
         case 'status': {
-          const s = await this.status()
-          if (s.state === 'running') {
-            say(`running (pid ${s.pid})${s.unverified ? `; ${s.unverified}` : ''}`)
-            return LSB.ok
-          }
-          if (s.state === 'stopped') {
-            say('not running')
-            return LSB.notRunning
-          }
-          if (s.state === 'failed') {
-            say(describeFailure(s))
-            return LSB.deadOrFailed
-          }
-          if (s.state === 'dead') {
-            say(`dead: ${this.pidFile} is left behind${s.stalePid ? ` (it names pid ${s.stalePid})` : ''} and nobody holds its lock`)
-            return LSB.deadOrFailed
-          }
-          say(`unknown: ${s.reason}`)
-          return LSB.unknown
+          const report = statusReport(await this.status(), { pidFile: this.pidFile })
+          say(report.line)
+          return report.code
         }
       }
     } catch (err) {
       complain(`${action} failed: ${err instanceof Error ? err.message : String(err)}`)
-      const reason = (err as { reason?: unknown }).reason
-      return reason === 'EPERM' || reason === 'EACCES' ? LSB.unknown : LSB.deadOrFailed
+      return failureCode(err)
     }
     return LSB.deadOrFailed
   }

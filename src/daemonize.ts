@@ -1,8 +1,8 @@
 import * as os from 'node:os'
 
 import { ReadinessError, UnsupportedPlatformError } from './errors'
-import { currentHandoff, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
-import { launchSelf, lockPidfile, openOutput, writePidfile } from './launch'
+import { currentHandoff, handoffLock, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
+import { launchSelf, lockPidfileFor, openOutput, writePidfile, type PidfileLock } from './launch'
 import { exitWhenIdle, withHelperDefaults } from './ensure'
 import { bindInPlace } from './listen'
 import { ensureRegistry } from './registry'
@@ -66,21 +66,8 @@ function redirect(target: OutputTarget, fd: number): void {
  * Becomes the daemon in place, without forking: under systemd (or another supervisor) the
  * process already is the service. Takes the pidfile lock itself.
  */
-function adoptInPlace(opts: NormalizedOptions): { fd: number; path: string } | undefined {
-  if (opts.pidFile === undefined) return undefined
-  const fd = lockPidfile(opts.pidFile)
-  try {
-    writePidfile(opts.pidFile, fd, process.pid)
-  } catch (err) {
-    try {
-      native().removePidfile(opts.pidFile, fd)
-    } catch {
-      // Nobody holds its lock once it is closed: it reads as "not running".
-    }
-    closeFd(fd)
-    throw err
-  }
-  return { fd, path: opts.pidFile }
+function adoptInPlace(opts: NormalizedOptions): PidfileLock | undefined {
+  return opts.pidFile === undefined ? undefined : lockPidfileFor(opts.pidFile, process.pid)
 }
 
 /** The daemon's side: adopt the hand-off (or become the daemon in place) and report readiness. */
@@ -101,18 +88,18 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
   const n = native()
   // Our children must not inherit the lock (they would keep "running" true after we die),
   // the readiness pipe or the final stderr target.
-  if (handoff.lockFd !== undefined) {
-    n.setCloexec(handoff.lockFd, true)
-    if (!handoff.takeover) writePidfile(handoff.pidFile as string, handoff.lockFd, process.pid)
+  const lock = handoffLock()
+  if (lock !== undefined) {
+    n.setCloexec(lock.fd, true)
+    if (!handoff.takeover) writePidfile(lock, process.pid)
   }
   n.setCloexec(handoff.readyFd, true)
   n.setCloexec(handoff.stderrFd, true)
   for (const { fd } of inheritedSockets()) n.setCloexec(fd, true)
-  const lock = handoff.lockFd === undefined || handoff.pidFile === undefined ? undefined : { fd: handoff.lockFd, path: handoff.pidFile }
   return finishAdoption(opts, lock, false)
 }
 
-function finishAdoption(opts: NormalizedOptions, lock: { fd: number; path: string } | undefined, inPlace: boolean): DaemonHandle {
+function finishAdoption(opts: NormalizedOptions, lock: PidfileLock | undefined, inPlace: boolean): DaemonHandle {
   // Adopted first: if anything below throws, the exit handler still removes the pidfile.
   markAdopted(lock, inPlace)
   if (inPlace) {

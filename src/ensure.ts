@@ -8,7 +8,7 @@ import type * as netTypes from 'node:net'
 import { HelperError } from './errors'
 import { status, stop } from './manage'
 import { native } from './native'
-import { closeFd } from './runtime'
+import type { PidfileLock } from './launch'
 
 /** Options of `ensureDaemon()`. */
 export interface EnsureDaemonOptions {
@@ -87,13 +87,13 @@ export function helperFolder(): string {
 }
 
 /** Takes the exclusive start lock of one helper, waiting while another caller holds it. */
-async function lockStart(file: string, deadline: number): Promise<number> {
+async function lockStart(file: string, deadline: number): Promise<PidfileLock> {
   const n = native()
   for (let delay = 2; ; delay = Math.min(delay * 2, 25)) {
     const got = n.acquirePidfile(file)
-    if (got.fd !== undefined && !got.running && !got.foreign) {
-      n.writePid(got.fd, process.pid)
-      return got.fd
+    if (got.lock !== undefined && !got.running && !got.foreign) {
+      got.lock.writePid(process.pid)
+      return got.lock
     }
     if (Date.now() > deadline) throw new HelperError('timeout', `ensureDaemon: another caller held ${file} for too long`)
     await new Promise((r) => setTimeout(r, delay))
@@ -188,7 +188,7 @@ export async function ensureDaemon(options: EnsureDaemonOptions): Promise<Ensure
     fs.writeFileSync(versionFile, JSON.stringify({ version, pid: after.pid }), { mode: 0o600 })
     return { pid: after.pid, socket, started: true, version }
   } finally {
-    closeFd(lock)
+    lock.release()
   }
 }
 
@@ -232,7 +232,7 @@ export function exitWhenIdle(server: netTypes.Server, timeout?: number): void {
     if (open > 0) return
     if (config) {
       const got = native().acquirePidfile(config.lock)
-      if (got.fd === undefined || got.running || got.foreign) return arm() // a caller is attaching: later
+      if (got.lock === undefined || got.running || got.foreign) return arm() // a caller is attaching: later
       // Kept until exit: no caller starts or attaches meanwhile.
     }
     server.close()

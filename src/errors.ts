@@ -1,5 +1,3 @@
-import type { SignalError, StopTimeoutError } from './manage'
-
 /** Every `code` a daemonkit error can have; each error class has its own literal. */
 export type DaemonkitErrorCode =
   | 'EDAEMONRUNNING'
@@ -15,6 +13,12 @@ export type DaemonkitErrorCode =
   | 'ELISTEN'
   | 'EGRACEFUL'
   | 'EHELPER'
+
+/*
+ * `reason`, wherever an error has one, is the system error code behind it: an errno name
+ * (`EACCES`, `ENOSPC`, …) or one of daemonkit's own (`EPIDFILEUNSAFE`, `ENOREEXEC`, …). What
+ * happened, where an error tells several outcomes apart, is its `kind`.
+ */
 
 /**
  * Base class of every error daemonkit throws; `code` is stable and safe to branch on. To narrow
@@ -87,14 +91,17 @@ export class PidfileError extends DaemonkitError<'EPIDFILE'> {
 }
 
 /** How a daemon failed before it said it was ready. */
-export type NotReadyReason = 'exited' | 'timeout'
+export type NotReadyKind = 'exited' | 'timeout'
+
+/** @deprecated The former name of `NotReadyKind`. */
+export type NotReadyReason = NotReadyKind
 
 /** The daemon failed, exited or timed out before it was ready. */
 export class ReadinessError extends DaemonkitError<'EDAEMONNOTREADY'> {
   /** The daemon's pid. */
   readonly pid: number
   /** What happened. */
-  readonly reason: NotReadyReason
+  readonly kind: NotReadyKind
   /** The daemon's exit code, when it exited through Node's normal exit path. */
   readonly exitCode: number | undefined
   /**
@@ -109,7 +116,7 @@ export class ReadinessError extends DaemonkitError<'EDAEMONNOTREADY'> {
    */
   constructor(
     pid: number,
-    reason: NotReadyReason,
+    kind: NotReadyKind,
     exitCode: number | undefined,
     daemonStderr: string,
     detail: string,
@@ -119,9 +126,14 @@ export class ReadinessError extends DaemonkitError<'EDAEMONNOTREADY'> {
     const tail = relayed ? '' : daemonStderr.trim()
     super('EDAEMONNOTREADY', `${subject} ${detail}${tail ? `:\n${tail}` : ''}`)
     this.pid = pid
-    this.reason = reason
+    this.kind = kind
     this.exitCode = exitCode
     Object.defineProperty(this, 'daemonStderr', { value: daemonStderr, enumerable: !relayed, writable: false, configurable: true })
+  }
+
+  /** @deprecated The same as `kind`, its former name. */
+  get reason(): NotReadyKind {
+    return this.kind
   }
 }
 
@@ -187,7 +199,10 @@ export class ListenError extends DaemonkitError<'ELISTEN'> {
 }
 
 /** Why a graceful restart did not happen. */
-export type GracefulRestartReason = 'not-running' | 'unsupported' | 'busy' | 'starting' | 'stopping' | 'exited' | 'timeout' | 'spawn' | 'failed'
+export type GracefulRestartKind = 'not-running' | 'unsupported' | 'busy' | 'starting' | 'stopping' | 'exited' | 'timeout' | 'spawn' | 'failed'
+
+/** @deprecated The former name of `GracefulRestartKind`. */
+export type GracefulRestartReason = GracefulRestartKind
 
 /**
  * A graceful restart failed or was refused; the running daemon was left serving untouched.
@@ -195,19 +210,27 @@ export type GracefulRestartReason = 'not-running' | 'unsupported' | 'busy' | 'st
  */
 export class GracefulRestartError extends DaemonkitError<'EGRACEFUL'> {
   /** What happened. */
-  readonly reason: GracefulRestartReason
+  readonly kind: GracefulRestartKind
   /** The pid of the daemon that was asked (the pidfile's), when known. */
   readonly pid: number | undefined
 
-  constructor(reason: GracefulRestartReason, pid: number | undefined, message: string, options?: { cause?: unknown }) {
+  constructor(kind: GracefulRestartKind, pid: number | undefined, message: string, options?: { cause?: unknown }) {
     super('EGRACEFUL', message, options)
-    this.reason = reason
+    this.kind = kind
     this.pid = pid
+  }
+
+  /** @deprecated The same as `kind`, its former name. */
+  get reason(): GracefulRestartKind {
+    return this.kind
   }
 }
 
 /** Why `ensureDaemon()` failed. */
-export type HelperErrorReason = 'folder' | 'exited' | 'timeout'
+export type HelperErrorKind = 'folder' | 'exited' | 'timeout'
+
+/** @deprecated The former name of `HelperErrorKind`. */
+export type HelperErrorReason = HelperErrorKind
 
 /**
  * `ensureDaemon()` could not give a ready helper: its per-user folder is unsafe (`folder`), the
@@ -215,16 +238,67 @@ export type HelperErrorReason = 'folder' | 'exited' | 'timeout'
  */
 export class HelperError extends DaemonkitError<'EHELPER'> {
   /** What went wrong. */
-  readonly reason: HelperErrorReason
+  readonly kind: HelperErrorKind
   /** What the helper wrote to stderr before it failed (empty when it did not start). */
   readonly helperStderr: string
   /** The launcher's exit code, when it exited. */
   readonly exitCode: number | undefined
 
-  constructor(reason: HelperErrorReason, message: string, helperStderr = '', exitCode?: number, options?: { cause?: unknown }) {
+  constructor(kind: HelperErrorKind, message: string, helperStderr = '', exitCode?: number, options?: { cause?: unknown }) {
     super('EHELPER', message, options)
-    this.reason = reason
+    this.kind = kind
     this.helperStderr = helperStderr
     this.exitCode = exitCode
   }
+
+  /** @deprecated The same as `kind`, its former name. */
+  get reason(): HelperErrorKind {
+    return this.kind
+  }
+}
+
+/** Signalling failed for a reason other than the daemon not running (e.g. `EPERM`). */
+export class SignalError extends DaemonkitError<'EDAEMONSIGNAL'> {
+  /** The daemon's pid. */
+  readonly pid: number
+  /** The system error code, e.g. `EPERM` when the daemon belongs to another user. */
+  readonly reason: string
+  /** The pidfile. */
+  readonly path: string
+
+  constructor(pidFile: string, pid: number, reason: string, message: string, options?: { cause?: unknown }) {
+    super('EDAEMONSIGNAL', message, options)
+    this.pid = pid
+    this.reason = reason
+    this.path = pidFile
+  }
+}
+
+/** The daemon outlived both the stop signal and the escalation signal. */
+export class StopTimeoutError extends DaemonkitError<'EDAEMONSTOPTIMEOUT'> {
+  /** The daemon's pid. */
+  readonly pid: number
+  /** The pidfile. */
+  readonly path: string
+
+  constructor(pidFile: string, pid: number, waitedMs: number) {
+    super('EDAEMONSTOPTIMEOUT', `daemon (pid ${pid}, ${pidFile}) is still running after ${Math.round(waitedMs)} ms`)
+    this.pid = pid
+    this.path = pidFile
+  }
+}
+
+/** A command line the CLI cannot run (a missing or bad flag): its message is printed with the usage hint. Internal to the CLI. */
+export class UsageError extends Error {}
+
+/** The `code` of an error the binding or Node threw (an errno name), or `EUNKNOWN`. */
+export function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : 'EUNKNOWN'
+}
+
+/** The message of anything thrown. */
+export function messageOf(err: unknown): string {
+  const message = (err as { message?: unknown } | null)?.message
+  return typeof message === 'string' ? message : String(err)
 }

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs'
 
 import { native } from './native'
+import type { PidfileLock } from './launch'
 import { closeFd, writeFd } from './runtime'
 
 /** The environment variable that tells a re-executed script it is the daemon. */
@@ -55,8 +56,11 @@ interface DaemonState {
   /** Set once `daemonize()` has adopted the hand-off: the pidfile is ours to remove. */
   adopted: boolean
   removed: boolean
-  /** The pidfile this process holds locked, once adopted (detached or in the foreground). */
-  lock: { fd: number; path: string } | undefined
+  /**
+   * The pidfile this process holds locked: the hand-off's (made on first use, so that loading
+   * the package does not load the binding), or the one it took in the foreground.
+   */
+  lock: PidfileLock | undefined
   /** Running in the foreground under a supervisor (systemd): readiness goes to `$NOTIFY_SOCKET`. */
   foreground: boolean
   /** Set once a write to the relay found the launcher gone: fd 2 is the final target already. */
@@ -223,14 +227,7 @@ function installExitReport(s: DaemonState): void {
       } catch {
         // The launcher is gone, so it cannot remove the pidfile: do it while the lock is ours
         // (not in a takeover: the pidfile still names the old daemon).
-        if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed && !h.takeover) {
-          s.removed = true
-          try {
-            native().removePidfile(h.pidFile, h.lockFd)
-          } catch {
-            // A pidfile nobody locks reads as "not running" anyway.
-          }
-        }
+        if (!h.takeover) removeHeldPidfile(s)
       }
       return
     }
@@ -335,14 +332,7 @@ function endNotReady(s: DaemonState, h: Handoff): void {
   } catch {
     // Nowhere to say it.
   }
-  if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed && !h.takeover) {
-    s.removed = true
-    try {
-      native().removePidfile(h.pidFile, h.lockFd)
-    } catch {
-      // A pidfile nobody locks reads as "not running" anyway.
-    }
-  }
+  if (!h.takeover) removeHeldPidfile(s)
   process.exit(1)
 }
 
@@ -366,7 +356,7 @@ export function isDaemon(): boolean {
  * Marks the process adopted: from now on it removes the pidfile it holds (`lock`) when it
  * ends. `foreground` is set when there was no hand-off (running under systemd or in place).
  */
-export function markAdopted(lock: { fd: number; path: string } | undefined, foreground: boolean): void {
+export function markAdopted(lock: PidfileLock | undefined, foreground: boolean): void {
   const s = state()
   s.adopted = true
   s.lock = lock
@@ -410,7 +400,7 @@ export function reportReady(): void {
   const n = native()
   if (s.deadline) clearTimeout(s.deadline)
   // A takeover names itself in the pidfile only now, once it can serve.
-  if (h.takeover && h.lockFd !== undefined) n.replacePid(h.lockFd, process.pid)
+  if (h.takeover) handoffLock()?.replacePid(process.pid)
   n.dup2(h.stderrFd, 2)
   closeFd(h.stderrFd)
   s.ready = true
@@ -428,14 +418,7 @@ export function reportReady(): void {
       } catch {
         // Nowhere to say it.
       }
-      if (h.lockFd !== undefined && h.pidFile !== undefined && !s.removed) {
-        s.removed = true
-        try {
-          n.removePidfile(h.pidFile, h.lockFd)
-        } catch {
-          // A pidfile nobody locks reads as "not running" anyway.
-        }
-      }
+      removeHeldPidfile(s)
       process.exit(1)
     }
     // The launcher is gone (killed while it waited): nobody to tell, and the daemon runs on.
@@ -461,12 +444,29 @@ export function releasePidfile(): void {
 /** Unlinks the pidfile while still holding its lock, if this daemon adopted it. Idempotent. */
 export function removeOwnPidfile(): void {
   const s = state()
-  if (!s.adopted || s.removed || s.lock === undefined) return
+  if (s.adopted) removeHeldPidfile(s)
+}
+
+/**
+ * The hand-off's pidfile lock as a handle, made on first use; `undefined` without a hand-off
+ * or a pidfile.
+ */
+export function handoffLock(): PidfileLock | undefined {
+  const s = state()
+  const h = s.handoff
+  if (s.lock === undefined && h?.lockFd !== undefined && h.pidFile !== undefined) s.lock = native().PidfileLock.inherited(h.lockFd, h.pidFile)
+  return s.lock
+}
+
+/** Unlinks the pidfile this process holds locked, once; the lock stays held until exit. */
+function removeHeldPidfile(s: DaemonState): void {
+  const lock = handoffLock()
+  if (s.removed || lock === undefined) return
   s.removed = true
   try {
-    native().removePidfile(s.lock.path, s.lock.fd)
+    lock.remove()
   } catch {
-    // Best effort at exit: a pidfile nobody locks reads as "not running" anyway.
+    // A pidfile nobody locks reads as "not running" anyway.
   }
 }
 

@@ -20,6 +20,9 @@ export {
   type AnyDaemonkitError,
   type DaemonkitErrorCode,
   type NotReadyReason,
+  type GracefulRestartKind,
+  type HelperErrorKind,
+  type NotReadyKind,
 } from './errors'
 export { gracefulRestart, type GracefulRestartOptions, type GracefulRestartResult } from './upgrade'
 export { Daemon, LSB, type DaemonAction, type DaemonContext, type DaemonOptions } from './daemon'

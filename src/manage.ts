@@ -2,8 +2,11 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import { DaemonkitError, PidfileError } from './errors'
+import { PidfileError, SignalError, StopTimeoutError } from './errors'
+
+export { SignalError, StopTimeoutError } from './errors'
 import { readFailure, type DaemonFailure } from './failure'
+import { PidfileState, type PidfileProbe } from '../binding/index'
 import { native } from './native'
 
 /** What a pidfile says about its daemon, judged by its lock (never by `kill(pid, 0)`). */
@@ -40,23 +43,6 @@ export type DaemonStatus =
 
 /** The name of a signal, like `'SIGTERM'`. */
 export type SignalName = NodeJS.Signals
-
-/** Signalling failed for a reason other than the daemon not running (e.g. `EPERM`). */
-export class SignalError extends DaemonkitError<'EDAEMONSIGNAL'> {
-  /** The daemon's pid. */
-  readonly pid: number
-  /** The system error code, e.g. `EPERM` when the daemon belongs to another user. */
-  readonly reason: string
-  /** The pidfile. */
-  readonly path: string
-
-  constructor(pidFile: string, pid: number, reason: string, message: string, options?: { cause?: unknown }) {
-    super('EDAEMONSIGNAL', message, options)
-    this.pid = pid
-    this.reason = reason
-    this.path = pidFile
-  }
-}
 
 interface Coded {
   code?: unknown
@@ -106,7 +92,7 @@ function supervisedCommand(pid: number): number | undefined {
   }
 }
 
-type NativeProbe = ReturnType<ReturnType<typeof native>['probePidfile']>
+type NativeProbe = PidfileProbe
 
 function probeNative(pidFile: string): NativeProbe {
   const n = native() // UnsupportedPlatformError passes through as it is
@@ -120,7 +106,7 @@ function probeNative(pidFile: string): NativeProbe {
 
 function statusOf(p: NativeProbe): DaemonStatus {
   switch (p.state) {
-    case 'running': {
+    case PidfileState.Running: {
       const pid = p.pid as number
       const commandPid = supervisedCommand(pid)
       return {
@@ -130,9 +116,9 @@ function statusOf(p: NativeProbe): DaemonStatus {
         ...(p.unverified ? { unverified: p.unverified } : {}),
       }
     }
-    case 'stopped':
+    case PidfileState.Stopped:
       return p.exists ? { state: 'dead', stalePid: p.stalePid ?? undefined, reason: p.reason ?? undefined } : { state: 'stopped' }
-    case 'foreign':
+    case PidfileState.Foreign:
       return {
         state: 'unknown',
         reason: p.reason ?? 'the pidfile is locked by another process than the one it names',
@@ -153,7 +139,7 @@ function probe(pidFile: string): DaemonStatus {
  * is). On Linux an unverifiable holder (another user's process) is never signalled.
  */
 function actionable(pidFile: string, p: NativeProbe): boolean {
-  if (p.state !== 'running') return false
+  if (p.state !== PidfileState.Running) return false
   if (p.unverified && p.unverifiedCode) {
     const pid = p.pid as number
     throw new SignalError(
@@ -231,7 +217,7 @@ function send(pidFile: string, handle: ProcessHandle, signo: number, name: strin
   // that holds the lock right now is signalled.
   if (!handle.raceFree) {
     const raw = probeNative(pidFile)
-    if (raw.state !== 'running' || raw.pid !== handle.pid || !actionable(pidFile, raw)) return false
+    if (raw.state !== PidfileState.Running || raw.pid !== handle.pid || !actionable(pidFile, raw)) return false
   }
   try {
     handle.kill(signo)
@@ -291,20 +277,6 @@ export type StopResult =
       waitedMs: number
     }
   | { stopped: false; reason: 'not-running' }
-
-/** The daemon outlived both the stop signal and the escalation signal. */
-export class StopTimeoutError extends DaemonkitError<'EDAEMONSTOPTIMEOUT'> {
-  /** The daemon's pid. */
-  readonly pid: number
-  /** The pidfile. */
-  readonly path: string
-
-  constructor(pidFile: string, pid: number, waitedMs: number) {
-    super('EDAEMONSTOPTIMEOUT', `daemon (pid ${pid}, ${pidFile}) is still running after ${Math.round(waitedMs)} ms`)
-    this.pid = pid
-    this.path = pidFile
-  }
-}
 
 function positive(value: unknown, field: string, fallback: number): number {
   if (value === undefined) return fallback
@@ -369,7 +341,7 @@ export async function stop(pidFile: string, options: StopOptions = {}): Promise<
 function stillHolds(file: string, pid: number): boolean {
   try {
     const p = probeNative(file)
-    return p.state === 'running' && p.pid === pid
+    return p.state === PidfileState.Running && p.pid === pid
   } catch {
     return true
   }
@@ -389,7 +361,7 @@ async function stopOnce(
     if (holder.reason === 'unknown') {
       const raw = probeNative(file)
       const s = statusOf(raw)
-      const reason = raw.state === 'foreign' ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
+      const reason = raw.state === PidfileState.Foreign ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
       throw new PidfileError(file, reason, `${s.state === 'unknown' ? s.reason : `the pidfile is ${s.state}`}; refusing to signal anything`)
     }
     // Nothing was stopped: the file is left as it is (whatever it is), a stale pidfile reads

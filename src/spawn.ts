@@ -400,7 +400,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   }
 
   const supervisor = supervisorPath()
-  const lockFd = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
+  const lock = o.base.pidFile === undefined ? undefined : lockPidfile(o.base.pidFile)
   let reportRead: number | undefined
   let handle: ReturnType<typeof n.openProcess> | undefined
   let sockets: BoundSockets | undefined
@@ -411,10 +411,10 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     const [r, w] = n.pipe()
     reportRead = r
     // The passed descriptors become 3, 4, … in the supervisor, in this order.
-    const firstSocket = lockFd === undefined ? 4 : 5
+    const firstSocket = lock === undefined ? 4 : 5
     const argv = supervisorArgs(o, command, args, {
       readyFd: 3,
-      ...(lockFd === undefined ? {} : { lockFd: 4, pidFile: o.base.pidFile }),
+      ...(lock === undefined ? {} : { lockFd: 4, pidFile: lock.path }),
       listen: sockets?.names.map((name, i) => ({ fd: firstSocket + i, name })),
     })
     let pid: number
@@ -423,7 +423,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
         program: supervisor,
         args: [supervisor, ...argv],
         env,
-        passFds: [w, ...(lockFd === undefined ? [] : [lockFd]), ...(sockets?.fds ?? [])],
+        passFds: [w, ...(lock === undefined ? [] : [lock.fd]), ...(sockets?.fds ?? [])],
         cwd: '/',
       }).pid
     } finally {
@@ -439,7 +439,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
     reportRead = undefined
     const decoded = report.line === undefined ? null : n.decodeSupervisorReport(report.line)
     if (decoded?.kind === 'ready') {
-      if (lockFd !== undefined) closeFd(lockFd)
+      lock?.release()
       sockets?.close()
       if (o.base.pidFile !== undefined) recordState(o, command, args, options)
       return { pid, commandPid: decoded.pid }
@@ -476,14 +476,7 @@ export async function spawnDaemon(command: string, args: readonly string[] = [],
   } catch (err) {
     sockets?.discard()
     if (reportRead !== undefined) closeFd(reportRead)
-    if (lockFd !== undefined) {
-      try {
-        n.removePidfile(o.base.pidFile as string, lockFd)
-      } catch {
-        // nobody locks it: it reads as "not running"
-      }
-      closeFd(lockFd)
-    }
+    lock?.discard()
     throw err
   } finally {
     handle?.close()

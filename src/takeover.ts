@@ -3,7 +3,7 @@ import type * as netTypes from 'node:net'
 
 import { ReadinessError } from './errors'
 import { inheritedSockets, isReady, releasePidfile } from './handoff'
-import { launchSelf } from './launch'
+import { launchSelf, type PidfileLock } from './launch'
 import { native } from './native'
 import type { NormalizedOptions } from './options'
 
@@ -43,7 +43,7 @@ function log(line: string): void {
  * `shutdownTimeout` and 2 s). If it fails
  * before, it is killed and this copy serves on.
  */
-export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: number; path: string }): void {
+export function enableGracefulRestart(opts: NormalizedOptions, lock: PidfileLock): void {
   if (enabled || process.platform !== 'linux') return
   enabled = true
   let fd: number
@@ -96,7 +96,7 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: numbe
 
 let closeControl: () => void = () => {}
 
-async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string }, reply: (line: string) => void): Promise<void> {
+async function upgrade(opts: NormalizedOptions, lock: PidfileLock, reply: (line: string) => void): Promise<void> {
   const refuse = upgrading
     ? ['busy', 'a graceful restart is already in progress']
     : leaving
@@ -114,7 +114,7 @@ async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string
   log(`graceful restart: starting a new copy; this one (pid ${process.pid}) serves until it is ready`)
   try {
     const { pid } = await launchSelf(opts, {
-      lockFd: lock.fd,
+      lock,
       sockets: { fds: sockets.map((s) => s.fd), names: sockets.map((s) => s.name) },
       cwd: LAUNCH_CWD,
     })
@@ -126,7 +126,7 @@ async function upgrade(opts: NormalizedOptions, lock: { fd: number; path: string
     setTimeout(() => process.kill(process.pid, 'SIGKILL'), stopTimeoutMs).unref()
     process.kill(process.pid, 'SIGTERM')
   } catch (err) {
-    const reason = err instanceof ReadinessError ? (err.reason === 'timeout' ? 'timeout' : 'exited') : 'spawn'
+    const reason = err instanceof ReadinessError ? (err.kind === 'timeout' ? 'timeout' : 'exited') : 'spawn'
     // The new copy's stderr was relayed into this daemon's own stderr target, not to whoever
     // asked: the reply carries it.
     const tail = err instanceof ReadinessError ? err.daemonStderr.trim() : ''

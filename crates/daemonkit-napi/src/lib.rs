@@ -4,9 +4,12 @@
 //! one of `"EPIDFILEUNSAFE"`, `"ELAUNCH"`, `"EINVALIDARG"`.
 #![deny(clippy::all)]
 
+// napi-rs registers the exports only outside `cfg(test)`: there every item looks unused.
 #[cfg(unix)]
+#[cfg_attr(test, allow(dead_code))]
 mod supervise;
 #[cfg(unix)]
+#[cfg_attr(test, allow(dead_code))]
 mod unix;
 
 #[cfg(not(unix))]
