@@ -53,32 +53,6 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: { fd: numbe
     log(`graceful restarts are off: ${(err as Error).message}`)
     return
   }
-  // The socket is bound and listening already: a client's connection waits in its backlog.
-  // Serving it loads node:net and (through Server#listen) node:cluster and node:child_process,
-  // a few ms that wait until the daemon has said it is ready (ready: 'auto' says it right after).
-  let closed = false
-  let server: netTypes.Server | undefined
-  closeControl = () => {
-    closed = true
-    server?.close()
-  }
-  setImmediate(() => {
-    if (closed) {
-      native().closeFd(fd)
-      return
-    }
-    server = serveControl(opts, lock, fd)
-  }).unref()
-  const onUsr2 = (): void => {
-    // An app with a SIGUSR2 handler of its own keeps the signal for itself.
-    if (process.listenerCount('SIGUSR2') > 1) return
-    void upgrade(opts, lock, () => {})
-  }
-  process.on('SIGUSR2', onUsr2)
-}
-
-/** Answers UPGRADE requests on the control socket `fd`. */
-function serveControl(opts: NormalizedOptions, lock: { fd: number; path: string }, fd: number): netTypes.Server {
   const net = require('node:net') as typeof netTypes
   const server = net.createServer((socket) => {
     const peerFd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
@@ -111,7 +85,13 @@ function serveControl(opts: NormalizedOptions, lock: { fd: number; path: string 
   server.on('error', () => {})
   server.listen({ fd })
   server.unref()
-  return server
+  const onUsr2 = (): void => {
+    // An app with a SIGUSR2 handler of its own keeps the signal for itself.
+    if (process.listenerCount('SIGUSR2') > 1) return
+    void upgrade(opts, lock, () => {})
+  }
+  process.on('SIGUSR2', onUsr2)
+  closeControl = () => server.close()
 }
 
 let closeControl: () => void = () => {}
