@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Writes package.json's version into the version checks of binding/index.js (the loader napi-rs
-// generates at build time, which `napi version` leaves alone) and, inside a git work tree, stages
+// Writes package.json's version into the version checks of binding/index.js (daemonkit's own
+// loader, which `napi version` leaves alone) and, inside a git work tree, stages
 // the loader and npm/*/package.json, so that `npm version` commits them with package.json.
 // Runs as part of the `version` script, after `napi version`.
 'use strict'

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import type * as childProcessTypes from 'node:child_process'
+import type * as cryptoTypes from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -112,6 +112,8 @@ function readVersion(file: string): { version: string; pid: number } | undefined
 /** Runs the helper's script; its launcher exits 0 once the helper is ready, else with its stderr. */
 function startHelper(script: string, args: readonly string[], env: NodeJS.ProcessEnv, timeout: number): Promise<void> {
   return new Promise((resolve, reject) => {
+    // Loaded here, not with the package: node:child_process alone costs a few ms of every require.
+    const { spawn } = require('node:child_process') as typeof childProcessTypes
     const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr.setEncoding('utf8')
@@ -153,6 +155,7 @@ export async function ensureDaemon(options: EnsureDaemonOptions): Promise<Ensure
   if (typeof startTimeout !== 'number' || !(startTimeout > 0)) fail('startTimeout', 'must be a positive number of ms')
 
   const dir = helperFolder()
+  const { createHash } = require('node:crypto') as typeof cryptoTypes
   const key = scope === undefined ? name : `${name}-${createHash('sha256').update(path.resolve(scope)).digest('hex').slice(0, 16)}`
   const pidFile = path.join(dir, `${key}.pid`)
   const socket = path.join(dir, `${key}.sock`)

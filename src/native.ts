@@ -3,41 +3,25 @@ import { UnsupportedPlatformError } from './errors'
 /** The native binding's API (see crates/daemonkit-napi). */
 export type Native = typeof import('../binding/index')
 
-let cached: Native | undefined
-
-/** The platforms a prebuilt binary is published for (package.json `napi.targets`). */
-const PREBUILT: Record<string, readonly string[]> = { linux: ['x64', 'arm64'], darwin: ['x64', 'arm64'] }
-
-/** `true` when this Linux process runs on musl (no glibc version in the process report). */
-function isMusl(): boolean {
-  // excludeNetwork (Node >= 20.13) is missing from @types/node 20.
-  const report = process.report as (NodeJS.ProcessReport & { excludeNetwork?: boolean }) | undefined
-  if (!report || typeof report.getReport !== 'function') return false
-  const excludeNetwork = report.excludeNetwork
-  try {
-    report.excludeNetwork = true // no DNS look-ups for a report we read one field of
-    const header = (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header
-    return !header?.glibcVersionRuntime
-  } catch {
-    return false
-  } finally {
-    report.excludeNetwork = excludeNetwork
-  }
-}
-
 /**
- * The name of the npm package that carries this machine's prebuilt binary, as napi-rs names
- * them (`daemonkit-linux-x64-gnu`, `daemonkit-darwin-arm64`, …), or `undefined` when none is
- * published for this platform.
+ * What binding/index.js (the one loader) decided: this machine's platform as napi-rs names it,
+ * the platform package published for it (`undefined` where none is), and the directory the
+ * addon was loaded from (`undefined` when `NAPI_RS_NATIVE_LIBRARY_PATH` named it, or on failure).
+ * The loader puts it on the binding, or on its error, under this symbol.
  */
-export function platformPackageName(): string | undefined {
-  const { platform, arch } = process
-  if (!PREBUILT[platform]?.includes(arch)) return undefined
-  if (platform === 'linux') return `daemonkit-linux-${arch}-${isMusl() ? 'musl' : 'gnu'}`
-  return `daemonkit-${platform}-${arch}`
+export interface Loaded {
+  platform: string
+  platformPackage: string | undefined
+  dir: string | undefined
 }
 
-/** What the generated loader tried, minus "not found": the reasons an existing binary failed to load. */
+const LOADER = Symbol.for('daemonkit.loader')
+
+let cached: Native | undefined
+/** What the loader said when it last failed. */
+let failedLoad: Loaded | undefined
+
+/** What the loader tried, minus "not found": the reasons an existing binary failed to load. */
 function loadFailures(cause: unknown): string[] {
   const out: string[] = []
   const seen = new Set<unknown>()
@@ -50,9 +34,8 @@ function loadFailures(cause: unknown): string[] {
 }
 
 /** The `UnsupportedPlatformError` for a binding that could not be loaded, saying what to do. */
-function missingBinary(cause: unknown): UnsupportedPlatformError {
+function missingBinary(cause: unknown, pkg: string | undefined): UnsupportedPlatformError {
   const where = `${process.platform}-${process.arch}`
-  const pkg = platformPackageName()
   const fromSource = 'or build it from source with a Rust toolchain (git clone, then npm install && npm run build; see docs/install.md).'
   if (!pkg) {
     return new UnsupportedPlatformError(
@@ -98,7 +81,22 @@ export function native(): Native {
     // Deno refused the loader a permission (it reads the CPU list, `--allow-sys`): its own
     // error names the permission and the flag, where "no binary" would mislead.
     for (let e = cause; e; e = (e as { cause?: unknown }).cause) if ((e as Error).name === 'NotCapable') throw e
-    throw missingBinary(cause)
+    failedLoad = (cause as { [LOADER]?: Loaded } | undefined)?.[LOADER]
+    throw missingBinary(cause, failedLoad?.platformPackage)
   }
   return cached
+}
+
+/**
+ * Where the loader found (or looked for) the addon, loading it first if need be; `undefined`
+ * where it was never looked for (Windows).
+ */
+export function loaded(): Loaded | undefined {
+  failedLoad = undefined
+  try {
+    return (native() as unknown as { [LOADER]?: Loaded })[LOADER]
+  } catch (err) {
+    if (err instanceof UnsupportedPlatformError) return failedLoad
+    throw err
+  }
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { UnsupportedPlatformError } from './errors'
-import { platformPackageName } from './native'
+import { loaded } from './native'
 
 const NAME = 'daemonkit-supervise'
 
@@ -10,8 +10,8 @@ let cached: string | undefined
 
 /**
  * The path of the supervisor executable: `$DAEMONKIT_SUPERVISOR_PATH` when set (as
- * `NAPI_RS_NATIVE_LIBRARY_PATH` is for the addon), else next to the binding in a source build,
- * else in the platform package. Throws `UnsupportedPlatformError` if none has it; a variable that
+ * `NAPI_RS_NATIVE_LIBRARY_PATH` is for the addon), else beside the addon the loader chose,
+ * else beside the loader (a source build), else in the platform package. Throws `UnsupportedPlatformError` if none has it; a variable that
  * names no executable is an error, never silently passed over.
  */
 export function supervisorPath(): string {
@@ -31,14 +31,15 @@ export function supervisorPath(): string {
     return file
   }
   if (cached) return cached
+  const where = loaded()
   const candidates = [path.join(__dirname, '..', 'binding', NAME)]
-  const pkg = platformPackageName()
+  if (where?.dir !== undefined) candidates.unshift(path.join(where.dir, NAME))
   try {
-    if (pkg) candidates.push(path.join(path.dirname(require.resolve(`${pkg}/package.json`)), NAME))
+    if (where?.platformPackage) candidates.push(path.join(path.dirname(require.resolve(`${where.platformPackage}/package.json`)), NAME))
   } catch {
     // The platform package is not installed (a source build).
   }
-  for (const candidate of candidates) {
+  for (const candidate of new Set(candidates)) {
     try {
       fs.accessSync(candidate, fs.constants.X_OK)
       cached = candidate
