@@ -5,11 +5,9 @@
 mod common;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::{locked, serial, LockHolder, TempDir};
 use daemonkit_core::notify;

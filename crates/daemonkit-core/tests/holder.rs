@@ -5,11 +5,9 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use common::{serial, Holders, TempDir};
 use daemonkit_core::holder::{self, Holder};

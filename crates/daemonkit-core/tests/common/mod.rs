@@ -322,7 +322,7 @@ fn spawn_locker(script: &str, path: &Path, args: &[&str]) -> (Child, String) {
 /// `flock -n 9` locks that open file description, then `sh` execs `sleep` (one process, still
 /// holding fd 9). Killed and reaped by pid on drop.
 pub struct LockHolder {
-    child: Child,
+    pub child: Child,
 }
 
 impl LockHolder {
