@@ -6,35 +6,18 @@ const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const h = require('./helpers')
 const daemonkit = require('..')
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const { CLI, cli, sleeper } = h
 const SIGNALS = path.join(h.FIXTURES, 'signals.py')
 const LISTENER = path.join(h.FIXTURES, 'notify-listener.py')
-
-function cli(args, options) {
-  return h.run(process.execPath, [CLI, ...args], options)
-}
 
 function lines(file) {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : []
 }
 
 /** Starts a supervised command through the CLI; registers both pids for teardown. */
-async function start(t, dir, args) {
+function start(t, dir, args) {
   // --settle 0: several tests start commands that exit at once on purpose.
-  const r = await cli(['start', '--json', ...(args.includes('--settle') ? [] : ['--settle', '0']), ...args])
-  t.is(r.code, 0, r.stderr)
-  const started = JSON.parse(r.stdout)
-  h.cleanupPid(t, started.pid, dir)
-  h.cleanupPid(t, started.commandPid, dir)
-  return started
-}
-
-/**
- * A python command whose command line mentions `dir`, so teardown may kill it by pid. The
- * system's python: the one on PATH may live under /root, where other users cannot reach it.
- */
-function sleeper(dir, extra = '') {
-  return ['/usr/bin/python3', '-c', `import time, sys${extra}\nwhile True: time.sleep(1)`, dir]
+  return h.startJson(t, dir, [...(args.includes('--settle') ? [] : ['--settle', '0']), ...args])
 }
 
 test('--help documents every option; --version prints the package version', async (t) => {
@@ -559,7 +542,7 @@ test('daemonkit run: the CLI becomes the supervisor; one Ctrl-C (SIGINT to the f
   const files = Object.values(h.procFds(supervisor)).filter((target) => target.startsWith('/'))
   t.false(files.includes(inherited), 'a descriptor the CLI inherited did not reach the supervisor')
   t.true(files.includes(pidFile), 'the supervisor holds the pidfile')
-  const command = Number(fs.readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8').trim())
+  const command = h.procChildren(supervisor)[0]
   const commandStat = h.procStat(command)
   t.is(commandStat.session, command, 'the command has a session of its own')
   t.is(commandStat.ttyNr, 0, 'and no controlling terminal')
@@ -631,7 +614,7 @@ test('--wait-ready: only the command (or its descendants) can say READY=1; its s
   const pending = cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '120s', '--', ...sleeper(dir)]).finally(() => (settled = true))
   const supervisor = await h.waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() && h.readPid(pidFile), { what: 'the supervisor' })
   h.cleanupPid(t, supervisor, dir)
-  const command = await h.waitFor(() => Number(fs.readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8').trim()), { what: 'the command' })
+  const command = await h.waitFor(() => h.procChildren(supervisor)[0], { what: 'the command' })
   h.cleanupPid(t, command, dir)
   const socket = await h.waitFor(() => fs.readFileSync(`/proc/${command}/environ`, 'utf8').split('\0').find((v) => v.startsWith('NOTIFY_SOCKET=')), { what: 'its NOTIFY_SOCKET' })
   // Another local process, not descended from the command, pretends the command is ready.

@@ -297,7 +297,7 @@ h.needs('root', 'unshare')('as PID 1 (a container\'s first process), detach: \'a
   t.like(await require('..').status(pidFile), { state: 'unknown' })
   // What a container runtime's stop does: SIGTERM to the first process. The kernel ignores a
   // PID 1's own default-action signals, so daemonize() must end it by itself.
-  const first = Number(fs.readFileSync(`/proc/${container.pid}/task/${container.pid}/children`, 'utf8').trim())
+  const first = h.procChildren(container.pid)[0]
   process.kill(first, 'SIGTERM')
   t.is(await exited, 128 + 15, 'it ended as if killed by SIGTERM')
   t.false(fs.existsSync(pidFile), 'and removed its pidfile')

@@ -8,7 +8,7 @@ const h = require('./helpers')
 const daemonkit = require('..')
 
 const SERVER = path.join(h.FIXTURES, 'http-server.js')
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const { CLI, cli } = h
 
 /** One request on a fresh connection; resolves with the body, rejects on any error. */
 function get(target, { timeout = 20_000, urlPath = '/' } = {}) {
@@ -160,10 +160,6 @@ h.rootTest('spawnDaemon({ listen, user }): root binds a privileged port for a co
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function cli(args, options) {
-  return h.run(process.execPath, [CLI, ...args], options)
-}
-
 /** The pids of every copy the events file saw start. */
 function started(ev) {
   return events(ev).filter((l) => l.startsWith('start ')).map((l) => Number(l.split(' ')[1]))
@@ -181,23 +177,8 @@ async function startServer(t, dir, kind, { startDelay = 0 } = {}) {
   fs.writeFileSync(versionFile, 'v1\n')
   const log = path.join(dir, 'log')
   t.teardown(async () => {
-    const pids = started(ev)
-    if (fs.existsSync(pidFile)) pids.push(Number(fs.readFileSync(pidFile, 'utf8')) || 0)
-    for (const pid of pids) {
-      let cmdline = ''
-      try {
-        cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-      } catch {
-        continue
-      }
-      if (pid > 1 && cmdline.includes(dir) && h.isRunning(pid)) {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          // gone
-        }
-      }
-    }
+    const pids = [...started(ev), h.readPid(pidFile) ?? 0]
+    h.killMentioning(pids, dir)
     await h.settle(() => pids.every((pid) => !h.isRunning(pid)))
   })
   let supervisor
@@ -463,29 +444,8 @@ for (const kind of ['app', 'supervised']) {
       `${[process.execPath, CLI, 'restart', '--graceful', '-p', pidFile].map(q).join(' ')} > ${q(path.join(dir, 'restart.out'))} 2>&1; echo $? > ${q(path.join(dir, 'restart.rc'))}`,
     ].join('\n')
     t.teardown(async () => {
-      const pids = started(ev)
-      for (const name of ['impostor.pid', 'app.pid']) {
-        try {
-          pids.push(Number(fs.readFileSync(path.join(dir, name), 'utf8')) || 0)
-        } catch {
-          // not written
-        }
-      }
-      for (const pid of pids) {
-        let cmdline = ''
-        try {
-          cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-        } catch {
-          continue
-        }
-        if (pid > 1 && (cmdline.includes(dir) || cmdline.includes('impostor')) && h.isRunning(pid)) {
-          try {
-            process.kill(pid, 'SIGKILL')
-          } catch {
-            // gone
-          }
-        }
-      }
+      const pids = [...started(ev), ...['impostor.pid', 'app.pid'].map((name) => h.readPid(path.join(dir, name)) ?? 0)]
+      h.killMentioning(pids, dir, 'impostor')
       await h.settle(() => pids.every((pid) => !(pid > 1) || !h.isRunning(pid)))
     })
     const r = await h.run('unshare', ['--net', '--', 'sh', '-c', script], { timeout: 90_000 })
@@ -552,11 +512,7 @@ const daemon = new Daemon({
 daemon.cli(process.argv[2])
 `,
   )
-  t.teardown(async () => {
-    for (const pid of started(ev)) {
-      if (h.isRunning(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(pid, 'SIGKILL')
-    }
-  })
+  t.teardown(() => h.killMentioning(started(ev), dir))
   const r = await h.run(process.execPath, [app, 'start'])
   t.is(r.code, 0, r.stderr)
   const first = started(ev)[0]

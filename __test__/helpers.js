@@ -4,9 +4,13 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const test = require('ava')
+const proc = require('./proc')
+
+const { isRunning, cmdlineHas } = proc
 
 const FIXTURES = path.join(__dirname, 'fixtures')
 const DAEMON = path.join(FIXTURES, 'daemon.js')
+const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
 
 /** A fresh temp directory for one test. */
 function tempDir(t) {
@@ -137,53 +141,10 @@ function launch(spec, { execArgv = [], cwd, env, stdio, timeout } = {}) {
   return run(process.execPath, [...execArgv, DAEMON, JSON.stringify(spec)], { cwd, env, stdio, timeout })
 }
 
-/** Fields of /proc/PID/stat, or undefined if the process is gone. */
-function procStat(pid) {
-  let text
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-  } catch {
-    return undefined
-  }
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ')
-  return {
-    state: rest[0],
-    ppid: Number(rest[1]),
-    pgrp: Number(rest[2]),
-    session: Number(rest[3]),
-    ttyNr: Number(rest[4]),
-  }
-}
-
-/** /proc/PID/status as a map of field -> value. */
-function procStatus(pid) {
-  const out = {}
-  for (const line of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-    const i = line.indexOf(':')
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim()
-  }
-  return out
-}
-
-/** The open descriptors of PID: { fd: target }. */
-function procFds(pid) {
-  const out = {}
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      out[fd] = fs.readlinkSync(`/proc/${pid}/fd/${fd}`)
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return out
-}
-
-/** Running = exists and is not a zombie (pid 1 here reaps orphans late). */
-function isRunning(pid) {
-  const st = procStat(pid)
-  return st !== undefined && st.state !== 'Z' && st.state !== 'X'
-}
-
+/**
+ * Polls `predicate` (sync or async) every `interval` ms until it returns a truthy value, and
+ * resolves with it; rejects after `timeout` ms. A predicate that throws has not held yet.
+ */
 async function waitFor(predicate, { timeout = 30_000, interval = 20, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout
   let lastError
@@ -211,35 +172,26 @@ function settle(predicate, { timeout = 5_000 } = {}) {
   return waitFor(predicate, { timeout }).catch(() => {})
 }
 
-/** Whether process `pid` ignores signal number `signo` (its SigIgn mask in /proc/PID/status). */
-function ignoresSignal(pid, signo) {
-  return ((BigInt(`0x${procStatus(pid).SigIgn}`) >> BigInt(signo - 1)) & 1n) === 1n
-}
-
 /**
- * Whether someone holds a flock(2) lock on `file`, read from /proc/locks (the kernel's own
- * list, so no flock(1) is needed): a lock line names the file's device and inode.
+ * SIGKILLs each of `pids` that runs and has an argument mentioning one of `needles` (a test's
+ * own temp directory), so a recycled pid is never hit. Does not wait for them to go.
  */
-function isLocked(file) {
-  let st
-  try {
-    st = fs.statSync(file)
-  } catch {
-    return false
+function killMentioning(pids, ...needles) {
+  for (const pid of pids) {
+    if (!(pid > 1) || !needles.some((needle) => cmdlineHas(pid, needle)) || !isRunning(pid)) continue
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone meanwhile
+    }
   }
-  const major = Number((BigInt(st.dev) >> 8n) & 0xfffn) | Number((BigInt(st.dev) >> 32n) & ~0xfffn & 0xffffffffn)
-  const minor = Number(BigInt(st.dev) & 0xffn) | Number((BigInt(st.dev) >> 12n) & 0xffffff00n)
-  const hex = (n) => n.toString(16).padStart(2, '0')
-  const id = `${hex(major)}:${hex(minor)}:${st.ino}`
-  return fs.readFileSync('/proc/locks', 'utf8').split('\n').some((line) => {
-    const f = line.trim().split(/\s+/)
-    // "1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF"; a lock still waited for has "->" first.
-    return f[1] === 'FLOCK' && f[5] === id
-  })
 }
 
-function readPid(file) {
-  return Number(fs.readFileSync(file, 'utf8').trim())
+/** SIGKILLs `pid` if it runs and its command line mentions `dir`, and waits until it is gone. */
+async function killIfMentions(pid, dir) {
+  if (!cmdlineHas(pid, dir) || !isRunning(pid)) return
+  killMentioning([pid], dir)
+  await waitFor(() => !isRunning(pid), { what: `pid ${pid} to die` })
 }
 
 /**
@@ -247,40 +199,48 @@ function readPid(file) {
  * (the test's own temp directory) is ever signalled, so a recycled pid is never hit.
  */
 function cleanupPid(t, pid, dir) {
-  t.teardown(async () => {
-    let cmdline = ''
-    try {
-      cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-    } catch {
-      return
-    }
-    if (!cmdline.includes(dir) || !isRunning(pid)) return
-    try {
-      process.kill(pid, 'SIGKILL')
-    } catch {
-      return
-    }
-    await waitFor(() => !isRunning(pid), { what: `pid ${pid} to die` })
-  })
+  t.teardown(() => killIfMentions(pid, dir))
 }
 
-/** Pids of running processes whose command line mentions `needle`. For counting only. */
-function processesMentioning(needle) {
-  const pids = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle) && isRunning(Number(entry))) pids.push(Number(entry))
-    } catch {
-      // gone
-    }
+/** Runs the built CLI (dist/cli.js) with `args`; resolves like run(). */
+function cli(args, options) {
+  return run(process.execPath, [CLI, ...args], options)
+}
+
+/** Checks that a `start --json` succeeded and registers both of its pids for teardown; returns the parsed result. */
+function started(t, dir, r) {
+  t.is(r.code, 0, r.stderr)
+  const s = JSON.parse(r.stdout)
+  cleanupPid(t, s.pid, dir)
+  cleanupPid(t, s.commandPid, dir)
+  return s
+}
+
+/** `daemonkit start --json ...args` through the CLI, checked and registered as by started(). */
+async function startJson(t, dir, args, options) {
+  return started(t, dir, await cli(['start', '--json', ...args], options))
+}
+
+/**
+ * A python command whose command line mentions `dir`, so teardown may kill it by pid. The
+ * system's python: the one on PATH may live under /root, where other users cannot reach it.
+ */
+function sleeper(dir, extra = '') {
+  return ['/usr/bin/python3', '-c', `import time, sys${extra}\nwhile True: time.sleep(1)`, dir]
+}
+
+/** The text of `file`, or '' while it does not exist. */
+function readText(file) {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return ''
   }
-  return pids
 }
 
 module.exports = {
-  DAEMON, FIXTURES, tempDir, run, launch, procStat, procStatus, procFds, isRunning, waitFor, settle, ignoresSignal, isLocked, readPid,
-  cleanupPid, processesMentioning, readableCopy, rootTest, needs, hasTool, TOOL_PACKAGES,
+  ...proc, DAEMON, FIXTURES, CLI, tempDir, run, launch, cli, started, startJson, sleeper, readText, waitFor, settle,
+  killMentioning, killIfMentions, cleanupPid, readableCopy, rootTest, needs, hasTool, TOOL_PACKAGES,
 }
 
 // systemd-analyze (verifying generated units) comes with Debian's systemd package; install it

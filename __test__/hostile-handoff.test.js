@@ -13,29 +13,9 @@ const HANDOFF = path.join(h.FIXTURES, 'handoff.js')
 /** Registers teardown for the daemon whose pid the pidfile names (if any). */
 function cleanupFromPidfile(t, pidFile, dir) {
   t.teardown(() => {
-    try {
-      const pid = h.readPid(pidFile)
-      if (pid > 1) return killIfMentions(pid, dir)
-    } catch {
-      // no pidfile: nothing started
-    }
+    const pid = h.readPid(pidFile)
+    if (pid > 1) return h.killIfMentions(pid, dir)
   })
-}
-
-async function killIfMentions(pid, dir) {
-  let cmdline = ''
-  try {
-    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-  } catch {
-    return
-  }
-  if (!cmdline.includes(dir) || !h.isRunning(pid)) return
-  try {
-    process.kill(pid, 'SIGKILL')
-  } catch {
-    return
-  }
-  await h.waitFor(() => !h.isRunning(pid), { what: `pid ${pid} to die` })
 }
 
 /** Spawns the hand-off fixture's launcher; returns the child and a promise of its exit. */
@@ -46,14 +26,6 @@ function spawnLauncher(t, spec, { stdio = ['ignore', 'ignore', 'pipe'], env = pr
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
   return { child, exited }
-}
-
-function read(file) {
-  try {
-    return fs.readFileSync(file, 'utf8')
-  } catch {
-    return ''
-  }
 }
 
 // ---------------------------------------------------------------- a forged DAEMONKIT_HANDOFF
@@ -145,13 +117,17 @@ test('the hand-off a real launcher makes is still adopted (pidfile, lock, readin
   t.notRegex(stderr, /ignoring/)
   const pid = h.readPid(pidFile)
   h.cleanupPid(t, pid, dir)
-  t.is(Number(await h.waitFor(() => read(adopted))), pid)
+  t.is(Number(await h.waitFor(() => h.readText(adopted))), pid)
   t.true(h.isLocked(pidFile))
 })
 
 // ---------------------------------------------------------------- the launcher dies early
 
-test('the launcher survives a closed stderr pipe while relaying, and exits 0 once the daemon is ready', async (t) => {
+/**
+ * Launches a daemon with ready: 'manual' that writes its pid to `adopted`, `stderrLines` lines to
+ * stderr (`log`), and once `goFile` exists as many again, then calls ready() and writes `afterReady`.
+ */
+function launchManualReady(t, stderrLines) {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'd.pid')
   const goFile = path.join(dir, 'go')
@@ -159,16 +135,21 @@ test('the launcher survives a closed stderr pipe while relaying, and exits 0 onc
   const afterReady = path.join(dir, 'after-ready')
   const log = path.join(dir, 'err.log')
   cleanupFromPidfile(t, pidFile, dir)
-  // What `node app.js 2>&1 | head -2` does: the reader goes away while the daemon still writes.
   const { child, exited } = spawnLauncher(t, {
-    options: { pidFile, ready: 'manual', stderr: log }, adopted, goFile, afterReady, stderrLines: 200,
+    options: { pidFile, ready: 'manual', stderr: log }, adopted, goFile, afterReady, stderrLines,
   })
+  return { pidFile, goFile, adopted, afterReady, log, child, exited }
+}
+
+test('the launcher survives a closed stderr pipe while relaying, and exits 0 once the daemon is ready', async (t) => {
+  // What `node app.js 2>&1 | head -2` does: the reader goes away while the daemon still writes.
+  const { pidFile, goFile, adopted, afterReady, child, exited } = launchManualReady(t, 200)
   child.stderr.destroy()
-  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  const pid = Number(await h.waitFor(() => h.readText(adopted), { what: 'the daemon to adopt' }))
   fs.writeFileSync(goFile, '')
   const r = await exited
   t.is(r.code, 0, 'the launcher did not crash on EPIPE')
-  t.is(Number(await h.waitFor(() => read(afterReady), { what: 'ready() to return' })), pid)
+  t.is(Number(await h.waitFor(() => h.readText(afterReady), { what: 'ready() to return' })), pid)
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.true(h.isRunning(pid), 'the daemon runs')
   t.is(h.readPid(pidFile), pid)
@@ -176,26 +157,17 @@ test('the launcher survives a closed stderr pipe while relaying, and exits 0 onc
 })
 
 test('a launcher killed during the wait: the daemon survives its stderr writes and ready(), and says so in its log', async (t) => {
-  const dir = h.tempDir(t)
-  const pidFile = path.join(dir, 'd.pid')
-  const goFile = path.join(dir, 'go')
-  const adopted = path.join(dir, 'adopted')
-  const afterReady = path.join(dir, 'after-ready')
-  const log = path.join(dir, 'err.log')
-  cleanupFromPidfile(t, pidFile, dir)
-  const { child, exited } = spawnLauncher(t, {
-    options: { pidFile, ready: 'manual', stderr: log }, adopted, goFile, afterReady, stderrLines: 20,
-  })
-  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  const { pidFile, goFile, adopted, afterReady, log, child, exited } = launchManualReady(t, 20)
+  const pid = Number(await h.waitFor(() => h.readText(adopted), { what: 'the daemon to adopt' }))
   child.kill('SIGKILL')
   t.is((await exited).signal, 'SIGKILL')
   fs.writeFileSync(goFile, '')
-  t.is(Number(await h.waitFor(() => read(afterReady), { timeout: 15_000, what: 'ready() to return' })), pid)
+  t.is(Number(await h.waitFor(() => h.readText(afterReady), { timeout: 15_000, what: 'ready() to return' })), pid)
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.true(h.isRunning(pid), 'ready() did not throw EPIPE into the daemon')
   t.is(h.readPid(pidFile), pid)
   t.true(h.isLocked(pidFile))
-  const text = read(log)
+  const text = h.readText(log)
   t.regex(text, /after-go line 19 from/, 'stderr written after the launcher died lands in the stderr target')
   t.regex(text, /launching process is gone/)
 })
@@ -207,14 +179,14 @@ test('a launcher killed during the wait: a daemon that never gets ready ends by 
   const log = path.join(dir, 'err.log')
   cleanupFromPidfile(t, pidFile, dir)
   const { child, exited } = spawnLauncher(t, { options: { pidFile, ready: 'manual', readyTimeout: 2000, stderr: log }, adopted })
-  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  const pid = Number(await h.waitFor(() => h.readText(adopted), { what: 'the daemon to adopt' }))
   h.cleanupPid(t, pid, dir)
   child.kill('SIGKILL')
   await exited
   await h.waitFor(() => !h.isRunning(pid), { timeout: 20_000, what: 'the daemon to end by itself' })
   await h.settle(() => !fs.existsSync(pidFile))
   t.false(fs.existsSync(pidFile), 'no pidfile left')
-  t.regex(read(log), /not ready after 2000 ms/)
+  t.regex(h.readText(log), /not ready after 2000 ms/)
 })
 
 test('with its launcher alive, a daemon that never gets ready is still reported as a timeout', async (t) => {
@@ -284,7 +256,7 @@ test('an argument that is not valid UTF-8 reaches the daemon byte for byte', asy
   // A shell puts raw bytes into argv; Node's own spawn() could only pass UTF-8.
   const r = await h.run('/bin/sh', ['-c', `exec "$0" "$1" "$2" "$(printf 'caf\\351 \\377\\376 ok')" --flag`, process.execPath, HANDOFF, spec])
   t.is(r.code, 0, r.stderr)
-  const seen = JSON.parse(await h.waitFor(() => read(cmdline), { what: 'the daemon\'s report' }))
+  const seen = JSON.parse(await h.waitFor(() => h.readText(cmdline), { what: 'the daemon\'s report' }))
   t.true(seen.isDaemon)
   const args = Buffer.from(seen.hex, 'hex').toString('latin1').split('\0').slice(0, -1)
   t.deepEqual(args.slice(-2).map((a) => Buffer.from(a, 'latin1').toString('hex')), [Buffer.from('caf\xe9 \xff\xfe ok', 'latin1').toString('hex'), Buffer.from('--flag').toString('hex')])
@@ -297,7 +269,7 @@ test('a UTF-8 argument (U+FFFD included) is passed exactly as before', async (t)
   cleanupFromPidfile(t, pidFile, dir)
   const r = await h.run(process.execPath, [HANDOFF, JSON.stringify({ options: { pidFile }, cmdline }), 'héllo \uFFFD ✓'])
   t.is(r.code, 0, r.stderr)
-  const seen = JSON.parse(await h.waitFor(() => read(cmdline), { what: 'the daemon\'s report' }))
+  const seen = JSON.parse(await h.waitFor(() => h.readText(cmdline), { what: 'the daemon\'s report' }))
   t.is(seen.argv.at(-1), 'héllo \uFFFD ✓')
 })
 
@@ -369,7 +341,7 @@ test('a fractional readyTimeout launches a daemon', async (t) => {
   t.is(r.code, 0)
   const pid = h.readPid(pidFile)
   h.cleanupPid(t, pid, dir)
-  t.is(Number(read(adopted)), pid)
+  t.is(Number(h.readText(adopted)), pid)
   t.true(h.isLocked(pidFile))
 })
 
@@ -380,7 +352,7 @@ test('a readyTimeout near 2^31-1 ms does not make the daemon end itself at once'
   const log = path.join(dir, 'err.log')
   cleanupFromPidfile(t, pidFile, dir)
   const { child, exited } = spawnLauncher(t, { options: { pidFile, ready: 'manual', readyTimeout: 2 ** 31 - 1, stderr: log }, adopted })
-  const pid = Number(await h.waitFor(() => read(adopted), { what: 'the daemon to adopt' }))
+  const pid = Number(await h.waitFor(() => h.readText(adopted), { what: 'the daemon to adopt' }))
   h.cleanupPid(t, pid, dir)
   // Its launcher gone, only the daemon's own deadline could end it.
   child.kill('SIGKILL')
@@ -388,7 +360,7 @@ test('a readyTimeout near 2^31-1 ms does not make the daemon end itself at once'
   await new Promise((resolve) => setTimeout(resolve, 2500))
   t.true(h.isRunning(pid), 'the daemon still waits for readiness')
   t.true(h.isLocked(pidFile))
-  t.notRegex(read(log) ?? '', /not ready after/)
+  t.notRegex(h.readText(log) ?? '', /not ready after/)
 })
 
 test('a daemon that exits before ready without reporting how is not said to be "killed by a signal"', async (t) => {

@@ -8,34 +8,12 @@ const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const h = require('./helpers')
 const daemonkit = require('..')
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const { CLI, cli, startJson: start } = h
 const LINES = path.join(h.FIXTURES, 'lines.py')
-
-function cli(args, options) {
-  return h.run(process.execPath, [CLI, ...args], options)
-}
-
-/** Starts a supervised command through the CLI; registers both pids for teardown. */
-async function start(t, dir, args) {
-  const r = await cli(['start', '--json', ...args])
-  t.is(r.code, 0, r.stderr)
-  const started = JSON.parse(r.stdout)
-  h.cleanupPid(t, started.pid, dir)
-  h.cleanupPid(t, started.commandPid, dir)
-  return started
-}
 
 /** A command that prints "tick N" ten times a second; its command line mentions `dir`. */
 function ticker(dir) {
   return ['/usr/bin/python3', '-c', 'import sys, time\ni = 0\nwhile True:\n    print("tick", i, flush=True)\n    i += 1\n    time.sleep(0.1)', dir]
-}
-
-function read(file) {
-  try {
-    return fs.readFileSync(file, 'utf8')
-  } catch {
-    return ''
-  }
 }
 
 /** A root-only file with known content, the target of the planted links. */
@@ -171,20 +149,20 @@ h.needs('root', 'setpriv')('--user: a log directory the service user owns is wri
   fs.chownSync(logdir, 65534, 65534)
   const log = path.join(logdir, 'app.log')
   const s = await start(t, dir, ['-p', path.join(dir, 'u.pid'), '-l', log, '-u', 'nobody', '--', ...ticker(dir)])
-  await h.waitFor(() => read(log).includes('tick 1\n'), { what: 'the first ticks' })
+  await h.waitFor(() => h.readText(log).includes('tick 1\n'), { what: 'the first ticks' })
   t.is(fs.statSync(log).uid, 65534, 'created by the service user, in its own directory')
 
   // A rotation as logrotate does it still works.
   fs.renameSync(log, `${log}.0`)
   t.is((await cli(['signal', 'HUP', '-p', path.join(dir, 'u.pid')])).code, 0)
-  await h.waitFor(() => /tick \d+\n/.test(read(log)), { what: 'ticks in the new file' })
+  await h.waitFor(() => /tick \d+\n/.test(h.readText(log)), { what: 'ticks in the new file' })
 
   // nobody swaps the log for a link to a root-only file, and waits for the next rotation.
   asNobody(t, `mv ${log} ${log}.1 && ln -s ${root} ${log}`)
   t.is((await cli(['signal', 'HUP', '-p', path.join(dir, 'u.pid')])).code, 0)
-  await h.waitFor(() => read(`${log}.1`).includes(`cannot reopen ${log}`), { what: 'the refusal, in the old file' })
-  const after = read(`${log}.1`).length
-  await h.waitFor(() => read(`${log}.1`).length > after + 20, { what: 'output to go on into the old file' })
+  await h.waitFor(() => h.readText(`${log}.1`).includes(`cannot reopen ${log}`), { what: 'the refusal, in the old file' })
+  const after = h.readText(`${log}.1`).length
+  await h.waitFor(() => h.readText(`${log}.1`).length > after + 20, { what: 'output to go on into the old file' })
   t.is(fs.readFileSync(root, 'utf8'), 'root only\n', 'nothing reached the root-only file')
   t.true(fs.lstatSync(log).isSymbolicLink())
   t.true(h.isRunning(s.pid) && h.isRunning(s.commandPid))
@@ -193,7 +171,7 @@ h.needs('root', 'setpriv')('--user: a log directory the service user owns is wri
   const direct = path.join(logdir, 'direct.log')
   const d = await daemonkit.spawnDaemon('/usr/bin/python3', ['-c', 'print("hello", flush=True)', dir], { stdout: direct, user: 'nobody', supervise: false })
   h.cleanupPid(t, d.pid, dir)
-  await h.waitFor(() => read(direct) === 'hello\n', { what: 'the direct command\'s output' })
+  await h.waitFor(() => h.readText(direct) === 'hello\n', { what: 'the direct command\'s output' })
   t.is(fs.statSync(direct).uid, 65534)
   const err = await t.throwsAsync(daemonkit.spawnDaemon('/usr/bin/python3', ['-c', 'pass', dir], { stdout: log, user: 'nobody', supervise: false }))
   t.is(err.code, 'ELOGFILE')
@@ -210,13 +188,13 @@ h.needs('root', 'setpriv')('--user: a directory on the log\'s path swapped for a
   fs.mkdirSync(rootOnly, { mode: 0o700 })
   const log = path.join(logdir, 'sub', 'app.log')
   await start(t, dir, ['-p', path.join(dir, 'u.pid'), '-l', log, '-u', 'nobody', '--', ...ticker(dir)])
-  await h.waitFor(() => read(log).includes('tick 1\n'), { what: 'the first ticks' })
+  await h.waitFor(() => h.readText(log).includes('tick 1\n'), { what: 'the first ticks' })
 
   asNobody(t, `mv ${logdir}/sub ${logdir}/old && ln -s ${rootOnly} ${logdir}/sub`)
   t.is((await cli(['signal', 'HUP', '-p', path.join(dir, 'u.pid')])).code, 0)
   const old = path.join(logdir, 'old', 'app.log')
-  await h.waitFor(() => read(old).includes(`cannot reopen ${log}`), { what: 'the refusal, in the old file' })
-  t.regex(read(old), /Permission denied/)
+  await h.waitFor(() => h.readText(old).includes(`cannot reopen ${log}`), { what: 'the refusal, in the old file' })
+  t.regex(h.readText(old), /Permission denied/)
   t.deepEqual(fs.readdirSync(rootOnly), [], 'root created nothing in the root-only directory')
 
   // A start through the swapped path fails the same way, naming the file.
@@ -253,9 +231,9 @@ h.needs('root', 'mount', 'umount')('a full disk: lines stay whole, and one notic
   fs.unlinkSync(fill)
   fs.writeFileSync(path.join(dir, 'go'), '')
   const lastLine = `line ${String(last).padStart(6, '0')} ${'x'.repeat(20)}\n`
-  await h.waitFor(() => read(log).endsWith(lastLine), { what: 'the last line' })
+  await h.waitFor(() => h.readText(log).endsWith(lastLine), { what: 'the last line' })
 
-  const lines = read(log).split('\n').slice(0, -1)
+  const lines = h.readText(log).split('\n').slice(0, -1)
   const notices = []
   const numbers = []
   for (const [i, line] of lines.entries()) {

@@ -9,32 +9,13 @@ const { spawn, spawnSync } = require('node:child_process')
 const h = require('./helpers')
 const daemonkit = require('..')
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const { CLI, cli, sleeper, startJson: start } = h
 // One test at a time: each starts several real daemons, and the suite shares a small machine
 // with other test files whose timeouts assume it is not flooded.
 const serial = test.serial
 const rootTest = h.needs('root').serial
 
-function cli(args, options) {
-  return h.run(process.execPath, [CLI, ...args], options)
-}
-
-/** A command whose command line mentions `dir`, so teardown may kill it by pid. */
-function sleeper(dir, extra = '') {
-  return ['/usr/bin/python3', '-c', `import time, sys${extra}\nwhile True: time.sleep(1)`, dir]
-}
-
 const IGNORE_TERM = '\nimport signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)'
-
-/** Starts a supervised command through the CLI; registers both pids for teardown. */
-async function start(t, dir, args) {
-  const r = await cli(['start', '--json', ...args])
-  t.is(r.code, 0, r.stderr)
-  const started = JSON.parse(r.stdout)
-  h.cleanupPid(t, started.pid, dir)
-  h.cleanupPid(t, started.commandPid, dir)
-  return started
-}
 
 /** A process unrelated to any pidfile (the "victim" an attacker would name); killed at teardown. */
 function bystander(t, dir) {

@@ -8,11 +8,7 @@ const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const h = require('./helpers')
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
-
-function cli(args, options) {
-  return h.run(process.execPath, [CLI, ...args], options)
-}
+const { CLI, cli } = h
 
 /**
  * A copy of /bin/sleep inside `dir`, so every process of the tree has `dir` in its command line
@@ -74,14 +70,9 @@ function left(pids) {
 }
 
 /** Starts `command` through the CLI with extra `args`; registers supervisor and command for teardown. */
-async function start(t, dir, args, command) {
+function start(t, dir, args, command) {
   // --settle 0: some commands here exit at once on purpose.
-  const r = await cli(['start', '--json', '--settle', '0', ...args, '--', ...command])
-  t.is(r.code, 0, r.stderr)
-  const s = JSON.parse(r.stdout)
-  h.cleanupPid(t, s.pid, dir)
-  h.cleanupPid(t, s.commandPid, dir)
-  return s
+  return h.startJson(t, dir, ['--settle', '0', ...args, '--', ...command])
 }
 
 /** The guard of the supervisor whose command line mentions `dir` (a fork of it, named daemonkit-guard). */
@@ -89,7 +80,7 @@ function guardOf(dir) {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
-      if (fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'daemonkit-guard' && fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) return Number(entry)
+      if (fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'daemonkit-guard' && h.cmdlineHas(Number(entry), dir)) return Number(entry)
     } catch {
       // gone
     }

@@ -6,21 +6,8 @@ const fs = require('node:fs')
 const path = require('node:path')
 const h = require('./helpers')
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const { CLI, cli, started } = h
 const PKG = path.join(__dirname, '..')
-
-function cli(args, options) {
-  return h.run(process.execPath, [CLI, ...args], options)
-}
-
-/** Registers the pids of a `start --json` result for teardown. */
-function started(t, dir, r) {
-  t.is(r.code, 0, r.stderr)
-  const s = JSON.parse(r.stdout)
-  h.cleanupPid(t, s.pid, dir)
-  h.cleanupPid(t, s.commandPid, dir)
-  return s
-}
 
 test('start runs the command in the folder it was called from: `node server.js` finds server.js', async (t) => {
   const dir = h.tempDir(t)

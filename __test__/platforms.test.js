@@ -36,21 +36,24 @@ const x64 = (major) => ({
   env: {},
 })
 
+/** Node 22 arm64 under qemu-user, with the cross-built addon and the supervisor built for `target`. */
+const arm64 = (name, target) => ({
+  name,
+  node: path.join(RUNTIMES, 'node22-arm64', 'bin', 'node'),
+  major: 22,
+  arch: 'arm64',
+  machine: EM_AARCH64,
+  platform: 'linux-arm64-gnu',
+  addon: path.join(TARGET, 'cross', 'daemonkit.linux-arm64-gnu.node'),
+  supervisor: path.join(TARGET, target, 'release', 'daemonkit-supervise'),
+  env: ARM64_ENV,
+})
+
 const RUNTIME_LIST = [
   x64(18),
   x64(22),
   x64(24),
-  {
-    name: 'Node 22 arm64 (qemu-user)',
-    node: path.join(RUNTIMES, 'node22-arm64', 'bin', 'node'),
-    major: 22,
-    arch: 'arm64',
-    machine: EM_AARCH64,
-    platform: 'linux-arm64-gnu',
-    addon: path.join(TARGET, 'cross', 'daemonkit.linux-arm64-gnu.node'),
-    supervisor: path.join(TARGET, 'aarch64-unknown-linux-gnu', 'release', 'daemonkit-supervise'),
-    env: ARM64_ENV,
-  },
+  arm64('Node 22 arm64 (qemu-user)', 'aarch64-unknown-linux-gnu'),
   // The musl supervisors are static executables: they run on this glibc machine as they are,
   // under the Node that runs ava and under the arm64 Node. (The musl addons need a musl Node.)
   {
@@ -67,16 +70,8 @@ const RUNTIME_LIST = [
     only: 'spawn',
   },
   {
-    name: 'linux-arm64-musl supervisor with Node 22 arm64 (qemu-user)',
-    node: path.join(RUNTIMES, 'node22-arm64', 'bin', 'node'),
-    major: 22,
-    arch: 'arm64',
-    machine: EM_AARCH64,
-    platform: 'linux-arm64-gnu',
-    addon: path.join(TARGET, 'cross', 'daemonkit.linux-arm64-gnu.node'),
-    supervisor: path.join(TARGET, 'aarch64-unknown-linux-musl', 'release', 'daemonkit-supervise'),
+    ...arm64('linux-arm64-musl supervisor with Node 22 arm64 (qemu-user)', 'aarch64-unknown-linux-musl'),
     staticSupervisor: true,
-    env: ARM64_ENV,
     only: 'spawn',
   },
 ]

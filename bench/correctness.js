@@ -10,17 +10,16 @@
 //           that terminal hangs up (the master closes)?
 //   fds   — the launcher gets stdin/stdout/stderr on files and an extra open file at fd 5 (as a
 //           shell or a parent program may leave one). Which of them does the daemon still hold
-//           (/proc/PID/fd)? Where do its fds 0-2 point? Is the pidfile locked (`flock -n FILE
-//           true` fails; checked only if the file exists, since flock creates a missing one)?
-//           cwd, umask.
+//           (/proc/PID/fd)? Where do its fds 0-2 point? Is the pidfile locked (a flock on it in
+//           /proc/locks)? cwd, umask.
 //   crash — the app throws at start (BENCH_CRASH=1). The launcher's exit status and time, whether
 //           it shows the app's error, and what is left behind (pidfile, process).
 
-const { spawn, spawnSync } = require('node:child_process')
+const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 
-const { now, ms, procStat, procStatus, procFds, exited, readJsonWait, readPid, tempDir, removeDir, shq, sleep, cmdlineHas } = require('./lib')
+const { now, ms, procStat, procStatus, procFds, exited, isLocked, readJsonWait, readPid, tempDir, removeDir, shq, sleep, cmdlineHas } = require('./lib')
 const { runLauncher, daemonPids, cleanUp, pidPath } = require('./tools')
 
 /** Starts `probe pty`; resolves with { path, hangUp() } where hangUp closes the master. */
@@ -56,7 +55,7 @@ async function ptyRun(tool, probe) {
     if (!marker) throw new Error(`${tool.name} under script: no ready marker`)
     const st = procStat(marker.pid)
     if (!st) throw new Error(`${tool.name} under script: the daemon is gone`)
-    const out = { sessionLeader: st.sid === marker.pid, ttyNr: st.ttyNr }
+    const out = { sessionLeader: st.session === marker.pid, ttyNr: st.ttyNr }
 
     const pty = await openPty(probe)
     try {
@@ -104,21 +103,17 @@ function fdRun(tool) {
     const leaks = new Set()
     const pids = [marker.pid, ...(pidFilePid && pidFilePid !== marker.pid ? [pidFilePid] : [])]
     for (const pid of pids) {
-      for (const { target } of procFds(pid)) {
+      for (const target of Object.values(procFds(pid) ?? {})) {
         if (name[target] === 'extra') leaks.add('fd 5 (open file)')
         else if (name[target]) leaks.add(`its ${name[target]}`)
       }
     }
-    const stdio = procFds(marker.pid)
-      .filter((f) => f.fd <= 2)
-      .map((f) => (f.target === '/dev/null' ? 'null' : name[f.target] ? `launcher ${name[f.target]}` : f.target))
+    const fds = procFds(marker.pid) ?? {}
+    const stdio = ['0', '1', '2']
+      .filter((fd) => fd in fds)
+      .map((fd) => (fds[fd] === '/dev/null' ? 'null' : name[fds[fd]] ? `launcher ${name[fds[fd]]}` : fds[fd]))
     const pidFile = pidPath(dir)
-    let locked = 'no pidfile'
-    if (fs.existsSync(pidFile)) {
-      const flock = spawnSync('flock', ['-n', pidFile, 'true'])
-      if (flock.error) throw new Error(`flock: ${flock.error.message}`)
-      locked = flock.status === 0 ? 'no' : 'yes'
-    }
+    const locked = !fs.existsSync(pidFile) ? 'no pidfile' : isLocked(pidFile) ? 'yes' : 'no'
     let cwd
     try {
       cwd = fs.readlinkSync(`/proc/${marker.pid}/cwd`)
@@ -130,7 +125,7 @@ function fdRun(tool) {
       stdio: stdio.every((s) => s === 'null') ? '/dev/null' : stdio.join(', '),
       locked,
       cwd: cwd === dir ? 'launcher\'s cwd' : cwd,
-      umask: (procStatus(marker.pid) || {}).umask,
+      umask: procStatus(marker.pid)?.Umask,
     }
   } finally {
     for (const f of opened) fs.closeSync(f)

@@ -57,7 +57,7 @@ function launchOnce(tool, dir) {
     ready: ms((r.t1 > up ? r.t1 : up) - r.t0),
     exit: ms(r.t1 - r.t0),
     beforeUp: r.t1 < up,
-    sessionLeader: st.sid === marker.pid,
+    sessionLeader: st.session === marker.pid,
     pidFileNames,
   }
 }

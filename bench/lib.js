@@ -1,11 +1,15 @@
 'use strict'
-// Helpers shared by the benchmark scripts: clocks, statistics, process state from /proc,
-// stopping daemons by pid, temp dirs, the C helpers, tables.
+// Helpers shared by the benchmark scripts: clocks, statistics, process state from /proc (the
+// readers of __test__/proc.js, shared with the tests), stopping daemons by pid, temp dirs, the C
+// helpers, tables.
 
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
+const proc = require('../__test__/proc')
+
+const { isRunning, cmdlineHas } = proc
 
 /** The package under test (package.json "main" = dist/index.js). */
 const PKG_ROOT = path.resolve(__dirname, '..')
@@ -54,82 +58,8 @@ function waitFor(fn, limit = 5000, every = 1) {
   }
 }
 
-/**
- * Reads /proc/PID/stat: { state, ppid, pgrp, sid, ttyNr }, or undefined when the process is
- * gone. The command name may contain spaces and parentheses, so parse from the last ')'.
- */
-function procStat(pid) {
-  let raw
-  try {
-    raw = fs.readFileSync(`/proc/${pid}/stat`, 'latin1')
-  } catch {
-    return undefined
-  }
-  const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ')
-  return { state: f[0], ppid: Number(f[1]), pgrp: Number(f[2]), sid: Number(f[3]), ttyNr: Number(f[4]) }
-}
-
-/** Fields of /proc/PID/status we report: { rssKiB, umask }, or undefined. */
-function procStatus(pid) {
-  let raw
-  try {
-    raw = fs.readFileSync(`/proc/${pid}/status`, 'latin1')
-  } catch {
-    return undefined
-  }
-  const field = (name) => (raw.match(new RegExp(`^${name}:\\s*(\\S+)`, 'm')) || [])[1]
-  return { rssKiB: Number(field('VmRSS')), umask: field('Umask') }
-}
-
-/** The open descriptors of `pid`: [{ fd, target }] (readlink of /proc/PID/fd/N). */
-function procFds(pid) {
-  try {
-    return fs
-      .readdirSync(`/proc/${pid}/fd`)
-      .map(Number)
-      .sort((a, b) => a - b)
-      .map((fd) => {
-        let target
-        try {
-          target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`)
-        } catch {
-          target = '?'
-        }
-        return { fd, target }
-      })
-  } catch {
-    return []
-  }
-}
-
-/** The children of `pid` (Linux /proc/PID/task/PID/children). */
-function procChildren(pid) {
-  try {
-    return fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number)
-  } catch {
-    return []
-  }
-}
-
 /** Has the process exited? A zombie has (PID 1 here reaps orphans late); a vanished one too. */
-function exited(pid) {
-  const st = procStat(pid)
-  return st === undefined || st.state === 'Z' || st.state === 'X'
-}
-
-/** Whether /proc/PID/cmdline contains `text` (our daemons all name their run dir). */
-function cmdlineHas(pid, text) {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(text))
-  } catch {
-    return false
-  }
-}
+const exited = (pid) => !isRunning(pid)
 
 /**
  * Stops the daemon `pid` and waits until it has exited: SIGTERM, then SIGKILL after `graceMs`.
@@ -158,16 +88,6 @@ function stopAndReap(pid, { graceMs = 3000, mention } = {}) {
   throw new Error(`daemon ${pid} survived SIGKILL`)
 }
 
-
-/** Reads a pidfile's decimal pid, or undefined. */
-function readPid(file) {
-  try {
-    const text = fs.readFileSync(file, 'latin1').trim()
-    return /^[0-9]+$/.test(text) ? Number(text) : undefined
-  } catch {
-    return undefined
-  }
-}
 
 /** Reads a JSON file, or undefined if it is missing or incomplete. */
 function readJson(file) {
@@ -271,6 +191,7 @@ function markdownTable(header, rows) {
 }
 
 module.exports = {
+  ...proc,
   PKG_ROOT,
   FIXTURES,
   fixture,
@@ -282,14 +203,8 @@ module.exports = {
   sleep,
   sleepSync,
   waitFor,
-  procStat,
-  procStatus,
-  procFds,
-  procChildren,
   exited,
   stopAndReap,
-  cmdlineHas,
-  readPid,
   readJson,
   readJsonWait,
   tempDir,

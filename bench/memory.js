@@ -45,8 +45,9 @@ async function batch(tools) {
 
     const rss = (pid) => {
       const s = procStatus(pid)
-      if (!s || !(s.rssKiB > 0)) throw new Error(`no VmRSS for pid ${pid}`)
-      return s.rssKiB
+      const kib = s && Number.parseInt(s.VmRSS, 10)
+      if (!(kib > 0)) throw new Error(`no VmRSS for pid ${pid}`)
+      return kib
     }
     const out = { bare: rss(bare.pid), tools: {}, supervisor: rss(supervisor), extra: {} }
     for (const { tool, dir } of started) {

@@ -425,8 +425,7 @@ descriptors, and with an app that fails at start. What was read:
   SIGHUP and, like any Node program without a SIGHUP handler, dies.
 - **launcher fds it keeps**: the launcher ran with stdin/stdout/stderr on files and an extra open
   file at fd 5; \`/proc/PID/fd\` of the daemon (and of the supervisor, for the CLI) is searched for them.
-- **pidfile locked**: \`flock -n PIDFILE true\` fails (run only when the file exists: flock creates a
-  missing one).
+- **pidfile locked**: /proc/locks lists a flock(2) lock on the pidfile (checked when the file exists).
 - **app fails at start**: the app throws during its start-up code (\`BENCH_CRASH=1\`), before it says
   ready; the launcher's exit status and time, whether the launcher shows the app's error message,
   and, 0.5 s later, whether a pidfile or a process is left.

@@ -25,7 +25,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 const lib = require('./lib')
-const { PKG_ROOT, NODE, now, ms, compileHelpers, machine, removeDir, procStat, exited, stopAndReap } = lib
+const { PKG_ROOT, NODE, now, ms, compileHelpers, machine, removeDir, procStat, processesMentioning, stopAndReap } = lib
 
 const intEnv = (name, dflt, min) => {
   const v = process.env[name] === undefined ? dflt : Number(process.env[name])
@@ -106,13 +106,10 @@ function runChild(argv, what, timeout) {
 function leftovers() {
   const marker = path.join(os.tmpdir(), 'daemonkit-bench-')
   const found = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue
-    const pid = Number(entry)
-    if (pid === process.pid) continue
+  for (const pid of processesMentioning(marker)) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-      if (cmd.includes(marker) && !exited(pid)) found.push({ pid, cmd: cmd.split('\0').join(' ').trim(), state: procStat(pid).state })
+      if (pid !== process.pid) found.push({ pid, cmd: cmd.split('\0').join(' ').trim(), state: procStat(pid).state })
     } catch {
       // gone meanwhile
     }

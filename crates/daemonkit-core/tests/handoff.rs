@@ -5,49 +5,13 @@
 mod common;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{serial, TempDir};
+use common::{locked, serial, LockHolder, TempDir};
 use daemonkit_core::notify;
 use daemonkit_core::pidfile::{verify_inherited_lock, InheritedLockProblem, Pidfile};
-
-/// Whether a fresh `flock -n` on `path` fails (someone holds the lock).
-fn locked(path: &Path) -> bool {
-    let status = Command::new("flock").arg("-n").arg(path).arg("true").stdin(Stdio::null()).status().expect("run util-linux flock");
-    !status.success()
-}
-
-/// Another process holding the exclusive lock on `path`; killed and reaped on drop.
-struct Holder(std::process::Child);
-
-impl Holder {
-    fn hold(path: &Path) -> Holder {
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"exec 9<"$0" || exit 2; flock -n 9 || exit 3; echo locked; exec sleep 30"#)
-            .arg(path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn lock holder");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let holder = Holder(child);
-        assert_eq!(line, "locked\n");
-        holder
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rw(path: &Path) -> File {
     OpenOptions::new().read(true).write(true).open(path).unwrap()
@@ -84,7 +48,7 @@ fn a_lock_held_through_another_open_file_description_is_refused() {
     let dir = TempDir::new("inherited-other");
     let path = dir.join("d.pid");
     fs::write(&path, "").unwrap();
-    let _holder = Holder::hold(&path);
+    let _holder = LockHolder::hold(&path);
     let file = rw(&path);
     assert_eq!(verify_inherited_lock(file.as_raw_fd(), &path), Err(InheritedLockProblem::LockedByOther));
     assert!(locked(&path), "the holder still holds it");

@@ -5,55 +5,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-use common::{serial, TempDir};
+use common::{serial, Holders, TempDir};
 use daemonkit_core::holder::{self, Holder};
 use daemonkit_core::pidfile::{self, probe, AcquireError, PathProblem, Pidfile, Probe, StaleRemoval};
 use nix::errno::Errno;
-
-/// `sh` opens `path` at fd 9, locks it with util-linux `flock MODE 9` (waiting for an earlier
-/// holder that is still dying), then forks `sleep` (which inherits fd 9, sharing the open file
-/// description) and waits. Returns the child and the pids of the shell (the locker) and of the
-/// sleep (an inheritor).
-struct Holders {
-    child: Child,
-    shell: i32,
-    inheritor: i32,
-}
-
-impl Holders {
-    fn hold(path: &Path, mode: &str) -> Holders {
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"exec 9<"$0" || exit 2; flock -w 10 "$1" 9 || exit 3; sleep 30 & echo "$$ $!"; wait"#)
-            .arg(path)
-            .arg(mode)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn lock holder");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let mut pids = line.split_whitespace().map(|p| p.parse::<i32>().expect("a pid"));
-        let (shell, inheritor) = (pids.next().expect("shell pid"), pids.next().expect("sleep pid"));
-        Holders { child, shell, inheritor }
-    }
-}
-
-impl Drop for Holders {
-    fn drop(&mut self) {
-        // SAFETY: plain integer arguments; the sleep is our child's child, alive until killed
-        // here (its parent waits for it), so the pid cannot have been recycled.
-        unsafe { libc::kill(self.inheritor, libc::SIGKILL) };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn open(path: &Path) -> fs::File {
     fs::File::open(path).expect("open")

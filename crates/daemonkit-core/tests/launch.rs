@@ -21,18 +21,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{become_subreaper, children_of_self, parse_stat, read_stat, serial, Exit, Reaped, TempDir};
+use common::{children_of_self, parse_stat, read_stat, reaper_setup as setup, Exit, Reaped, TempDir};
 use daemonkit_core::launch::{Command, LaunchError, Stage, Stdio};
 use daemonkit_core::pidfile::{self, AcquireError, Pidfile, Probe};
 use daemonkit_core::Errno;
-
-/// Prepares a launch test: serialised, subreaper, no child left over by an earlier test.
-fn setup() -> std::sync::MutexGuard<'static, ()> {
-    let guard = serial();
-    become_subreaper();
-    assert_eq!(children_of_self(), vec![], "children left over before the test");
-    guard
-}
 
 /// Launches and adopts the daemon (it must have become our child).
 fn launch(cmd: &Command) -> Reaped {

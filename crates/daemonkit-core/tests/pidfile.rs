@@ -12,62 +12,16 @@ mod common;
 
 use std::ffi::CString;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::{serial, TempDir};
+use common::{flock_n, serial, LockHolder, TempDir};
 use daemonkit_core::pidfile::{self, parse_pid, probe, AcquireError, InvalidContent, PathProblem, Pidfile, Probe};
-
-/// Exit code of util-linux `flock -n PATH true`: 0 if the lock was free, non-zero if held.
-fn flock_n(path: &Path) -> i32 {
-    let status = Command::new("flock")
-        .arg("-n")
-        .arg(path)
-        .arg("true")
-        .stdin(Stdio::null())
-        .status()
-        .expect("run util-linux flock");
-    status.code().expect("flock killed by a signal")
-}
-
-/// A separate process holding an exclusive `flock` on a file: `sh` opens the file at fd 9,
-/// `flock -n 9` locks that open file description, then `sh` execs `sleep` (one process, still
-/// holding fd 9). Killed and reaped by pid on drop.
-struct LockHolder {
-    child: std::process::Child,
-}
-
-impl LockHolder {
-    fn hold(path: &Path) -> LockHolder {
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"exec 9<"$0" || exit 2; flock -n 9 || exit 3; echo locked; exec sleep 30"#)
-            .arg(path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn lock holder");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let holder = LockHolder { child };
-        assert_eq!(line, "locked\n", "the lock holder failed to lock {}", path.display());
-        holder
-    }
-}
-
-impl Drop for LockHolder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn lstat_ino(path: &Path) -> (u64, u64) {
     let m = fs::symlink_metadata(path).unwrap();

@@ -8,17 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{become_subreaper, children_of_self, serial, Exit, Reaped};
+use common::{children_of_self, reaper_setup as setup, Exit, Reaped};
 use daemonkit_core::launch::Command;
 use daemonkit_core::signals::{is_alive, ProcessHandle};
 use daemonkit_core::Errno;
-
-fn setup() -> std::sync::MutexGuard<'static, ()> {
-    let guard = serial();
-    become_subreaper();
-    assert_eq!(children_of_self(), vec![], "children left over before the test");
-    guard
-}
 
 fn launch_sleep() -> Reaped {
     let mut cmd = Command::new("/bin/sleep");

@@ -1,9 +1,12 @@
-//! Helpers shared by the integration tests: temporary directories, `/proc` parsing, and
-//! ownership of the processes a test starts (every one is reaped by pid before the test ends).
+//! Helpers shared by the integration tests: temporary directories, `/proc` parsing, other
+//! processes holding `flock`s, and ownership of the processes a test starts (every one is
+//! reaped by pid before the test ends).
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -57,6 +60,16 @@ pub fn become_subreaper() {
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Prepares a test that launches daemons: serialised, this process their subreaper, and no
+/// child left over by an earlier test.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn reaper_setup() -> MutexGuard<'static, ()> {
+    let guard = serial();
+    become_subreaper();
+    assert_eq!(children_of_self(), vec![], "children left over before the test");
+    guard
 }
 
 /// The fields of `/proc/PID/stat` the tests look at.
@@ -268,5 +281,91 @@ pub fn read_to_end_fd(fd: RawFd) -> Vec<u8> {
             return out;
         }
         out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+/// Exit code of util-linux `flock -n PATH true`: 0 if the lock was free, non-zero if held.
+pub fn flock_n(path: &Path) -> i32 {
+    let status = Command::new("flock")
+        .arg("-n")
+        .arg(path)
+        .arg("true")
+        .stdin(Stdio::null())
+        .status()
+        .expect("run util-linux flock");
+    status.code().expect("flock killed by a signal")
+}
+
+/// Whether a fresh `flock -n` on `path` fails (someone holds the lock).
+pub fn locked(path: &Path) -> bool {
+    flock_n(path) != 0
+}
+
+/// Runs `/bin/sh -c script path args…` with its stdout piped, and returns it with the first
+/// line it printed (it prints one once it holds its lock).
+fn spawn_locker(script: &str, path: &Path, args: &[&str]) -> (Child, String) {
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn lock holder");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    (child, line)
+}
+
+/// A separate process holding an exclusive `flock` on a file: `sh` opens the file at fd 9,
+/// `flock -n 9` locks that open file description, then `sh` execs `sleep` (one process, still
+/// holding fd 9). Killed and reaped by pid on drop.
+pub struct LockHolder {
+    pub child: Child,
+}
+
+impl LockHolder {
+    pub fn hold(path: &Path) -> LockHolder {
+        let (child, line) = spawn_locker(r#"exec 9<"$0" || exit 2; flock -n 9 || exit 3; echo locked; exec sleep 30"#, path, &[]);
+        let holder = LockHolder { child };
+        assert_eq!(line, "locked\n", "the lock holder failed to lock {}", path.display());
+        holder
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sh` opens `path` at fd 9, locks it with util-linux `flock MODE 9` (waiting for an earlier
+/// holder that is still dying), then forks `sleep` (which inherits fd 9, sharing the open file
+/// description) and waits. Holds the child and the pids of the shell (the locker) and of the
+/// sleep (an inheritor); both are killed on drop.
+pub struct Holders {
+    child: Child,
+    pub shell: i32,
+    pub inheritor: i32,
+}
+
+impl Holders {
+    pub fn hold(path: &Path, mode: &str) -> Holders {
+        let (child, line) = spawn_locker(r#"exec 9<"$0" || exit 2; flock -w 10 "$1" 9 || exit 3; sleep 30 & echo "$$ $!"; wait"#, path, &[mode]);
+        let mut pids = line.split_whitespace().map(|p| p.parse::<i32>().expect("a pid"));
+        let (shell, inheritor) = (pids.next().expect("shell pid"), pids.next().expect("sleep pid"));
+        Holders { child, shell, inheritor }
+    }
+}
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        // SAFETY: plain integer arguments; the sleep is our child's child, alive until killed
+        // here (its parent waits for it), so the pid cannot have been recycled.
+        unsafe { libc::kill(self.inheritor, libc::SIGKILL) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
