@@ -32,7 +32,7 @@ use crate::launch::Credentials;
 mod appender;
 
 pub use appender::{Appender, Loss};
-use crate::fsutil::{c_path, errno_of, fstat, kind_of, lstat, trusted};
+use crate::fsutil::{c_path, errno_of, fstat, kind_of, links, lstat, trusted};
 
 /// The mode a new log file is created with (before the umask).
 pub const LOG_MODE: libc::mode_t = 0o640;
@@ -295,7 +295,7 @@ fn open_file(path: &CString) -> Result<OwnedFd, OpenError> {
 fn checked(fd: OwnedFd) -> Result<OwnedFd, OpenError> {
     let st = fstat(fd.as_raw_fd()).map_err(io("fstat"))?;
     match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG if st.st_nlink > 1 => return Err(OpenError::Unsafe(LogProblem::HardLinked(st.st_nlink as u64))),
+        libc::S_IFREG if st.st_nlink > 1 => return Err(OpenError::Unsafe(LogProblem::HardLinked(links(&st)))),
         libc::S_IFREG | libc::S_IFCHR | libc::S_IFIFO => {}
         mode => return Err(OpenError::Unsafe(LogProblem::NotRegular(kind_of(mode).unwrap_or("not a regular file")))),
     }
