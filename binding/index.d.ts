@@ -398,8 +398,5 @@ export interface SupervisorSocket {
   name: string
 }
 
-/** The binding works on this system. */
-export declare function supported(): boolean
-
 /** Writes `data` to `fd` (one `write`); returns how many bytes were written. */
 export declare function writeFd(fd: number, data: Buffer): number

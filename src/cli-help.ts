@@ -2,14 +2,25 @@
  * The help texts of the `daemonkit` command.
  */
 
-export const HELP: string = `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
+import { durationText, supervisorDefaults, type SupervisorDefaults } from './defaults'
+
+let cachedHelp: string | undefined
+
+/** The whole help text, with the supervisor's own defaults (read from the binding when first asked). */
+export function help(): string {
+  cachedHelp ??= helpText(supervisorDefaults())
+  return cachedHelp
+}
+
+function helpText(d: SupervisorDefaults): string {
+  return `Usage: daemonkit <command> [options] [-- PROGRAM [ARGS...]]
 
 Run any program as a correct Unix daemon: double fork, new session, no terminal, stdio on
 /dev/null or log files, a locked pidfile, readiness, and safe stop.
 
 Commands:
   start   [options] -- PROGRAM [ARGS...]  start PROGRAM as a daemon; succeeds once it has said
-                                          READY=1 or stayed up for --settle (default 1s)
+                                          READY=1 or stayed up for --settle (default ${durationText(d.startSettle)})
   run     [options] -- PROGRAM [ARGS...]  run PROGRAM under the supervisor in the foreground, for
                                           systemd, containers and other supervisors (this
                                           process becomes the supervisor: execve, same pid)
@@ -55,10 +66,10 @@ Options:
   -g, --group GROUP         run PROGRAM with primary group GROUP
       --chroot DIR          chroot into DIR before running PROGRAM (cwd is inside it)
   -r, --restart POLICY      never (default), on-failure or always
-      --restart-delay TIME  first restart delay, doubled each time (default 100ms)
-      --restart-delay-max TIME  cap on the delay (default 30s)
-      --restart-burst N     give up after N restarts within the window (default 5)
-      --restart-window TIME the burst window (default 60s)
+      --restart-delay TIME  first restart delay, doubled each time (default ${durationText(d.restartDelay)})
+      --restart-delay-max TIME  cap on the delay (default ${durationText(d.restartDelayMax)})
+      --restart-burst N     give up after N restarts within the window (default ${d.restartBurst})
+      --restart-window TIME the burst window (default ${durationText(d.restartWindow)})
       --no-supervise        start PROGRAM itself as the daemon, without the supervisor
                             (no pidfile, no restart, no log reopening)
       --detach auto|yes|no  start: auto (default) stays in the foreground, like run, under
@@ -68,10 +79,10 @@ Options:
                             themselves); if it exits first, start prints its stderr, exits 1
       --settle TIME         start: PROGRAM must stay up this long (or say READY=1 first);
                             if it exits sooner, start prints its status and stderr, exits 1
-                            (default 1s; 0 returns as soon as it has exec'd)
+                            (default ${durationText(d.startSettle)}; 0 returns as soon as it has exec'd)
       --ready-timeout TIME  how long start waits for PROGRAM (default 30s)
       --stop-timeout TIME   in a graceful restart, how long the old PROGRAM has to end after
-                            SIGTERM before SIGKILL (default 10s)
+                            SIGTERM before SIGKILL (default ${durationText(d.stopTimeout)})
       --listen [NAME=]ADDR  a listening socket the supervisor binds and holds, handed to
                             PROGRAM (and every restart of it) at fd 3, 4, … with LISTEN_FDS,
                             LISTEN_PID, LISTEN_FDNAMES; ADDR is IPV4:PORT, [IPV6]:PORT or
@@ -109,6 +120,7 @@ Examples:
   daemonkit signal HUP -p /run/api.pid      # after logrotate: reopen the logs
   daemonkit stop -p /run/api.pid -t 5
 `
+}
 
 /** Each command's synopsis and the flags its help lists. */
 export const COMMANDS: Record<string, { usage: string; what: string; flags: string[] }> = {
@@ -163,7 +175,7 @@ export const COMMANDS: Record<string, { usage: string; what: string; flags: stri
 
 /** The lines of HELP's option list that describe `flag` (with their continuation lines). */
 function optionLines(flag: string): string[] {
-  const lines = HELP.split('\n')
+  const lines = help().split('\n')
   const at = lines.findIndex((l) => /^ {2,6}(-\w, )?--?[\w-]/.test(l) && l.trim().split(/[ ,]+/).includes(flag))
   if (at < 0) return []
   const out = [lines[at]]

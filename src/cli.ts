@@ -3,7 +3,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { completion, FLAG_OF, parse, VALUE_FLAGS, type Parsed } from './cli-args'
-import { COMMANDS, commandHelp, HELP } from './cli-help'
+import { COMMANDS, commandHelp, help } from './cli-help'
+import { supervisorDefaults } from './defaults'
 import { AlreadyRunningError, DaemonkitError, LaunchError, ListenError, LogfileError, UsageError } from './errors'
 import { resetFailed } from './failure'
 import { alreadyRunning, failureCode, LSB, signalled, statusReport, stopped, unknownWhy } from './lsb'
@@ -17,7 +18,7 @@ import { gracefulRestart } from './upgrade'
 import { signal, status, stop, type SignalName, type StopOptions } from './manage'
 import { native } from './native'
 import { shouldDetach } from './options'
-import { checkCwd, envList, normalizeSpawnOptions, spawnDaemon, supervisorFlags, type SpawnDaemonOptions } from './spawn'
+import { checkCwd, envList, normalizeSpawnOptions, spawnDaemon, supervisorArgs, type SpawnDaemonOptions } from './spawn'
 import { supervisorPath } from './supervisor'
 
 let quiet = false
@@ -74,18 +75,20 @@ function runForeground(p: Parsed): number {
   checkCwd(o, program, '') // main() prefixes 'daemonkit run: '
   if (o.name !== undefined) ensureRegistry()
   const supervisor = supervisorPath()
-  const flags = [...supervisorFlags(o), '--new-session']
   const pidFile = o.base.pidFile
   const lock = pidFile === undefined ? undefined : lockPidfile(pidFile)
-  if (lock !== undefined) flags.push('--lock-fd', String(lock.fd), '--pidfile', lock.path)
   const env = envList(o.base, program)
   const n = native()
   let sockets: ReturnType<typeof bindListeners> | undefined
   try {
     sockets = bindListeners(o.base.listen, { user: o.user, group: o.group, umask: o.base.umask })
     const fds = sockets.fds
-    sockets.names.forEach((name, i) => flags.push('--listen-fd', `${fds[i]}:${name}`))
-    n.execReplacing(supervisor, [supervisor, ...flags, '--', program, ...p.args], env, [...(lock === undefined ? [] : [lock.fd]), ...fds])
+    const argv = supervisorArgs(o, program, p.args, {
+      newSession: true,
+      ...(lock === undefined ? {} : { lockFd: lock.fd, pidFile: lock.path }),
+      listen: sockets.names.map((name, i) => ({ fd: fds[i], name })),
+    })
+    n.execReplacing(supervisor, [supervisor, ...argv], env, [...(lock === undefined ? [] : [lock.fd]), ...fds])
   } catch (err) {
     sockets?.discard()
     const e = err as { code?: unknown; message?: unknown }
@@ -102,7 +105,6 @@ function runForeground(p: Parsed): number {
  * `min_uptime`. A Node or Python program that cannot find its script or a module fails well
  * within it, even on a loaded machine; a command that stays up this long is judged started.
  */
-const DEFAULT_SETTLE = 1000
 
 async function startCommand(p: Parsed, verb = 'started'): Promise<number> {
   const program = needProgram(p)
@@ -111,7 +113,7 @@ async function startCommand(p: Parsed, verb = 'started'): Promise<number> {
   if (opts.supervise === false && opts.name !== undefined && opts.pidFile === undefined) {
     throw new UsageError('--name cannot be used with --no-supervise: a named daemon has a pidfile, and without the supervisor nothing would hold its lock')
   }
-  if (opts.settle === undefined && opts.supervise !== false && !opts.waitReady) opts.settle = DEFAULT_SETTLE
+  if (opts.settle === undefined && opts.supervise !== false && !opts.waitReady) opts.settle = supervisorDefaults().startSettle
   try {
     const r = await spawnDaemon(program, p.args, opts)
     print(p.json, { started: true, ...r }, r.pid === r.commandPid ? `${verb} (pid ${r.pid})` : `${verb} (pid ${r.pid}, command pid ${r.commandPid})`)
@@ -168,8 +170,8 @@ function serviceCommand(p: Parsed, argv: string[]): number {
     cwd: path.resolve(p.opts.cwd ?? process.cwd()),
     env: p.opts.env ?? {},
     restart: p.opts.restart ?? 'on-failure',
-    restartDelay: p.opts.restartDelay ?? 100,
-    stopTimeout: p.opts.stopTimeout ?? 10_000,
+    restartDelay: p.opts.restartDelay ?? supervisorDefaults().restartDelay,
+    stopTimeout: p.opts.stopTimeout ?? supervisorDefaults().stopTimeout,
   }
   const text = p.launchd || process.platform === 'darwin' ? launchdPlist(spec) : systemdUnit(spec)
   if (p.printOnly) {
@@ -195,7 +197,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (p.command) {
       case 'help':
-        process.stdout.write(p.helpFor === undefined ? HELP : commandHelp(p.helpFor))
+        process.stdout.write(p.helpFor === undefined ? help() : commandHelp(p.helpFor))
         return LSB.ok
       case 'completion':
         process.stdout.write(completion(p.shell ?? ''))
@@ -295,7 +297,7 @@ async function main(argv: string[]): Promise<number> {
         return report.code
       }
       case '':
-        process.stderr.write(HELP)
+        process.stderr.write(help())
         return LSB.usage
       default:
         throw new UsageError(`unknown command ${p.command}`)

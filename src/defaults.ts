@@ -15,10 +15,7 @@ export function supervisorDefaults(): SupervisorDefaults {
   return cached
 }
 
-/** A duration in ms as help texts write it: `100ms`, `1s`, `2m`, `1h` (the largest whole unit). */
+/** A duration in ms as help texts write it: `100ms`, `1s`, `60s`. */
 export function durationText(ms: number): string {
-  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`
-  }
-  return `${ms}ms`
+  return ms % 1000 === 0 && ms > 0 ? `${ms / 1000}s` : `${ms}ms`
 }

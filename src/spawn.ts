@@ -301,14 +301,6 @@ export function supervisorArgs(o: NormalizedSpawnOptions, command: string, args:
   })
 }
 
-/**
- * The flags that give the supervisor `o` (all but the hand-off descriptors), shared by
- * `spawnDaemon()` and `daemonkit run`.
- */
-export function supervisorFlags(o: NormalizedSpawnOptions): string[] {
-  return supervisorArgs(o, '', []).slice(0, -2) // without `--` and the (empty) command
-}
-
 /** Reads the supervisor's one-line report (see `decodeSupervisorReport`), without its newline. */
 function readReport(fd: number, timeoutMs: number): Promise<{ line: string | undefined; timedOut: boolean }> {
   return new Promise((resolve) => {

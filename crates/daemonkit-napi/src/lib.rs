@@ -11,14 +11,3 @@ mod supervise;
 #[cfg(unix)]
 #[cfg_attr(test, allow(dead_code))]
 mod unix;
-
-#[cfg(not(unix))]
-mod unsupported {
-    use napi_derive::napi;
-
-    /// Every entry point of the binding is Unix-only; on other systems only this exists.
-    #[napi]
-    pub fn supported() -> bool {
-        false
-    }
-}

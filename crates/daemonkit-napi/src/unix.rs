@@ -25,8 +25,3 @@ fn errno_error(env: &Env, errno: Errno, what: &str) -> napi::Error {
     coded(env, &format!("{errno:?}"), format!("{what}: {}", errno.desc()))
 }
 
-/// The binding works on this system.
-#[napi]
-pub fn supported() -> bool {
-    true
-}
