@@ -5,7 +5,7 @@ const test = require('ava')
 const path = require('node:path')
 
 const n = require(path.join(__dirname, '..', 'binding'))
-const { normalizeSpawnOptions, supervisorArgs, supervisorFlags } = require('../dist/spawn')
+const { normalizeSpawnOptions, supervisorArgs } = require('../dist/spawn')
 const { supervisorDefaults, durationText } = require('../dist/defaults')
 
 const skip = process.platform === 'win32' ? test.skip : test
@@ -20,10 +20,10 @@ skip('the defaults are the supervisor\'s, and what spawnDaemon() applies', (t) =
 
 skip('the command line: flags in a fixed order, hand-off last, then -- and the command', (t) => {
   const o = normalizeSpawnOptions({ stdout: '/tmp/o.log', cwd: '/', umask: 0o27, user: 'nobody', waitReady: true, forwardHup: true })
-  t.deepEqual(supervisorFlags(o), [
+  t.deepEqual(supervisorArgs(o, 'x', []), [
     '--stdout', '/tmp/o.log', '--restart', 'never', '--backoff-min', '100', '--backoff-max', '30000', '--burst', '5',
     '--burst-window', '60000', '--cwd', '/', '--umask', '27', '--user', 'nobody', '--forward-hup', '--stop-timeout', '10000',
-    '--wait-ready', '--upgrade-timeout', '30000',
+    '--wait-ready', '--upgrade-timeout', '30000', '--', 'x',
   ])
   const s = normalizeSpawnOptions({ cwd: '/', settle: 700, restart: 'always' })
   t.deepEqual(supervisorArgs(s, 'node', ['app.js', '--'], { readyFd: 3, lockFd: 4, pidFile: '/run/a.pid', listen: [{ fd: 5, name: 'http' }], newSession: true }), [

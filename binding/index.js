@@ -19,6 +19,41 @@ const LOADER = Symbol.for('daemonkit.loader')
 /** The platforms with a published platform package (package.json `napi.targets`). */
 const PUBLISHED = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-x64-musl', 'linux-arm64-musl', 'darwin-x64', 'darwin-arm64']
 
+// One literal require per platform, each inside a try, so that bundlers (`bun build --compile`,
+// esbuild, webpack) take the addon along when it is there and do not fail when it is not.
+function localAddon(platform) {
+  try {
+    switch (platform) {
+      case 'linux-x64-gnu': return require('./daemonkit.linux-x64-gnu.node')
+      case 'linux-arm64-gnu': return require('./daemonkit.linux-arm64-gnu.node')
+      case 'linux-x64-musl': return require('./daemonkit.linux-x64-musl.node')
+      case 'linux-arm64-musl': return require('./daemonkit.linux-arm64-musl.node')
+      case 'darwin-x64': return require('./daemonkit.darwin-x64.node')
+      case 'darwin-arm64': return require('./daemonkit.darwin-arm64.node')
+    }
+  } catch (e) {
+    throw e
+  }
+  throw new Error(`Cannot find module './daemonkit.${platform}.node'`)
+}
+
+/** The platform package's addon and version. */
+function packageAddon(platform) {
+  try {
+    switch (platform) {
+      case 'linux-x64-gnu': return [require('daemonkit-linux-x64-gnu'), require('daemonkit-linux-x64-gnu/package.json').version]
+      case 'linux-arm64-gnu': return [require('daemonkit-linux-arm64-gnu'), require('daemonkit-linux-arm64-gnu/package.json').version]
+      case 'linux-x64-musl': return [require('daemonkit-linux-x64-musl'), require('daemonkit-linux-x64-musl/package.json').version]
+      case 'linux-arm64-musl': return [require('daemonkit-linux-arm64-musl'), require('daemonkit-linux-arm64-musl/package.json').version]
+      case 'darwin-x64': return [require('daemonkit-darwin-x64'), require('daemonkit-darwin-x64/package.json').version]
+      case 'darwin-arm64': return [require('daemonkit-darwin-arm64'), require('daemonkit-darwin-arm64/package.json').version]
+    }
+  } catch (e) {
+    throw e
+  }
+  throw new Error(`Cannot find module 'daemonkit-${platform}'`)
+}
+
 const isMuslFile = (f) => f.includes('libc.musl-') || f.includes('ld-musl-')
 
 /**
@@ -72,6 +107,15 @@ function causeChain(errors) {
   return chain
 }
 
+/** The platform package's folder, where its supervisor is; `undefined` inside a bundle. */
+function packageDir(name) {
+  try {
+    return path.dirname(require.resolve(`${name}/package.json`))
+  } catch {
+    return undefined
+  }
+}
+
 function load() {
   const platform = platformName()
   const platformPackage = PUBLISHED.includes(platform) ? `daemonkit-${platform}` : undefined
@@ -89,18 +133,17 @@ function load() {
     }
   } else {
     try {
-      return found(require(`./daemonkit.${platform}.node`), __dirname)
+      return found(localAddon(platform), __dirname)
     } catch (e) {
       errors.push(e)
     }
     if (platformPackage) {
       try {
-        const binding = require(platformPackage)
-        const bindingPackageVersion = require(`${platformPackage}/package.json`).version
+        const [binding, bindingPackageVersion] = packageAddon(platform)
         if (bindingPackageVersion !== '0.1.0' && process.env.NAPI_RS_ENFORCE_VERSION_CHECK && process.env.NAPI_RS_ENFORCE_VERSION_CHECK !== '0') {
           throw new Error(`Native binding package version mismatch, expected 0.1.0 but got ${bindingPackageVersion}. You can reinstall dependencies to fix this issue.`)
         }
-        return found(binding, path.dirname(require.resolve(`${platformPackage}/package.json`)))
+        return found(binding, packageDir(platformPackage))
       } catch (e) {
         errors.push(e)
       }

@@ -42,7 +42,6 @@ export interface DaemonOptions extends Omit<DaemonizeOptions, 'pidFile' | 'onLau
   shutdownTimeout?: number
 }
 
-export { LSB } from './lsb'
 
 const ACTIONS = ['start', 'stop', 'restart', 'status', 'reload', 'graceful-restart'] as const
 /** An action `cli()` understands. */

@@ -12,6 +12,7 @@ import type * as EnsureModule from './ensure'
 import type * as UpgradeModule from './upgrade'
 import type * as DaemonModule from './daemon'
 import type * as ManageModule from './manage'
+import type * as LsbModule from './lsb'
 import type * as FailureModule from './failure'
 import type * as SpawnModule from './spawn'
 
@@ -31,6 +32,8 @@ export {
   LogfileError,
   PidfileError,
   ReadinessError,
+  SignalError,
+  StopTimeoutError,
   UnsupportedPlatformError,
   type GracefulRestartReason,
   isDaemonkitError,
@@ -60,20 +63,14 @@ export declare const gracefulRestart: typeof UpgradeModule.gracefulRestart
 /** {@inheritDoc DaemonModule.Daemon} */
 export declare const Daemon: typeof DaemonModule.Daemon
 export type Daemon = DaemonModule.Daemon
-/** {@inheritDoc DaemonModule.LSB} */
-export declare const LSB: typeof DaemonModule.LSB
+/** {@inheritDoc LsbModule.LSB} */
+export declare const LSB: typeof LsbModule.LSB
 /** {@inheritDoc ManageModule.signal} */
 export declare const signal: typeof ManageModule.signal
 /** {@inheritDoc ManageModule.status} */
 export declare const status: typeof ManageModule.status
 /** {@inheritDoc ManageModule.stop} */
 export declare const stop: typeof ManageModule.stop
-/** {@inheritDoc ManageModule.SignalError} */
-export declare const SignalError: typeof ManageModule.SignalError
-export type SignalError = ManageModule.SignalError
-/** {@inheritDoc ManageModule.StopTimeoutError} */
-export declare const StopTimeoutError: typeof ManageModule.StopTimeoutError
-export type StopTimeoutError = ManageModule.StopTimeoutError
 /** {@inheritDoc FailureModule.resetFailed} */
 export declare const resetFailed: typeof FailureModule.resetFailed
 /** {@inheritDoc SpawnModule.spawnDaemon} */
@@ -91,6 +88,7 @@ const listen_1 = lazy(() => require('./listen') as typeof ListenModule)
 const ensure_1 = lazy(() => require('./ensure') as typeof EnsureModule)
 const upgrade_1 = lazy(() => require('./upgrade') as typeof UpgradeModule)
 const daemon_1 = lazy(() => require('./daemon') as typeof DaemonModule)
+const lsb_1 = lazy(() => require('./lsb') as typeof LsbModule)
 const manage_1 = lazy(() => require('./manage') as typeof ManageModule)
 const failure_1 = lazy(() => require('./failure') as typeof FailureModule)
 const spawn_1 = lazy(() => require('./spawn') as typeof SpawnModule)
@@ -102,11 +100,9 @@ Object.defineProperty(exports, 'ensureDaemon', { enumerable: true, get: function
 Object.defineProperty(exports, 'helperFolder', { enumerable: true, get: function () { return ensure_1.helperFolder } })
 Object.defineProperty(exports, 'gracefulRestart', { enumerable: true, get: function () { return upgrade_1.gracefulRestart } })
 Object.defineProperty(exports, 'Daemon', { enumerable: true, get: function () { return daemon_1.Daemon } })
-Object.defineProperty(exports, 'LSB', { enumerable: true, get: function () { return daemon_1.LSB } })
+Object.defineProperty(exports, 'LSB', { enumerable: true, get: function () { return lsb_1.LSB } })
 Object.defineProperty(exports, 'signal', { enumerable: true, get: function () { return manage_1.signal } })
 Object.defineProperty(exports, 'status', { enumerable: true, get: function () { return manage_1.status } })
 Object.defineProperty(exports, 'stop', { enumerable: true, get: function () { return manage_1.stop } })
-Object.defineProperty(exports, 'SignalError', { enumerable: true, get: function () { return manage_1.SignalError } })
-Object.defineProperty(exports, 'StopTimeoutError', { enumerable: true, get: function () { return manage_1.StopTimeoutError } })
 Object.defineProperty(exports, 'resetFailed', { enumerable: true, get: function () { return failure_1.resetFailed } })
 Object.defineProperty(exports, 'spawnDaemon', { enumerable: true, get: function () { return spawn_1.spawnDaemon } })

@@ -4,7 +4,6 @@ import * as path from 'node:path'
 
 import { PidfileError, SignalError, StopTimeoutError } from './errors'
 
-export { SignalError, StopTimeoutError } from './errors'
 import { readFailure, type DaemonFailure } from './failure'
 import { PidfileState, type PidfileProbe } from '../binding/index'
 import { native } from './native'
