@@ -2,7 +2,8 @@ import * as os from 'node:os'
 
 import { ReadinessError, UnsupportedPlatformError } from './errors'
 import { currentHandoff, handoffLock, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
-import { launchSelf, lockPidfileFor, openOutput, writePidfile, type PidfileLock } from './launch'
+import type * as LaunchModule from './launch'
+import { lockPidfileFor, writePidfile, type PidfileLock } from './pidlock'
 import { exitWhenIdle, withHelperDefaults } from './ensure'
 import { bindInPlace } from './listen'
 import { ensureRegistry } from './registry'
@@ -10,6 +11,10 @@ import { native } from './native'
 import { enableGracefulRestart } from './takeover'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 import { closeFd } from './runtime'
+
+/** The launcher's side, loaded only where it is used: a daemon does not need it to become ready. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const launcher = (): typeof LaunchModule => require('./launch')
 
 /** What the daemon gets back from `daemonize()`. */
 export interface DaemonHandle {
@@ -54,7 +59,7 @@ function signalCleanup(signal: NodeJS.Signals): void {
 /** Points `fd` (1 or 2) at `target`, opened for append; `'ignore'` leaves it alone. */
 function redirect(target: OutputTarget, fd: number): void {
   if (target === 'ignore') return
-  const file = openOutput(target)
+  const file = launcher().openOutput(target)
   try {
     native().dup2(file, fd)
   } finally {
@@ -165,7 +170,7 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
   if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
   let pid: number
   try {
-    ;({ pid } = await launchSelf(opts))
+    ;({ pid } = await launcher().launchSelf(opts))
   } catch (err) {
     if (err instanceof ReadinessError) concludeIfUnhandled(err)
     throw err

@@ -6,9 +6,13 @@ import * as path from 'node:path'
 import type * as netTypes from 'node:net'
 
 import { HelperError } from './errors'
-import { status, stop } from './manage'
+import type * as ManageModule from './manage'
 import { native } from './native'
 import type { PidfileLock } from './launch'
+
+// Loaded on first use: a helper daemon loads this module before it is ready, and needs none of it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const manage = (): typeof ManageModule => require('./manage')
 
 /** Options of `ensureDaemon()`. */
 export interface EnsureDaemonOptions {
@@ -163,7 +167,7 @@ export async function ensureDaemon(options: EnsureDaemonOptions): Promise<Ensure
   const lockFile = path.join(dir, `${key}.lock`)
 
   const attach = async (): Promise<EnsuredDaemon | undefined> => {
-    const s = await status(pidFile)
+    const s = await manage().status(pidFile)
     if (s.state !== 'running') return undefined
     const v = readVersion(versionFile)
     return v && v.pid === s.pid && v.version === version ? { pid: s.pid, socket, started: false, version } : undefined
@@ -177,8 +181,8 @@ export async function ensureDaemon(options: EnsureDaemonOptions): Promise<Ensure
   try {
     const again = await attach() // another caller may have started it while we waited
     if (again) return again
-    const s = await status(pidFile)
-    if (s.state === 'running') await stop(pidFile)
+    const s = await manage().status(pidFile)
+    if (s.state === 'running') await manage().stop(pidFile)
     try {
       fs.unlinkSync(versionFile)
     } catch {
@@ -186,7 +190,7 @@ export async function ensureDaemon(options: EnsureDaemonOptions): Promise<Ensure
     }
     const config: HelperConfig = { pidFile, socket, lock: lockFile, idleTimeout }
     await startHelper(path.resolve(script), args, { ...process.env, ...env, [HELPER_VAR]: JSON.stringify(config) }, Math.max(1, deadline - Date.now()))
-    const after = await status(pidFile)
+    const after = await manage().status(pidFile)
     if (after.state !== 'running') throw new HelperError('exited', `ensureDaemon: the helper ${script} said it was ready but does not hold ${pidFile}`)
     fs.writeFileSync(versionFile, JSON.stringify({ version, pid: after.pid }), { mode: 0o600 })
     return { pid: after.pid, socket, started: true, version }

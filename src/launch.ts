@@ -1,7 +1,8 @@
 import * as fs from 'node:fs'
 
 import type { PidfileLock } from '../binding/index'
-import { AlreadyRunningError, codeOf, LaunchError, LogfileError, messageOf, PidfileError } from './errors'
+import { codeOf, LaunchError, LogfileError, messageOf } from './errors'
+import { lockPidfile, writePidfile } from './pidlock'
 import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
 import { bindListeners, type BoundSockets } from './listen'
 import { native } from './native'
@@ -94,54 +95,6 @@ export function reexecArgs(): string[] {
     )
   }
   return [process.execPath, ...process.execArgv, ...process.argv.slice(1)]
-}
-
-/**
- * Takes the pidfile's lock, or throws `AlreadyRunningError` / `PidfileError`. The lock is the
- * caller's until it calls `release()` (started) or `discard()` (failed: the pidfile goes too).
- */
-export function lockPidfile(pidFile: string): PidfileLock {
-  let acquired
-  try {
-    acquired = native().acquirePidfile(pidFile)
-  } catch (err) {
-    throw new PidfileError(pidFile, codeOf(err), messageOf(err), { cause: err })
-  }
-  if (acquired.foreign) {
-    const named = acquired.foreignNamedPid
-    throw new PidfileError(
-      pidFile,
-      'EFOREIGNLOCK',
-      `${named === undefined || named === null ? 'the pidfile is locked with shared locks only, which no daemon holds' : `the pidfile is locked, but not by pid ${named} that it names`}: ` +
-        'another process holds its lock, so whether a daemon runs cannot be told; refusing to start (find the holder with fuser -v or lsof)',
-    )
-  }
-  if (acquired.running || acquired.lock === undefined) throw new AlreadyRunningError(pidFile, acquired.runningPid)
-  if (acquired.replacedShared) {
-    process.stderr.write(`daemonkit: ${pidFile} was held with shared locks only, which no daemon holds: replaced it with a new pidfile (the old one's readers keep theirs)\n`)
-  }
-  return acquired.lock
-}
-
-/** Writes `pid` into the locked pidfile, or throws `PidfileError` (a full disk, a hard link, …). */
-export function writePidfile(lock: PidfileLock, pid: number): void {
-  try {
-    lock.writePid(pid)
-  } catch (err) {
-    throw new PidfileError(lock.path, codeOf(err), `cannot write pid ${pid} into the pidfile: ${messageOf(err).replace(/^writing the pidfile: /, '')}`, { cause: err })
-  }
-}
-
-/** Takes the pidfile's lock and writes `pid` into it; on failure nothing is left behind. */
-export function lockPidfileFor(pidFile: string, pid: number): PidfileLock {
-  const lock = lockPidfile(pidFile)
-  try {
-    writePidfile(lock, pid)
-  } catch (err) {
-    lock.discard()
-    throw err
-  }
-  return lock
 }
 
 /**

@@ -3,7 +3,8 @@ import type * as netTypes from 'node:net'
 
 import { ReadinessError } from './errors'
 import { inheritedSockets, isReady, releasePidfile } from './handoff'
-import { launchSelf, type PidfileLock } from './launch'
+import type * as LaunchModule from './launch'
+import type { PidfileLock } from './pidlock'
 import { native } from './native'
 import type { NormalizedOptions } from './options'
 
@@ -113,7 +114,8 @@ async function upgrade(opts: NormalizedOptions, lock: PidfileLock, reply: (line:
   const sockets = inheritedSockets()
   log(`graceful restart: starting a new copy; this one (pid ${process.pid}) serves until it is ready`)
   try {
-    const { pid } = await launchSelf(opts, {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { pid } = await (require('./launch') as typeof LaunchModule).launchSelf(opts, {
       lock,
       sockets: { fds: sockets.map((s) => s.fd), names: sockets.map((s) => s.name) },
       cwd: LAUNCH_CWD,
