@@ -15,7 +15,13 @@ const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
 /** A fresh temp directory for one test. */
 function tempDir(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'daemonkit-test-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  t.teardown(() => {
+    // A test that failed before it learnt its daemon's pid (a command that timed out on a loaded
+    // machine) still leaves nothing: every process whose command line names this test's own
+    // folder is killed, by pid.
+    killMentioning(proc.processesMentioning(dir), dir)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
   return dir
 }
 
