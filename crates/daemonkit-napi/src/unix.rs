@@ -9,7 +9,6 @@ mod process;
 
 use daemonkit_core::Errno;
 use napi::bindgen_prelude::*;
-use napi_derive::napi;
 
 type Result<T> = napi::Result<T>;
 
