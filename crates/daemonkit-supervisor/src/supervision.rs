@@ -412,16 +412,7 @@ impl Supervisor {
 
     /// Reaps the children that have exited and acts on what they were.
     fn reap(&mut self) {
-        loop {
-            let mut status = 0;
-            // SAFETY: reaps any child of ours without blocking.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return;
-            }
-            if Some(pid) == self.guard.as_ref().map(|g| g.pid) {
-                self.guard = None;
-            }
+        while let Some((pid, status)) = self.reap_one() {
             if self.retired(pid) || self.upgrade_exited(pid, status) {
                 continue;
             }

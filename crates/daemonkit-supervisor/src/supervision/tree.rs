@@ -103,16 +103,21 @@ impl Supervisor {
 
     /// Reaps whatever children of ours have exited, without waiting.
     fn reap_orphans(&mut self) {
-        loop {
-            let mut status = 0;
-            // SAFETY: reaps any child of ours without blocking.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return;
-            }
-            if Some(pid) == self.guard.as_ref().map(|g| g.pid) {
-                self.guard = None;
-            }
+        while self.reap_one().is_some() {}
+    }
+
+    /// Reaps one child of ours that has exited, without waiting: its pid and wait status.
+    /// A reaped guard is forgotten here, so that it is never signalled again.
+    pub(super) fn reap_one(&mut self) -> Option<(i32, i32)> {
+        let mut status = 0;
+        // SAFETY: reaps any child of ours without blocking; `status` is a valid out pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return None;
         }
+        if Some(pid) == self.guard.as_ref().map(|g| g.pid) {
+            self.guard = None;
+        }
+        Some((pid, status))
     }
 }
