@@ -30,11 +30,12 @@ function localAddon(platform) {
       case 'linux-arm64-musl': return require('./daemonkit.linux-arm64-musl.node')
       case 'darwin-x64': return require('./daemonkit.darwin-x64.node')
       case 'darwin-arm64': return require('./daemonkit.darwin-arm64.node')
+      // A build from source for a platform without a published binary (FreeBSD, riscv64, …).
+      default: return require(`./daemonkit.${platform}.node`)
     }
   } catch (e) {
     throw e
   }
-  throw new Error(`Cannot find module './daemonkit.${platform}.node'`)
 }
 
 /** The platform package's addon and version. */

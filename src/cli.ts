@@ -113,7 +113,9 @@ async function startCommand(p: Parsed, verb = 'started'): Promise<number> {
   if (opts.supervise === false && opts.name !== undefined && opts.pidFile === undefined) {
     throw new UsageError('--name cannot be used with --no-supervise: a named daemon has a pidfile, and without the supervisor nothing would hold its lock')
   }
-  if (opts.settle === undefined && opts.supervise !== false && !opts.waitReady) opts.settle = supervisorDefaults().startSettle
+  // The settle window is the supervisor's: a start without it (no pidfile, no restart, no
+  // sockets, or --no-supervise) succeeds at exec, as before there was a settle window.
+  if (opts.settle === undefined && !opts.waitReady && normalizeSpawnOptions(opts).supervise) opts.settle = supervisorDefaults().startSettle
   try {
     const r = await spawnDaemon(program, p.args, opts)
     print(p.json, { started: true, ...r }, r.pid === r.commandPid ? `${verb} (pid ${r.pid})` : `${verb} (pid ${r.pid}, command pid ${r.commandPid})`)

@@ -102,6 +102,8 @@ export class ReadinessError extends DaemonkitError<'EDAEMONNOTREADY'> {
   readonly pid: number
   /** What happened. */
   readonly kind: NotReadyKind
+  /** @deprecated The same as `kind`, its former name (kept as an own property, so it is serialised). */
+  readonly reason: NotReadyKind
   /** The daemon's exit code, when it exited through Node's normal exit path. */
   readonly exitCode: number | undefined
   /**
@@ -127,14 +129,11 @@ export class ReadinessError extends DaemonkitError<'EDAEMONNOTREADY'> {
     super('EDAEMONNOTREADY', `${subject} ${detail}${tail ? `:\n${tail}` : ''}`)
     this.pid = pid
     this.kind = kind
+    this.reason = kind
     this.exitCode = exitCode
     Object.defineProperty(this, 'daemonStderr', { value: daemonStderr, enumerable: !relayed, writable: false, configurable: true })
   }
 
-  /** @deprecated The same as `kind`, its former name. */
-  get reason(): NotReadyKind {
-    return this.kind
-  }
 }
 
 /** The daemon could not be launched (fork or exec failed, or the script cannot be re-executed). */
@@ -211,19 +210,18 @@ export type GracefulRestartReason = GracefulRestartKind
 export class GracefulRestartError extends DaemonkitError<'EGRACEFUL'> {
   /** What happened. */
   readonly kind: GracefulRestartKind
+  /** @deprecated The same as `kind`, its former name (kept as an own property, so it is serialised). */
+  readonly reason: GracefulRestartKind
   /** The pid of the daemon that was asked (the pidfile's), when known. */
   readonly pid: number | undefined
 
   constructor(kind: GracefulRestartKind, pid: number | undefined, message: string, options?: { cause?: unknown }) {
     super('EGRACEFUL', message, options)
     this.kind = kind
+    this.reason = kind
     this.pid = pid
   }
 
-  /** @deprecated The same as `kind`, its former name. */
-  get reason(): GracefulRestartKind {
-    return this.kind
-  }
 }
 
 /** Why `ensureDaemon()` failed. */
@@ -239,6 +237,8 @@ export type HelperErrorReason = HelperErrorKind
 export class HelperError extends DaemonkitError<'EHELPER'> {
   /** What went wrong. */
   readonly kind: HelperErrorKind
+  /** @deprecated The same as `kind`, its former name (kept as an own property, so it is serialised). */
+  readonly reason: HelperErrorKind
   /** What the helper wrote to stderr before it failed (empty when it did not start). */
   readonly helperStderr: string
   /** The launcher's exit code, when it exited. */
@@ -247,14 +247,11 @@ export class HelperError extends DaemonkitError<'EHELPER'> {
   constructor(kind: HelperErrorKind, message: string, helperStderr = '', exitCode?: number, options?: { cause?: unknown }) {
     super('EHELPER', message, options)
     this.kind = kind
+    this.reason = kind
     this.helperStderr = helperStderr
     this.exitCode = exitCode
   }
 
-  /** @deprecated The same as `kind`, its former name. */
-  get reason(): HelperErrorKind {
-    return this.kind
-  }
 }
 
 /** Signalling failed for a reason other than the daemon not running (e.g. `EPERM`). */
