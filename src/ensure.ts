@@ -6,6 +6,7 @@ import * as path from 'node:path'
 import type * as netTypes from 'node:net'
 
 import { HelperError } from './errors'
+import { supervisorDefaults } from './defaults'
 import type * as ManageModule from './manage'
 import { native } from './native'
 import type { PidfileLock } from './launch'
@@ -122,7 +123,7 @@ function startHelper(script: string, args: readonly string[], env: NodeJS.Proces
     let stderr = ''
     child.stderr.setEncoding('utf8')
     child.stderr.on('data', (d: string) => {
-      stderr = (stderr + d).slice(-8192)
+      stderr = (stderr + d).slice(-supervisorDefaults().tailLimit)
     })
     const timer = setTimeout(() => child.kill('SIGTERM'), timeout)
     child.on('error', (err) => {

@@ -251,7 +251,6 @@ export class HelperError extends DaemonkitError<'EHELPER'> {
     this.helperStderr = helperStderr
     this.exitCode = exitCode
   }
-
 }
 
 /** Signalling failed for a reason other than the daemon not running (e.g. `EPERM`). */

@@ -3,6 +3,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { PidfileError, SignalError, StopTimeoutError } from './errors'
+import { supervisorDefaults } from './defaults'
 
 import { readFailure, type DaemonFailure } from './failure'
 import { PidfileState, type PidfileProbe } from '../binding/index'
@@ -65,7 +66,7 @@ function signalNumber(signal: SignalName | number, fn: string): number {
 function supervisedCommand(pid: number): number | undefined {
   if (process.platform !== 'linux') return undefined
   try {
-    if (path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) !== 'daemonkit-supervise') return undefined
+    if (path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) !== supervisorDefaults().name) return undefined
     // Besides the command, the supervisor's children are, as a child subreaper, the command's
     // orphaned descendants, all started after the command (the guard is forked twice, so it is
     // a child only where the supervisor is PID 1 of a namespace, and it never leads a process

@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 import type * as netTypes from 'node:net'
 
 import { ReadinessError } from './errors'
+import { supervisorDefaults } from './defaults'
 import { native } from './native'
 import { closeFd, missingDenoPermission, runtimeName } from './runtime'
 
@@ -15,8 +16,6 @@ function net(): typeof netTypes {
   return require('node:net') as typeof netTypes
 }
 
-/** How much of the daemon's startup stderr is kept for error messages. */
-const STDERR_TAIL = 8 * 1024
 /** How long to wait for a failed daemon's stderr to close and for it to exit. */
 export const FAILURE_GRACE_MS = 2_000
 
@@ -104,7 +103,7 @@ export function awaitReadiness(
       relayFd,
       (chunk) => {
         if (relaying && !process.stderr.destroyed) process.stderr.write(chunk)
-        tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL)
+        tail = (tail + chunk.toString('utf8')).slice(-supervisorDefaults().tailLimit)
       },
       resolve,
     )

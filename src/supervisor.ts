@@ -1,20 +1,21 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
+import { supervisorDefaults } from './defaults'
 import { UnsupportedPlatformError } from './errors'
 import { loaded } from './native'
-
-const NAME = 'daemonkit-supervise'
 
 let cached: string | undefined
 
 /**
  * The path of the supervisor executable: `$DAEMONKIT_SUPERVISOR_PATH` when set (as
- * `NAPI_RS_NATIVE_LIBRARY_PATH` is for the addon), else beside the addon the loader chose,
- * else beside the loader (a source build), else in the platform package. Throws `UnsupportedPlatformError` if none has it; a variable that
- * names no executable is an error, never silently passed over.
+ * `NAPI_RS_NATIVE_LIBRARY_PATH` is for the addon), else beside the addon the loader chose, else
+ * beside the loader (a source build), else in the platform package. Throws
+ * `UnsupportedPlatformError` if none has it; a variable that names no executable is an error,
+ * never silently passed over.
  */
 export function supervisorPath(): string {
+  const NAME = supervisorDefaults().name
   const override = process.env.DAEMONKIT_SUPERVISOR_PATH
   if (override) {
     const file = path.resolve(override)
