@@ -1,20 +1,25 @@
-import * as os from 'node:os'
-
 import { ReadinessError, UnsupportedPlatformError } from './errors'
-import { currentHandoff, handoffLock, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
+import { currentHandoff, handoffLock, HELPER_VAR, inheritedSockets, isReady, markAdopted, notifySystemd, removeOwnPidfile, reportReady } from './handoff'
+import type * as EnsureModule from './ensure'
 import type * as LaunchModule from './launch'
+import type * as ListenModule from './listen'
+import type * as RegistryModule from './registry'
+import type * as TakeoverModule from './takeover'
 import { lockPidfileFor, writePidfile, type PidfileLock } from './pidlock'
-import { exitWhenIdle, withHelperDefaults } from './ensure'
-import { bindInPlace } from './listen'
-import { ensureRegistry } from './registry'
 import { native } from './native'
-import { enableGracefulRestart } from './takeover'
 import { normalizeOptions, shouldDetach, type DaemonizeOptions, type NormalizedOptions, type OutputTarget } from './options'
 import { closeFd } from './runtime'
 
-/** The launcher's side, loaded only where it is used: a daemon does not need it to become ready. */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// Loaded where they are used, so that a daemon loads only what it needs to become ready: the
+// launcher's side, the helpers' defaults, binding in place, the registry, and the graceful
+// restart's server (its socket is bound before readiness; node:net loads a turn after it).
+/* eslint-disable @typescript-eslint/no-require-imports */
 const launcher = (): typeof LaunchModule => require('./launch')
+const ensure = (): typeof EnsureModule => require('./ensure')
+const listen = (): typeof ListenModule => require('./listen')
+const registry = (): typeof RegistryModule => require('./registry')
+const takeover = (): typeof TakeoverModule => require('./takeover')
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** What the daemon gets back from `daemonize()`. */
 export interface DaemonHandle {
@@ -51,7 +56,7 @@ function signalCleanup(signal: NodeJS.Signals): void {
     process.kill(process.pid, signal) // die by the signal, as the default action would
     // Still here only as PID 1 (a container's first process), which the kernel shields from
     // its own signals' default action: end as if killed.
-    process.exit(128 + os.constants.signals[signal])
+    process.exit(128 + (require('node:os') as typeof import('node:os')).constants.signals[signal])
   }
   process.on(signal, onSignal)
 }
@@ -81,7 +86,7 @@ export function adopt(opts: NormalizedOptions): DaemonHandle {
   const handoff = currentHandoff()
   if (!handoff) {
     // Sockets from systemd (a socket unit) are used as they are; else the daemon binds its own.
-    bindInPlace(opts.listen)
+    if (opts.listen.length > 0) listen().bindInPlace(opts.listen)
     return finishAdoption(opts, adoptInPlace(opts), true)
   }
   if (handoff.pidFile !== opts.pidFile) {
@@ -125,9 +130,9 @@ function finishAdoption(opts: NormalizedOptions, lock: PidfileLock | undefined, 
       redirect(opts.stdout, 1)
       if (isReady() || inPlace) redirect(opts.stderr, 2)
     },
-    exitWhenIdle: (server, timeout) => exitWhenIdle(server, timeout),
+    exitWhenIdle: (server, timeout) => ensure().exitWhenIdle(server, timeout),
   }
-  if (!inPlace && lock) enableGracefulRestart(opts, lock)
+  if (!inPlace && lock) takeover().enableGracefulRestart(opts, lock)
   if (opts.stdout !== 'ignore' || opts.stderr !== 'ignore') {
     // With log files, SIGHUP reopens them, as logrotate's postrotate expects of every daemon,
     // instead of ending the program (Node's default). A program with a SIGHUP listener of its
@@ -165,8 +170,12 @@ export async function daemonize(arg?: string | DaemonizeOptions): Promise<Daemon
       'daemonize() needs a Unix system: Windows has no fork or sessions. Run the program as a Windows service instead.',
     )
   }
-  const opts = normalizeOptions(withHelperDefaults(arg, () => currentHandoff() !== undefined || !shouldDetach((typeof arg === 'object' ? arg.detach : undefined) ?? 'auto')))
-  if (opts.name !== undefined) ensureRegistry()
+  const helperArg =
+    process.env[HELPER_VAR] === undefined
+      ? arg
+      : ensure().withHelperDefaults(arg, () => currentHandoff() !== undefined || !shouldDetach((typeof arg === 'object' ? arg.detach : undefined) ?? 'auto'))
+  const opts = normalizeOptions(helperArg)
+  if (opts.name !== undefined) registry().ensureRegistry()
   if (currentHandoff() || !shouldDetach(opts.detach)) return adopt(opts)
   let pid: number
   try {

@@ -6,6 +6,7 @@ import * as path from 'node:path'
 import type * as netTypes from 'node:net'
 
 import { HelperError } from './errors'
+import { HELPER_VAR } from './handoff'
 import { supervisorDefaults } from './defaults'
 import type * as ManageModule from './manage'
 import { native } from './native'
@@ -55,7 +56,6 @@ interface HelperConfig {
   idleTimeout?: number
 }
 
-const HELPER_VAR = 'DAEMONKIT_HELPER'
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
 
 function fail(field: string, message: string): never {

@@ -7,6 +7,9 @@ import { closeFd, writeFd } from './runtime'
 /** The environment variable that tells a re-executed script it is the daemon. */
 export const HANDOFF_VAR = 'DAEMONKIT_HANDOFF'
 
+/** The environment variable through which `ensureDaemon()` tells a helper its socket and pidfile. */
+export const HELPER_VAR = 'DAEMONKIT_HELPER'
+
 /** Descriptor numbers at which the launcher places the hand-off in the daemon. */
 export const HANDOFF_FDS = { ready: 3, stderr: 4, lock: 5 } as const
 
@@ -264,18 +267,11 @@ function launcherGone(s: DaemonState, h: Handoff): void {
 }
 
 /**
- * Makes the daemon independent of its launcher until it is ready.
- *
- * - `process.stderr` writes to fd 2 synchronously until readiness, and a write that finds the
- *   relay's reader gone (`EPIPE`: the launcher was killed, or its own stderr closed) switches
- *   fd 2 to the final target and is written there, instead of destroying the stream and
- *   throwing into the app.
- * - The launcher's `readyTimeout` is enforced here too, a moment later: a daemon whose
- *   launcher is gone does not wait for readiness forever.
+ * The daemon's `process.stderr` until readiness: writes to fd 2 synchronously, and a write that
+ * finds the relay's reader gone switches fd 2 to the final target and is written there.
  */
-function watchLauncher(s: DaemonState, h: Handoff): void {
+function makeRelay(s: DaemonState, h: Handoff): import('node:stream').Writable {
   const { Writable } = require('node:stream') as typeof import('node:stream')
-  const original = Object.getOwnPropertyDescriptor(process, 'stderr')
   const relay = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       try {
@@ -293,10 +289,35 @@ function watchLauncher(s: DaemonState, h: Handoff): void {
     },
   })
   Object.defineProperty(relay, 'fd', { value: 2, enumerable: true })
-  Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => relay })
-  const cons = console as unknown as { _stderr?: unknown }
+  return relay
+}
+
+/**
+ * Makes the daemon independent of its launcher until it is ready.
+ *
+ * - `process.stderr` writes to fd 2 synchronously until readiness, and a write that finds the
+ *   relay's reader gone (`EPIPE`: the launcher was killed, or its own stderr closed) switches
+ *   fd 2 to the final target and is written there, instead of destroying the stream and
+ *   throwing into the app.
+ * - The launcher's `readyTimeout` is enforced here too, a moment later: a daemon whose
+ *   launcher is gone does not wait for readiness forever.
+ */
+function watchLauncher(s: DaemonState, h: Handoff): void {
+  const original = Object.getOwnPropertyDescriptor(process, 'stderr')
+  // Made on the first use of process.stderr: node:stream need not load for a daemon that says
+  // nothing before it is ready.
+  let relay: import('node:stream').Writable | undefined
+  const relayStream = (): import('node:stream').Writable => (relay ??= makeRelay(s, h))
+  Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: relayStream })
   try {
-    cons._stderr = relay // the global console may have bound process.stderr already
+    // The global console may have bound process.stderr already: it writes where process.stderr
+    // points now (the relay until readiness, Node's own stream after).
+    Object.defineProperty(console, '_stderr', {
+      configurable: true,
+      enumerable: false,
+      get: () => process.stderr,
+      set: (value: unknown) => Object.defineProperty(console, '_stderr', { configurable: true, enumerable: false, writable: true, value }),
+    })
   } catch {
     // Not a console that has one.
   }

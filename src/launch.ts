@@ -4,14 +4,21 @@ import type { PidfileLock } from '../binding/index'
 import { codeOf, LaunchError, LogfileError, messageOf } from './errors'
 import { lockPidfile, writePidfile } from './pidlock'
 import { formatHandoff, HANDOFF_FDS, HANDOFF_VAR } from './handoff'
-import { bindListeners, type BoundSockets } from './listen'
+import type { BoundSockets } from './listen'
+import type * as ListenModule from './listen'
 import { native } from './native'
 import type { NormalizedOptions, OutputTarget } from './options'
-import { awaitReadiness, closeQuietly, FAILURE_GRACE_MS, killQuietly, notReady, waitExit, withTimeout } from './readiness'
+import type * as ReadinessModule from './readiness'
 import { denoReexecArgs, runtimeName } from './runtime'
 
-export { readPipe } from './readiness'
 export type { PidfileLock }
+
+// The readiness watch (and node:net under it) loads once the daemon is launched: it is ready
+// long before the daemon's Node has started, and the launch itself comes sooner.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const readiness = (): typeof ReadinessModule => require('./readiness')
+const listen = (): typeof ListenModule => require('./listen')
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** 16 random bytes as hex, read from the kernel (loading node:crypto would cost ~3 ms of launch). */
 function randomToken(): string {
@@ -140,10 +147,10 @@ export async function launchSelf(opts: NormalizedOptions, takeover?: Takeover): 
   /** Our read ends, ours to close until awaitReadiness() owns them. */
   const readEnds: number[] = []
   let handle: ReturnType<typeof n.openProcess> | undefined
-  let watch: ReturnType<typeof awaitReadiness> | undefined
+  let watch: ReturnType<typeof ReadinessModule.awaitReadiness> | undefined
   try {
     if (takeover) sockets = { ...takeover.sockets, close: () => {}, discard: () => {} }
-    else if (opts.listen.length > 0) sockets = bindListeners(opts.listen, { umask: opts.umask })
+    else if (opts.listen.length > 0) sockets = listen().bindListeners(opts.listen, { umask: opts.umask })
     const stdoutFd = opts.stdout === 'ignore' ? undefined : openOutput(opts.stdout)
     if (stdoutFd !== undefined) toClose.push(stdoutFd)
     const finalStderrFd = openOutput(opts.stderr)
@@ -184,6 +191,7 @@ export async function launchSelf(opts: NormalizedOptions, takeover?: Takeover): 
       throw new LaunchError(codeOf(err), `daemonize: launching ${process.execPath} failed: ${messageOf(err)}`, process.execPath, { cause: err })
     }
     // Our copies of the daemon's ends must close, or we would never see EOF.
+    const { awaitReadiness, closeQuietly, FAILURE_GRACE_MS, killQuietly, notReady, waitExit, withTimeout } = readiness()
     for (const fd of toClose.splice(0)) closeQuietly(fd)
 
     try {
@@ -215,7 +223,7 @@ export async function launchSelf(opts: NormalizedOptions, takeover?: Takeover): 
     return { pid }
   } catch (err) {
     // Failure: the daemon is gone; remove the pidfile while we still hold the lock.
-    for (const fd of [...toClose, ...readEnds]) closeQuietly(fd)
+    for (const fd of [...toClose, ...readEnds]) readiness().closeQuietly(fd)
     sockets?.discard()
     watch?.close()
     handle?.close()

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { checkName, namedLog, namedPidfile } from './registry'
+import type * as RegistryModule from './registry'
 
 /**
  * Where a daemon's output goes: `'ignore'` (`/dev/null`) or a file path, opened for append.
@@ -144,9 +144,12 @@ export function normalizeOptions(input: unknown, extraKeys: readonly string[] = 
     if (!KNOWN.has(key) && !extraKeys.includes(key)) fail(key, 'is not a known option')
   }
 
-  const name = raw.name === undefined ? undefined : checkName(raw.name, 'daemonize: option "name"')
-  const pidFile = raw.pidFile === undefined ? (name === undefined ? undefined : namedPidfile(name)) : path.resolve(nonEmptyPath('pidFile', raw.pidFile))
-  const namedOutput = name !== undefined && raw.stdout === undefined && raw.stderr === undefined ? namedLog(name) : undefined
+  // The registry loads only for a named daemon: a daemon's start-up reads these options.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const registry = raw.name === undefined ? undefined : (require('./registry') as typeof RegistryModule)
+  const name = registry === undefined ? undefined : registry.checkName(raw.name, 'daemonize: option "name"')
+  const pidFile = raw.pidFile === undefined ? (name === undefined ? undefined : registry?.namedPidfile(name)) : path.resolve(nonEmptyPath('pidFile', raw.pidFile))
+  const namedOutput = name !== undefined && raw.stdout === undefined && raw.stderr === undefined ? registry?.namedLog(name) : undefined
 
   const cwd = raw.cwd === undefined ? '/' : path.resolve(nonEmptyPath('cwd', raw.cwd))
   let isDir = false

@@ -6,6 +6,7 @@ import { inheritedSockets, isReady, releasePidfile } from './handoff'
 import type * as LaunchModule from './launch'
 import type { PidfileLock } from './pidlock'
 import { native } from './native'
+import { closeFd } from './runtime'
 import type { NormalizedOptions } from './options'
 
 /** The launching directory: this daemon was exec'd in it, and so is its next copy. */
@@ -54,6 +55,26 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: PidfileLock
     log(`graceful restarts are off: ${(err as Error).message}`)
     return
   }
+  const onUsr2 = (): void => {
+    // An app with a SIGUSR2 handler of its own keeps the signal for itself.
+    if (process.listenerCount('SIGUSR2') > 1) return
+    void upgrade(opts, lock, () => {})
+  }
+  process.on('SIGUSR2', onUsr2)
+  // The socket is listening already (connections wait in its backlog); node:net, which serves
+  // it, loads a turn later, so that it does not delay the daemon's readiness.
+  let closed = false
+  closeControl = () => {
+    closed = true
+    closeFd(fd)
+  }
+  setImmediate(() => {
+    if (!closed) serveControl(opts, lock, fd)
+  })
+}
+
+/** Answers the requests on the control socket `fd` (bound and listening). */
+function serveControl(opts: NormalizedOptions, lock: PidfileLock, fd: number): void {
   const net = require('node:net') as typeof netTypes
   const server = net.createServer((socket) => {
     const peerFd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
@@ -86,12 +107,6 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: PidfileLock
   server.on('error', () => {})
   server.listen({ fd })
   server.unref()
-  const onUsr2 = (): void => {
-    // An app with a SIGUSR2 handler of its own keeps the signal for itself.
-    if (process.listenerCount('SIGUSR2') > 1) return
-    void upgrade(opts, lock, () => {})
-  }
-  process.on('SIGUSR2', onUsr2)
   closeControl = () => server.close()
 }
 
