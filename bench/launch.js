@@ -19,27 +19,27 @@ const REFERENCES = [
   {
     name: 'bare2',
     label: 'reference: 2 × bare node start-up',
-    run: (dir) => twice(fixture('empty.js'), dir),
+    run: (dir, env) => twice(fixture('empty.js'), dir, env),
   },
   {
     name: 'require2',
     label: 'reference: 2 × (node start-up + require daemonkit)',
-    run: (dir) => twice(fixture('require-only.js'), dir),
+    run: (dir, env) => twice(fixture('require-only.js'), dir, env),
   },
 ]
 
-function twice(script, dir) {
+function twice(script, dir, env) {
   const t0 = now()
   for (let i = 0; i < 2; i++) {
-    const r = runLauncher([NODE, script], { cwd: dir })
+    const r = runLauncher([NODE, script], { cwd: dir, env })
     if (r.status !== 0) throw new Error(`${script} exited with ${r.status ?? r.signal}: ${r.stderr}`)
   }
   return { ready: ms(now() - t0) }
 }
 
 /** One launch of `tool` in `dir`: { ready, exit, beforeUp, sessionLeader, pidFileNames }. */
-function launchOnce(tool, dir) {
-  const r = runLauncher(tool.cmd(dir), { cwd: dir })
+function launchOnce(tool, dir, env) {
+  const r = runLauncher(tool.cmd(dir), { cwd: dir, env })
   if (r.status !== 0 || r.timedOut) {
     throw new Error(`${tool.name}: launcher exited with ${r.timedOut ? 'a timeout' : (r.status ?? r.signal)}${r.stderr ? `: ${r.stderr}` : ''}`)
   }
@@ -63,10 +63,11 @@ function launchOnce(tool, dir) {
 }
 
 /**
- * Runs every tool and reference `runs` times after `warmup` discarded rounds.
+ * Runs every tool and reference `runs` times after `warmup` discarded rounds, with `env` as the
+ * environment of every launcher (default: this process's).
  * Returns [{ name, label, ready: summary, exit: summary, beforeUp, runs, sessionLeader, pidFileNames }].
  */
-function benchLaunch({ tools, runs, warmup, log }) {
+function benchLaunch({ tools, runs, warmup, log, env }) {
   const all = [...tools, ...REFERENCES]
   const acc = new Map(all.map((t) => [t.name, { ready: [], exit: [], beforeUp: 0, leaders: new Set(), names: new Set() }]))
   for (let round = 0; round < warmup + runs; round++) {
@@ -76,7 +77,7 @@ function benchLaunch({ tools, runs, warmup, log }) {
       try {
         let r
         try {
-          r = t.run ? t.run(dir) : launchOnce(t, dir)
+          r = t.run ? t.run(dir, env) : launchOnce(t, dir, env)
         } finally {
           if (!t.run) cleanUp(dir, 3000)
         }

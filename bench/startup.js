@@ -81,6 +81,7 @@ function benchHandoff() {
 function section(r) {
   const req = Object.fromEntries(r.require.map((x) => [x.name, x.summary]))
   const launch = Object.fromEntries(r.launch.map((x) => [x.name, x.ready]))
+  const clean = r.launchClean && Object.fromEntries(r.launchClean.map((x) => [x.name, x.ready]))
   const H = r.handoff
   const cell = (key, col) => (H[key]?.[col] ? f2(H[key][col].median) : '-')
   const rows = [
@@ -105,9 +106,22 @@ function section(r) {
     '| --- | ---: | ---: | ---: |',
     ...r.require.filter((x) => x.name === 'daemonkit' || x.name === 'daemon').map((x) => `| require(): ${x.label} | ${f2(x.summary.median)} | ${f2(x.summary.min)} | ${f2(x.summary.max)} |`),
     ...r.launch.map((x) => `| launch to ready: ${x.label} | ${f2(x.ready.median)} | ${f2(x.ready.min)} | ${f2(x.ready.max)} |`),
+    ...(r.launchClean ?? []).map((x) => `| launch to ready, without NODE_EXTRA_CA_CERTS: ${x.label} | ${f2(x.ready.median)} | ${f2(x.ready.min)} | ${f2(x.ready.max)} |`),
     '',
     `require('daemonkit') / require('daemon'): ${f2(req.daemonkit.median / req.daemon.median)}x; ` +
-      `daemonize() launch to ready / 2 bare Node start-ups: ${f2(launch.daemonkit.median / launch.bare2.median)}x.`,
+      `daemonize() launch to ready / 2 bare Node start-ups: ${f2(launch.daemonkit.median / launch.bare2.median)}x` +
+      (clean
+        ? ` with this machine's environment, ${f2(clean.daemonkit.median / clean.bare2.median)}x without NODE_EXTRA_CA_CERTS ` +
+          `(2 Node start-ups that load daemonkit and do nothing else: ${f2(launch.require2.median / launch.bare2.median)}x and ${f2(clean.require2.median / clean.bare2.median)}x).`
+        : ` (2 Node start-ups that load daemonkit and do nothing else: ${f2(launch.require2.median / launch.bare2.median)}x).`),
+    ...(clean
+      ? [
+          '',
+          `This machine sets NODE_EXTRA_CA_CERTS to its system CA bundle (${r.extraCaCerts}), which every Node process reads and parses at start-up: ` +
+            `it makes a bare Node start-up ${f2((launch.bare2.median - clean.bare2.median) / 2)} ms slower, so the same launch reads as a smaller ratio with it. ` +
+            'Both are shown; the one without it is the cost of daemonkit itself against a plain Node.',
+        ]
+      : []),
     '',
     'The hand-off from a launcher holding 0 and 2 GiB of Buffers (every page written, then 1.5 s of quiet),',
     'daemonize() with ready: \'auto\', and child_process.spawn() of a Node child from the same launcher:',
@@ -151,9 +165,18 @@ function benchStartup() {
   log('8. the start: launch to ready')
   const tools = launchers({ floor: '/bin/false', versions: m.versions }).filter((t) => t.name === 'daemonkit')
   const launch = benchLaunch({ tools, runs: RUNS, warmup: 1, log })
+  // Measured again without the variable when it is set: see section().
+  const extraCaCerts = process.env.NODE_EXTRA_CA_CERTS
+  let launchClean
+  if (extraCaCerts) {
+    log('8. the start: launch to ready without NODE_EXTRA_CA_CERTS')
+    const env = { ...process.env }
+    delete env.NODE_EXTRA_CA_CERTS
+    launchClean = benchLaunch({ tools, runs: RUNS, warmup: 1, log, env })
+  }
   log('8. the start: the hand-off from 0 and 2 GiB launchers')
   const handoff = benchHandoff()
-  return { date: new Date().toISOString(), loadBefore, loadAfter: os.loadavg().map((x) => x.toFixed(2)).join(' / '), require: required, launch, handoff }
+  return { date: new Date().toISOString(), loadBefore, loadAfter: os.loadavg().map((x) => x.toFixed(2)).join(' / '), require: required, launch, launchClean, extraCaCerts, handoff }
 }
 
 module.exports = { benchStartup, section, write }
