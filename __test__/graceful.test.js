@@ -373,6 +373,33 @@ test.serial('graceful restart: SIGUSR2 asks for it too; a supervisor without --w
   await cli(['stop', '-p', pidFile])
 })
 
+test.serial('graceful restart (app): a pidfile path relative to where the app was started means the same for the new copy', async (t) => {
+  const dir = h.tempDir(t)
+  const ev = path.join(dir, 'events')
+  fs.mkdirSync(path.join(dir, 'run'))
+  fs.writeFileSync(path.join(dir, 'version'), 'v1\n')
+  const pidFile = path.join(dir, 'run', 'app.pid')
+  t.teardown(async () => {
+    const pids = [...started(ev), h.readPid(pidFile) ?? 0]
+    h.killMentioning(pids, dir)
+    await h.settle(() => pids.every((pid) => !h.isRunning(pid)))
+  })
+  // Relative in the spec; the daemon itself runs in / (daemonize()'s default cwd), and its next
+  // copy is started where it was, so that the two resolve the pidfile alike.
+  const r = await server({ pidFile: 'run/app.pid', versionFile: path.join(dir, 'version'), events: ev, listen: ['127.0.0.1:0'] }, { cwd: dir })
+  t.is(r.code, 0, r.stderr)
+  const first = h.readPid(pidFile)
+  t.is(first, started(ev)[0])
+  t.is(fs.readlinkSync(`/proc/${first}/cwd`), '/')
+  fs.writeFileSync(path.join(dir, 'version'), 'v2\n')
+  const g = await cli(['restart', '--graceful', '-p', pidFile])
+  t.is(g.code, 0, g.stderr)
+  const second = h.readPid(pidFile)
+  t.not(second, first)
+  await h.waitFor(() => !h.isRunning(first), { what: 'the old copy to end' })
+  t.is(await get(listening(ev, second)), `v2 ${second}\n`)
+})
+
 test('daemonize({ listen }) in place (detach: false, as under systemd without a socket unit) binds its sockets itself', async (t) => {
   const dir = h.tempDir(t)
   const ev = path.join(dir, 'events')

@@ -100,7 +100,7 @@ function section(r) {
     '## 8. The start: require(), launch to ready, and the hand-off from a big launcher',
     '',
     `\`node bench/startup.js\` (${r.date}, Node ${process.version}, ${os.cpus().length} CPUs, load ${r.loadBefore} before, ${r.loadAfter} after;`,
-    `medians of ${RUNS} runs per row, rows alternating).`,
+    `medians of ${RUNS} runs per row, rows alternating${r.launchClean ? '; the rows without NODE_EXTRA_CA_CERTS alternate among themselves, in a second batch' : ''}).`,
     '',
     '| what | median ms | min ms | max ms |',
     '| --- | ---: | ---: | ---: |',

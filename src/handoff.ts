@@ -10,6 +10,19 @@ export const HANDOFF_VAR = 'DAEMONKIT_HANDOFF'
 /** The environment variable through which `ensureDaemon()` tells a helper its socket and pidfile. */
 export const HELPER_VAR = 'DAEMONKIT_HELPER'
 
+/**
+ * The directory this process was started in, taken as the package loads (before `daemonize()`
+ * moves to `cwd`): a graceful restart starts the next copy there, so that relative paths in its
+ * command line and options mean what they meant for this one.
+ */
+export const LAUNCH_CWD: string | undefined = (() => {
+  try {
+    return process.cwd()
+  } catch {
+    return undefined // Deno without read permission: the next copy starts where this one is
+  }
+})()
+
 /** Descriptor numbers at which the launcher places the hand-off in the daemon. */
 export const HANDOFF_FDS = { ready: 3, stderr: 4, lock: 5 } as const
 

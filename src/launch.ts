@@ -126,8 +126,8 @@ export function openOutput(target: OutputTarget, as: { user?: string; group?: st
 export interface Takeover {
   lock: PidfileLock
   sockets: { fds: number[]; names: string[] }
-  /** Where the new copy is exec'd: where the first one was launched. */
-  cwd: string
+  /** Where the new copy is exec'd: where the first one was launched (if known). */
+  cwd: string | undefined
 }
 
 /**

@@ -2,15 +2,13 @@ import * as fs from 'node:fs'
 import type * as netTypes from 'node:net'
 
 import { ReadinessError } from './errors'
-import { inheritedSockets, isReady, releasePidfile } from './handoff'
+import { inheritedSockets, isReady, LAUNCH_CWD, releasePidfile } from './handoff'
 import type * as LaunchModule from './launch'
 import type { PidfileLock } from './pidlock'
 import { native } from './native'
 import { closeFd } from './runtime'
 import type { NormalizedOptions } from './options'
 
-/** The launching directory: this daemon was exec'd in it, and so is its next copy. */
-const LAUNCH_CWD = process.cwd()
 
 /**
  * How long an old copy has to end after SIGTERM once its successor is ready, before SIGKILL:
@@ -69,7 +67,14 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: PidfileLock
     closeFd(fd)
   }
   setImmediate(() => {
-    if (!closed) serveControl(opts, lock, fd)
+    if (closed) return
+    try {
+      serveControl(opts, lock, fd)
+    } catch (err) {
+      // A runtime whose node:net cannot serve a descriptor: the daemon runs on without it.
+      closeControl()
+      log(`graceful restarts are off: ${(err as Error).message}`)
+    }
   })
 }
 

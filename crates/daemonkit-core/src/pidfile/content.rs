@@ -81,12 +81,7 @@ pub fn read_pid_fd(fd: RawFd) -> Result<i32, InvalidContent> {
     parse_pid(&buf[..n as usize])
 }
 
-/// Replaces the content behind `fd` with `pid` and a newline: truncate, write.
-///
-/// No fsync: the content means something only while its writer holds the lock, and every
-/// reader sees it through the page cache. After a crash the lock is gone with the process and
-/// the file is stale whatever reached the disk, so a flush would only delay the daemon's start
-/// (by milliseconds on a disk-backed folder).
+/// Replaces the content behind `fd` with `pid` and a newline: truncate, write, fsync.
 ///
 /// Fails with `EMLINK`, writing nothing, if the file has more than one name (a hard link to it
 /// would be changed too).
@@ -102,6 +97,7 @@ pub fn write_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
         if n as usize != text.len() {
             return Err(Errno::EIO);
         }
+        Errno::result(libc::fsync(fd))?;
     }
     Ok(())
 }
@@ -121,6 +117,7 @@ pub fn replace_pid_fd(fd: RawFd, pid: i32) -> Result<(), Errno> {
             return Err(Errno::EIO);
         }
         Errno::result(libc::ftruncate(fd, text.len() as libc::off_t))?;
+        Errno::result(libc::fsync(fd))?;
     }
     Ok(())
 }

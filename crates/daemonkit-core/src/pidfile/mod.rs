@@ -314,7 +314,7 @@ impl Pidfile {
         self.replaced_shared
     }
 
-    /// Writes `pid` (truncate, write; see [`write_pid_fd`] on why there is no fsync).
+    /// Writes `pid` (truncate, write, fsync).
     pub fn write_pid(&self, pid: i32) -> Result<(), Errno> {
         write_pid_fd(self.fd.as_raw_fd(), pid)
     }
