@@ -400,6 +400,27 @@ test.serial('graceful restart (app): a pidfile path relative to where the app wa
   t.is(await get(listening(ev, second)), `v2 ${second}\n`)
 })
 
+test.serial('control socket: an app and a supervisor answer a request that is not one with the same line, and serve on', async (t) => {
+  const binding = require('../binding')
+  for (const kind of ['app', 'supervised']) {
+    const dir = h.tempDir(t)
+    const s = await startServer(t, dir, kind)
+    const owner = kind === 'app' ? s.first : s.supervisor
+    const answer = await new Promise((resolve, reject) => {
+      // Node cannot name an abstract socket by its exact length: the binding connects.
+      const socket = new net.Socket({ fd: binding.connectControl(owner), readable: true, writable: true })
+      let text = ''
+      socket.setEncoding('utf8')
+      socket.write('HELLO\n')
+      socket.on('data', (d) => (text += d))
+      socket.on('end', () => resolve(text))
+      socket.on('error', reject)
+    })
+    t.is(answer, binding.controlUnknownRequestReply(), kind)
+    t.is(await get(s.port), `v1 ${s.first}\n`, kind)
+  }
+})
+
 test('daemonize({ listen }) in place (detach: false, as under systemd without a socket unit) binds its sockets itself', async (t) => {
   const dir = h.tempDir(t)
   const ev = path.join(dir, 'events')

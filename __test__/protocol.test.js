@@ -45,3 +45,17 @@ skip('errno names and messages', (t) => {
   t.is(n.errnoName(0), null)
   t.is(n.errnoMessage(13), 'Permission denied')
 })
+
+skip('the control socket\'s lines: one request, answers that survive any message', (t) => {
+  t.is(n.controlUpgradeRequest(), 'UPGRADE\n')
+  t.true(n.isUpgradeRequest('UPGRADE\n'))
+  t.false(n.isUpgradeRequest('UPGRADE'))
+  t.false(n.isUpgradeRequest('upgrade\n'))
+  t.is(n.controlUnknownRequestReply(), 'FAIL usage "unknown request"\n')
+  for (const reply of [{ kind: 'ok', pid: 42 }, { kind: 'fail', reason: 'exited', message: 'daemon (pid 7) exited with code 1:\nboom "quoted" \u00e9' }]) {
+    const line = n.encodeControlReply(reply)
+    t.true(line.endsWith('\n') && line.indexOf('\n') === line.length - 1, line)
+    t.deepEqual(n.decodeControlReply(line), reply)
+  }
+  for (const line of ['', 'OK', 'OK x', 'FAIL busy', 'FAIL busy not-json', 'READY 1']) t.is(n.decodeControlReply(line), null, line)
+})

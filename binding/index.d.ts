@@ -10,7 +10,8 @@
 export declare class PidfileLock {
   /**
    * Takes over the lock this process inherited at `fd` on the pidfile at `path` (check it
-   * first with `inheritedLockProblem`).
+   * first with `inheritedLockProblem`). One handle per inherited descriptor: the package makes
+   * it once (`handoffLock()`).
    */
   static inherited(fd: number, path: string): PidfileLock
   /** The locked descriptor; throws `EBADF` once released. */
@@ -99,11 +100,35 @@ export declare function closeFd(fd: number): void
 /** Connects to the graceful-restart control socket of `pid` (Linux); returns the descriptor. */
 export declare function connectControl(pid: number): number
 
+/** The daemon's answer on its control socket. */
+export type ControlReply =
+  | { kind: 'ok'; /** The new copy's pid. */
+  pid: number }
+  | { kind: 'fail'; /** One word: `busy`, `stopping`, `starting`, `timeout`, `exited`, `spawn`, `usage`, … */
+    reason: string; /** What happened, in words. */
+  message: string }
+
+/** The most a request may take before the daemon gives up on it (bytes). */
+export declare function controlRequestLimit(): number
+
+/** The daemon's answer to a request that is not one, newline included. */
+export declare function controlUnknownRequestReply(): string
+
+/** The request line for a graceful restart (`"UPGRADE
+"`). */
+export declare function controlUpgradeRequest(): string
+
+/** The answer in `line`, or `null` if it is not one. */
+export declare function decodeControlReply(line: string): ControlReply | null
+
 /** The report in `line` (without its newline), or `null` if it is not one. */
 export declare function decodeSupervisorReport(line: string): SupervisorReport | null
 
 /** `dup2(from, to)`. */
 export declare function dup2(from: number, to: number): void
+
+/** The line that carries `reply`, newline included. */
+export declare function encodeControlReply(reply: ControlReply): string
 
 /** The system's description of error number `errno` (`2` → `"No such file or directory"`). */
 export declare function errnoMessage(errno: number): string
@@ -152,6 +177,9 @@ export declare function inheritedLockProblem(fd: number, path: string): string |
 
 /** Whether `fd` is a stream socket that listens. */
 export declare function isListeningSocket(fd: number): boolean
+
+/** Whether `line` (newline included) asks for a graceful restart. */
+export declare function isUpgradeRequest(line: string): boolean
 
 /** Launches a daemon (double fork + execve); returns once it has exec'd. */
 export declare function launch(spec: LaunchSpec): LaunchResult

@@ -4,6 +4,7 @@ import type * as netTypes from 'node:net'
 import { ReadinessError } from './errors'
 import { inheritedSockets, isReady, LAUNCH_CWD, releasePidfile } from './handoff'
 import type * as LaunchModule from './launch'
+import type { ControlReply } from '../binding/index'
 import type { PidfileLock } from './pidlock'
 import { native } from './native'
 import { closeFd } from './runtime'
@@ -99,11 +100,11 @@ function serveControl(opts: NormalizedOptions, lock: PidfileLock, fd: number): v
     socket.on('data', (d: string) => {
       text += d
       if (!text.includes('\n')) {
-        if (text.length > 64) socket.destroy()
+        if (text.length > native().controlRequestLimit()) socket.destroy()
         return
       }
-      if (text !== 'UPGRADE\n') {
-        socket.end(`FAIL usage ${JSON.stringify('unknown request')}\n`)
+      if (!native().isUpgradeRequest(text)) {
+        socket.end(native().controlUnknownRequestReply())
         return
       }
       void upgrade(opts, lock, (line) => socket.end(line))
@@ -117,7 +118,8 @@ function serveControl(opts: NormalizedOptions, lock: PidfileLock, fd: number): v
 
 let closeControl: () => void = () => {}
 
-async function upgrade(opts: NormalizedOptions, lock: PidfileLock, reply: (line: string) => void): Promise<void> {
+async function upgrade(opts: NormalizedOptions, lock: PidfileLock, answer: (line: string) => void): Promise<void> {
+  const reply = (r: ControlReply): void => answer(native().encodeControlReply(r))
   const refuse = upgrading
     ? ['busy', 'a graceful restart is already in progress']
     : leaving
@@ -127,7 +129,7 @@ async function upgrade(opts: NormalizedOptions, lock: PidfileLock, reply: (line:
         : undefined
   if (refuse) {
     log(`graceful restart refused: ${refuse[1]}`)
-    reply(`FAIL ${refuse[0]} ${JSON.stringify(refuse[1])}\n`)
+    reply({ kind: 'fail', reason: refuse[0], message: refuse[1] })
     return
   }
   upgrading = true
@@ -144,7 +146,7 @@ async function upgrade(opts: NormalizedOptions, lock: PidfileLock, reply: (line:
     releasePidfile()
     closeControl()
     log(`graceful restart: the new copy (pid ${pid}) is ready; this one stops`)
-    reply(`OK ${pid}\n`)
+    reply({ kind: 'ok', pid })
     setTimeout(() => process.kill(process.pid, 'SIGKILL'), stopTimeoutMs).unref()
     process.kill(process.pid, 'SIGTERM')
   } catch (err) {
@@ -155,7 +157,7 @@ async function upgrade(opts: NormalizedOptions, lock: PidfileLock, reply: (line:
     const base = err instanceof Error ? err.message : String(err)
     const message = tail && !base.includes(tail) ? `${base}:\n${tail}` : base
     log(`graceful restart failed, this copy (pid ${process.pid}) serves on: ${message}`)
-    reply(`FAIL ${reason} ${JSON.stringify(message)}\n`)
+    reply({ kind: 'fail', reason, message })
   } finally {
     upgrading = false
   }

@@ -75,7 +75,7 @@ export async function gracefulRestart(pidFile: string, options: GracefulRestartO
     const socket = new net.Socket({ fd, readable: true, writable: true })
     let text = ''
     socket.setEncoding('utf8')
-    socket.write('UPGRADE\n')
+    socket.write(native().controlUpgradeRequest())
     socket.on('data', (d: string) => {
       text += d
       const nl = text.indexOf('\n')
@@ -108,21 +108,14 @@ export async function gracefulRestart(pidFile: string, options: GracefulRestartO
       } else reject(new GracefulRestartError('failed', pid, `cannot ask pid ${pid} for a graceful restart: ${err.message}`, { cause: err }))
     }
   })
-  const ok = /^OK (\d+)$/.exec(line)
-  if (ok) {
+  const reply = native().decodeControlReply(line)
+  if (reply?.kind === 'ok') {
     const after = await status(pidFile)
-    return { pid: after.state === 'running' ? after.pid : pid, newPid: Number(ok[1]) }
+    return { pid: after.state === 'running' ? after.pid : pid, newPid: reply.pid }
   }
-  const failed = /^FAIL (\S+) (.*)$/s.exec(line)
-  if (failed) {
-    const reason = (REASONS as readonly string[]).includes(failed[1]) ? (failed[1] as GracefulRestartReason) : 'failed'
-    let message: string
-    try {
-      message = JSON.parse(failed[2]) as string
-    } catch {
-      message = failed[2]
-    }
-    throw new GracefulRestartError(reason, pid, `graceful restart failed, pid ${pid} keeps serving: ${message}`)
+  if (reply?.kind === 'fail') {
+    const reason = (REASONS as readonly string[]).includes(reply.reason) ? (reply.reason as GracefulRestartReason) : 'failed'
+    throw new GracefulRestartError(reason, pid, `graceful restart failed, pid ${pid} keeps serving: ${reply.message}`)
   }
   throw new GracefulRestartError('failed', pid, `pid ${pid} ended the graceful restart without an answer${line ? `: ${line}` : ''}`)
 }

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod argv;
+pub mod control;
 pub mod exec;
 mod fsutil;
 pub mod holder;

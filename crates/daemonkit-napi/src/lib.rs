@@ -7,6 +7,9 @@
 // napi-rs registers the exports only outside `cfg(test)`: there every item looks unused.
 #[cfg(unix)]
 #[cfg_attr(test, allow(dead_code))]
+mod control;
+#[cfg(unix)]
+#[cfg_attr(test, allow(dead_code))]
 mod supervise;
 #[cfg(unix)]
 #[cfg_attr(test, allow(dead_code))]

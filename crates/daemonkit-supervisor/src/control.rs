@@ -1,13 +1,13 @@
 //! The control socket where a graceful restart is asked for (`--wait-ready`, Linux): one line
-//! `UPGRADE` from a client of our own user or root, answered by `OK <new pid>` or
-//! `FAIL <reason> <message as JSON>` once the restart is over. Its name is
-//! `daemonkit_core::listen::control_name` of our pid.
+//! `UPGRADE` from a client of our own user or root, answered once the restart is over (the
+//! protocol is `daemonkit_core::control`). Its name is `daemonkit_core::listen::control_name` of
+//! our pid.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
-use crate::reports::json_string;
+use daemonkit_core::control::{Reply, Request, REQUEST_LIMIT};
 
 /// Binds the control socket (Linux only: an abstract name leaves nothing on disk); `Ok(None)`
 /// elsewhere.
@@ -53,29 +53,11 @@ pub fn accept(listener: &UnixListener) -> Option<UnixStream> {
     }
 }
 
-/// What a client asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    /// `UPGRADE`: a graceful restart.
-    Upgrade,
-    /// Anything else.
-    Unknown,
-}
-
-/// The request in what a client sent.
-pub fn parse_request(line: &[u8]) -> Request {
-    if line == b"UPGRADE\n" {
-        Request::Upgrade
-    } else {
-        Request::Unknown
-    }
-}
-
-/// Reads the client's request: one line of at most 16 bytes, within 2 s.
+/// Reads the client's request: one line of at most `REQUEST_LIMIT` bytes, within 2 s.
 pub fn read_request(stream: &UnixStream) -> Request {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut line = [0u8; 16];
+    let mut line = [0u8; REQUEST_LIMIT];
     let mut got = 0;
     while got < line.len() {
         match (&*stream).read(&mut line[got..]) {
@@ -86,19 +68,19 @@ pub fn read_request(stream: &UnixStream) -> Request {
             break;
         }
     }
-    parse_request(&line[..got])
+    Request::parse(&line[..got])
 }
 
 /// Tells whoever asked for a graceful restart how it went; nobody to tell is fine.
-pub fn reply(to: Option<UnixStream>, line: &str) {
+pub fn reply(to: Option<UnixStream>, answer: &Reply) {
     if let Some(stream) = to {
-        let _ = (&stream).write_all(line.as_bytes());
+        let _ = (&stream).write_all(answer.encode().as_bytes());
     }
 }
 
 /// Answers a request that is not one.
 pub fn refuse_unknown(to: UnixStream) {
-    reply(Some(to), &format!("FAIL usage {}\n", json_string("unknown request")));
+    reply(Some(to), &Reply::unknown_request());
 }
 
 #[cfg(test)]
@@ -119,14 +101,11 @@ mod tests {
 
     #[test]
     fn requests() {
-        assert_eq!(parse_request(b"UPGRADE\n"), Request::Upgrade);
-        assert_eq!(parse_request(b"UPGRADE"), Request::Unknown);
-        assert_eq!(parse_request(b"upgrade\n"), Request::Unknown);
         assert_eq!(ask(&[b"UPGRADE\n"], false), Request::Upgrade);
         assert_eq!(ask(&[b"UPG", b"RADE\n"], false), Request::Upgrade, "a line in pieces");
         assert_eq!(ask(&[b"UPGRADE"], true), Request::Unknown, "no newline before the end");
         assert_eq!(ask(&[b"UPGRADE\nUPGRADE\n"], false), Request::Unknown, "one request per connection");
-        assert_eq!(ask(&[&[b'x'; 40]], false), Request::Unknown, "at most 16 bytes are read");
+        assert_eq!(ask(&[&[b'x'; REQUEST_LIMIT + 6]], false), Request::Unknown, "at most REQUEST_LIMIT bytes are read");
     }
 
     #[test]
@@ -142,7 +121,7 @@ mod tests {
         let mut answer = String::new();
         (&client).read_to_string(&mut answer).unwrap();
         assert_eq!(answer, "FAIL usage \"unknown request\"\n");
-        reply(None, "OK 1\n");
+        reply(None, &Reply::Ok { pid: 1 });
     }
 
     #[cfg(target_os = "linux")]
@@ -155,7 +134,7 @@ mod tests {
         (&client).write_all(b"UPGRADE\n").unwrap();
         let stream = accept(&listener).unwrap();
         assert_eq!(read_request(&stream), Request::Upgrade);
-        reply(Some(stream), "OK 42\n");
+        reply(Some(stream), &Reply::Ok { pid: 42 });
         let mut answer = String::new();
         (&client).read_to_string(&mut answer).unwrap();
         assert_eq!(answer, "OK 42\n");

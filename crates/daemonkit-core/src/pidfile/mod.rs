@@ -319,6 +319,11 @@ impl Pidfile {
         write_pid_fd(self.fd.as_raw_fd(), pid)
     }
 
+    /// Replaces the pid in the file without it ever reading empty; see [`replace_pid_fd`].
+    pub fn replace_pid(&self, pid: i32) -> Result<(), Errno> {
+        replace_pid_fd(self.fd.as_raw_fd(), pid)
+    }
+
     /// The path this pidfile was opened at.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,10 +1,9 @@
 //! The pidfile: taking its lock, the lock as a handle, and what a pidfile says.
 
-use std::os::fd::RawFd;
-use std::path::Path;
+use std::os::fd::AsRawFd;
 
 use daemonkit_core::pidfile::{self, AcquireError, Pidfile, Probe};
-use daemonkit_core::{stdio, Errno};
+use daemonkit_core::Errno;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -17,12 +16,21 @@ use super::{coded, errno_error, Result};
 #[napi]
 pub struct PidfileLock {
     path: String,
-    fd: Option<RawFd>,
+    file: Option<Pidfile>,
 }
 
 impl PidfileLock {
-    fn open_fd(&self, env: &Env) -> Result<RawFd> {
-        self.fd.ok_or_else(|| coded(env, "EBADF", format!("the lock on {} is released", self.path)))
+    fn held(&self, env: &Env) -> Result<&Pidfile> {
+        self.file.as_ref().ok_or_else(|| coded(env, "EBADF", format!("the lock on {} is released", self.path)))
+    }
+}
+
+impl Drop for PidfileLock {
+    fn drop(&mut self) {
+        // Collected without release() or discard(): the descriptor stays open, and the lock held.
+        if let Some(file) = self.file.take() {
+            let _ = file.into_raw_fd();
+        }
     }
 }
 
@@ -36,16 +44,24 @@ fn pid_write_error(env: &Env, errno: Errno) -> napi::Error {
 #[napi]
 impl PidfileLock {
     /// Takes over the lock this process inherited at `fd` on the pidfile at `path` (check it
-    /// first with `inheritedLockProblem`).
+    /// first with `inheritedLockProblem`). One handle per inherited descriptor: the package makes
+    /// it once (`handoffLock()`).
     #[napi(factory)]
-    pub fn inherited(fd: i32, path: String) -> PidfileLock {
-        PidfileLock { path, fd: Some(fd) }
+    pub fn inherited(env: Env, fd: i32, path: String) -> Result<PidfileLock> {
+        if fd < 0 {
+            return Err(coded(&env, "EBADF", format!("{fd} is not a descriptor")));
+        }
+        // SAFETY: `fd` (not negative) was inherited from the launcher and nothing else in this
+        // process owns it: the package turns it into this one handle and uses the number only
+        // through it.
+        let file = unsafe { Pidfile::from_raw_fd(fd, &path) };
+        Ok(PidfileLock { path, file: Some(file) })
     }
 
     /// The locked descriptor; throws `EBADF` once released.
     #[napi(getter)]
     pub fn fd(&self, env: Env) -> Result<i32> {
-        self.open_fd(&env)
+        Ok(self.held(&env)?.as_raw_fd())
     }
 
     /// The pidfile's path.
@@ -57,37 +73,34 @@ impl PidfileLock {
     /// Writes `pid` and a newline into the pidfile.
     #[napi]
     pub fn write_pid(&self, env: Env, pid: i32) -> Result<()> {
-        pidfile::write_pid_fd(self.open_fd(&env)?, pid).map_err(|e| pid_write_error(&env, e))
+        self.held(&env)?.write_pid(pid).map_err(|e| pid_write_error(&env, e))
     }
 
     /// Replaces the pid in the pidfile without the file ever reading empty.
     #[napi]
     pub fn replace_pid(&self, env: Env, pid: i32) -> Result<()> {
-        pidfile::replace_pid_fd(self.open_fd(&env)?, pid).map_err(|e| pid_write_error(&env, e))
+        self.held(&env)?.replace_pid(pid).map_err(|e| pid_write_error(&env, e))
     }
 
     /// Unlinks the pidfile if its path still names this file; returns whether it did. The lock
     /// stays held.
     #[napi]
     pub fn remove(&self, env: Env) -> Result<bool> {
-        pidfile::remove_if_same(Path::new(&self.path), self.open_fd(&env)?).map_err(|e| errno_error(&env, e, "removing the pidfile"))
+        self.held(&env)?.remove().map_err(|e| errno_error(&env, e, "removing the pidfile"))
     }
 
     /// Closes the descriptor, which ends the lock unless another process shares it. Idempotent.
     #[napi]
     pub fn release(&mut self) {
-        if let Some(fd) = self.fd.take() {
-            // A close error leaves nothing to do: the descriptor is gone either way.
-            let _ = stdio::close(fd);
-        }
+        drop(self.file.take());
     }
 
     /// The way out of a failed start: unlinks the pidfile if it is still this file, then
     /// releases the lock. Never throws: a pidfile nobody locks reads as "not running" anyway.
     #[napi]
     pub fn discard(&mut self) {
-        if let Some(fd) = self.fd {
-            let _ = pidfile::remove_if_same(Path::new(&self.path), fd);
+        if let Some(file) = &self.file {
+            let _ = file.remove();
         }
         self.release();
     }
@@ -117,7 +130,7 @@ pub fn acquire_pidfile(env: Env, path: String) -> Result<Acquired> {
     match Pidfile::acquire(&path) {
         Ok(file) => {
             let replaced_shared = file.replaced_shared_lock();
-            Ok(Acquired { lock: Some(PidfileLock { path, fd: Some(file.into_raw_fd()) }), replaced_shared, ..none })
+            Ok(Acquired { lock: Some(PidfileLock { path, file: Some(file) }), replaced_shared, ..none })
         }
         Err(AcquireError::AlreadyRunning { pid }) => Ok(Acquired { running: true, running_pid: pid, ..none }),
         Err(AcquireError::LockedByOther { named }) => Ok(Acquired { foreign: true, foreign_named_pid: named, ..none }),

@@ -7,9 +7,11 @@
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use daemonkit_core::control::{Reply, Request};
+
 use super::Supervisor;
-use crate::control::{self, reply, Request};
-use crate::reports::{self, json_string};
+use crate::control::{self, reply};
+use crate::reports;
 
 /// A graceful restart in progress: the new command, not ready yet.
 pub(super) struct Upgrade {
@@ -47,7 +49,7 @@ impl Supervisor {
         };
         if let Some((reason, message)) = refuse {
             self.log_line(&format!("graceful restart refused: {message}"));
-            reply(from, &format!("FAIL {reason} {}\n", json_string(message)));
+            reply(from, &Reply::Fail { reason: reason.to_string(), message: message.to_string() });
             return;
         }
         self.tail.clear();
@@ -59,7 +61,7 @@ impl Supervisor {
             Err(e) => {
                 let message = format!("cannot start {:?}: {e}", self.cfg.program);
                 self.log_line(&format!("graceful restart failed: {message}"));
-                reply(from, &format!("FAIL spawn {}\n", json_string(&message)));
+                reply(from, &Reply::Fail { reason: "spawn".to_string(), message });
             }
         }
     }
@@ -83,7 +85,7 @@ impl Supervisor {
             self.retiring.push((old, Instant::now() + self.cfg.stop_timeout));
         }
         self.log_line(&format!("graceful restart: the new command (pid {}) is ready; stopping the old one", up.pid));
-        reply(up.reply, &format!("OK {}\n", up.pid));
+        reply(up.reply, &Reply::Ok { pid: up.pid });
         if self.cfg.notify {
             self.notify_ready();
         }
@@ -116,7 +118,7 @@ impl Supervisor {
         };
         self.log_line(&format!("graceful restart failed: {what}; the old command keeps running"));
         let message = if tail.is_empty() { what } else { format!("{what}:\n{tail}") };
-        reply(up.reply, &format!("FAIL {reason} {}\n", json_string(&message)));
+        reply(up.reply, &Reply::Fail { reason: reason.to_string(), message });
         up.old_exit
     }
 
