@@ -10,19 +10,6 @@ export const HANDOFF_VAR = 'DAEMONKIT_HANDOFF'
 /** The environment variable through which `ensureDaemon()` tells a helper its socket and pidfile. */
 export const HELPER_VAR = 'DAEMONKIT_HELPER'
 
-/**
- * The directory this process was started in, taken as the package loads (before `daemonize()`
- * moves to `cwd`): a graceful restart starts the next copy there, so that relative paths in its
- * command line and options mean what they meant for this one.
- */
-export const LAUNCH_CWD: string | undefined = (() => {
-  try {
-    return process.cwd()
-  } catch {
-    return undefined // Deno without read permission: the next copy starts where this one is
-  }
-})()
-
 /** Descriptor numbers at which the launcher places the hand-off in the daemon. */
 export const HANDOFF_FDS = { ready: 3, stderr: 4, lock: 5 } as const
 
@@ -87,12 +74,12 @@ interface DaemonState {
   restoreStderr: (() => void) | undefined
   /** The listening sockets handed down, proven to be ones. */
   sockets: { fd: number; name: string }[]
+  /** With a hand-off, where the daemon was started (taken before `daemonize()` moves to `cwd`):
+   * a graceful restart starts the next copy there, so relative paths mean the same to it. */
+  launchCwd: string | undefined
 }
 
-/**
- * How long after the launcher's `readyTimeout` the daemon ends by itself: the launcher, when it
- * is still there, acts first and reports the timeout.
- */
+/** How long after the launcher's `readyTimeout` the daemon ends by itself (a launcher acts first). */
 const DEADLINE_GRACE_MS = 1_000
 
 const STATE_KEY = Symbol.for('daemonkit.state')
@@ -192,11 +179,7 @@ function takeHandoff(raw: string): Handoff | undefined {
     }
   }
   if (problem === undefined) return parsed as Handoff
-  try {
-    fs.writeSync(2, `daemonkit: ignoring ${HANDOFF_VAR} in the environment, which no daemonkit launcher made for this process (${problem}); starting as a launcher\n`)
-  } catch {
-    // No stderr to tell.
-  }
+  say(`ignoring ${HANDOFF_VAR} in the environment, which no daemonkit launcher made for this process (${problem}); starting as a launcher`)
   return undefined
 }
 
@@ -218,8 +201,14 @@ function state(): DaemonState {
       deadline: undefined,
       restoreStderr: undefined,
       sockets: [],
+      launchCwd: undefined,
     }
     if (s.handoff) {
+      try {
+        s.launchCwd = process.cwd()
+      } catch {
+        // Deno without read permission: a graceful restart's next copy starts where this one is.
+      }
       const first = firstSocketFd(s.handoff)
       s.sockets = s.handoff.listen.map((name, i) => ({ fd: first + i, name }))
     }
@@ -230,6 +219,20 @@ function state(): DaemonState {
     }
   }
   return s
+}
+
+/** The directory a launched daemon was started in (see `DaemonState.launchCwd`). */
+export function launchCwd(): string | undefined {
+  return state().launchCwd
+}
+
+/** Says `line` on stderr as daemonkit; nowhere to say it is fine. */
+function say(line: string): void {
+  try {
+    fs.writeSync(2, `daemonkit: ${line}\n`)
+  } catch {
+    // Nowhere to say it.
+  }
 }
 
 /** Before readiness, tell the launcher our exit code; after, remove the pidfile we hold. */
@@ -272,11 +275,7 @@ function launcherGone(s: DaemonState, h: Handoff): void {
   if (s.launcherGone || s.ready) return
   s.launcherGone = true
   native().dup2(h.stderrFd, 2)
-  try {
-    fs.writeSync(2, `daemonkit: daemon (pid ${process.pid}): its launching process is gone; stderr goes here from now on\n`)
-  } catch {
-    // Nowhere to say it.
-  }
+  say(`daemon (pid ${process.pid}): its launching process is gone; stderr goes here from now on`)
 }
 
 /**
@@ -447,20 +446,12 @@ export function reportReady(): void {
       // The copy that started this one in a graceful restart is gone: stopped (or killed) while
       // this one started. It took its pidfile with it, so running on would leave a daemon that
       // nobody can find or stop: end instead, and remove the pidfile if it is still ours.
-      try {
-        fs.writeSync(2, `daemonkit: graceful restart: the old copy ended before this new one (pid ${process.pid}) was ready; ending too\n`)
-      } catch {
-        // Nowhere to say it.
-      }
+      say(`graceful restart: the old copy ended before this new one (pid ${process.pid}) was ready; ending too`)
       removeHeldPidfile(s)
       process.exit(1)
     }
     // The launcher is gone (killed while it waited): nobody to tell, and the daemon runs on.
-    try {
-      fs.writeSync(2, `daemonkit: daemon (pid ${process.pid}) is ready; its launching process is gone, so nobody was told\n`)
-    } catch {
-      // Nowhere to say it.
-    }
+    say(`daemon (pid ${process.pid}) is ready; its launching process is gone, so nobody was told`)
   } finally {
     closeFd(h.readyFd)
   }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import type * as netTypes from 'node:net'
 
 import { ReadinessError } from './errors'
-import { inheritedSockets, isReady, LAUNCH_CWD, releasePidfile } from './handoff'
+import { inheritedSockets, isReady, launchCwd, releasePidfile } from './handoff'
 import type * as LaunchModule from './launch'
 import type { ControlReply } from '../binding/index'
 import type { PidfileLock } from './pidlock'
@@ -64,6 +64,7 @@ export function enableGracefulRestart(opts: NormalizedOptions, lock: PidfileLock
   // it, loads a turn later, so that it does not delay the daemon's readiness.
   let closed = false
   closeControl = () => {
+    if (closed) return
     closed = true
     closeFd(fd)
   }
@@ -140,7 +141,7 @@ async function upgrade(opts: NormalizedOptions, lock: PidfileLock, answer: (line
     const { pid } = await (require('./launch') as typeof LaunchModule).launchSelf(opts, {
       lock,
       sockets: { fds: sockets.map((s) => s.fd), names: sockets.map((s) => s.name) },
-      cwd: LAUNCH_CWD,
+      cwd: launchCwd(),
     })
     leaving = true
     releasePidfile()
