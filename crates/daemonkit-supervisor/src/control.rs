@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use daemonkit_core::control::{Reply, Request, REQUEST_LIMIT};
 
@@ -53,14 +53,24 @@ pub fn accept(listener: &UnixListener) -> Option<UnixStream> {
     }
 }
 
-/// Reads the client's request: one line of at most `REQUEST_LIMIT` bytes, within 2 s.
+/// How long a client has to send its whole request: the supervisor's loop waits meanwhile.
+const REQUEST_TIME: Duration = Duration::from_secs(2);
+
+/// Reads the client's request: one line of at most `REQUEST_LIMIT` bytes, within
+/// [`REQUEST_TIME`] in all (a client sending a byte at a time gets no more).
 pub fn read_request(stream: &UnixStream) -> Request {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let deadline = Instant::now() + REQUEST_TIME;
     let mut line = [0u8; REQUEST_LIMIT];
     let mut got = 0;
     while got < line.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match (&*stream).read(&mut line[got..]) {
+            // A signal (a child's exit) cuts a read with a timeout short even under SA_RESTART.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => break,
             Ok(n) => got += n,
         }
@@ -106,6 +116,26 @@ mod tests {
         assert_eq!(ask(&[b"UPGRADE"], true), Request::Unknown, "no newline before the end");
         assert_eq!(ask(&[b"UPGRADE\nUPGRADE\n"], false), Request::Unknown, "one request per connection");
         assert_eq!(ask(&[&[b'x'; REQUEST_LIMIT + 6]], false), Request::Unknown, "at most REQUEST_LIMIT bytes are read");
+    }
+
+    #[test]
+    fn a_byte_at_a_time_gets_no_more_than_the_request_time() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            for _ in 0..REQUEST_LIMIT {
+                if (&client).write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let started = Instant::now();
+        assert_eq!(read_request(&server), Request::Unknown);
+        let took = started.elapsed();
+        // Reading all of it would take 6.4 s: each byte came before a per-read timeout.
+        assert!(took >= REQUEST_TIME && took < REQUEST_TIME * 2, "{took:?}");
+        drop(server);
+        writer.join().unwrap();
     }
 
     #[test]
