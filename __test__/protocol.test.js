@@ -58,4 +58,8 @@ skip('the control socket\'s lines: one request, answers that survive any message
     t.deepEqual(n.decodeControlReply(line), reply)
   }
   for (const line of ['', 'OK', 'OK x', 'FAIL busy', 'FAIL busy not-json', 'READY 1']) t.is(n.decodeControlReply(line), null, line)
+  t.deepEqual(n.decodeControlReply('FAIL newer-word "x"\n'), { kind: 'fail', reason: 'failed', message: 'x' }, 'a reason this version does not know')
+  t.is(n.controlRefusal('busy'), 'a graceful restart is already in progress')
+  t.is(n.controlRefusal('stopping'), 'the daemon is stopping')
+  t.is(n.controlRefusal('starting'), null, 'each server says in its own words what is not ready')
 })

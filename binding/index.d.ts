@@ -100,12 +100,38 @@ export declare function closeFd(fd: number): void
 /** Connects to the graceful-restart control socket of `pid` (Linux); returns the descriptor. */
 export declare function connectControl(pid: number): number
 
+/** Why a graceful restart did not happen (the word on the wire). */
+export declare const enum ControlFailReason {
+  /** Another graceful restart is in progress. */
+  Busy = 'busy',
+  /** The daemon is stopping. */
+  Stopping = 'stopping',
+  /** The daemon is not ready yet. */
+  Starting = 'starting',
+  /** The new copy exited before it was ready. */
+  Exited = 'exited',
+  /** The new copy was not ready in time. */
+  Timeout = 'timeout',
+  /** The new copy could not be started. */
+  Spawn = 'spawn',
+  /** The request was not one. */
+  Usage = 'usage',
+  /** Anything else. */
+  Failed = 'failed',
+}
+
+/**
+ * What a daemon says when it refuses a graceful restart before starting anything, for the
+ * refusals every server shares (`busy`, `stopping`); `null` for the others.
+ */
+export declare function controlRefusal(reason: ControlFailReason): string | null
+
 /** The daemon's answer on its control socket. */
 export type ControlReply =
   | { kind: 'ok'; /** The new copy's pid. */
   pid: number }
-  | { kind: 'fail'; /** One word: `busy`, `stopping`, `starting`, `timeout`, `exited`, `spawn`, `usage`, … */
-    reason: string; /** What happened, in words. */
+  | { kind: 'fail'; /** Why. */
+    reason: ControlFailReason; /** What happened, in words. */
   message: string }
 
 /** The most a request may take before the daemon gives up on it (bytes). */

@@ -4,7 +4,7 @@ import type * as netTypes from 'node:net'
 import { ReadinessError } from './errors'
 import { inheritedSockets, isReady, launchCwd, releasePidfile } from './handoff'
 import type * as LaunchModule from './launch'
-import type { ControlReply } from '../binding/index'
+import { ControlFailReason, type ControlReply } from '../binding/index'
 import type { PidfileLock } from './pidlock'
 import { native } from './native'
 import { closeFd } from './runtime'
@@ -121,16 +121,11 @@ let closeControl: () => void = () => {}
 
 async function upgrade(opts: NormalizedOptions, lock: PidfileLock, answer: (line: string) => void): Promise<void> {
   const reply = (r: ControlReply): void => answer(native().encodeControlReply(r))
-  const refuse = upgrading
-    ? ['busy', 'a graceful restart is already in progress']
-    : leaving
-      ? ['stopping', 'the daemon is stopping']
-      : !isReady()
-        ? ['starting', 'the daemon is not ready yet; try again']
-        : undefined
+  const refuse = upgrading ? ControlFailReason.Busy : leaving ? ControlFailReason.Stopping : !isReady() ? ControlFailReason.Starting : undefined
   if (refuse) {
-    log(`graceful restart refused: ${refuse[1]}`)
-    reply({ kind: 'fail', reason: refuse[0], message: refuse[1] })
+    const message = native().controlRefusal(refuse) ?? 'the daemon is not ready yet; try again'
+    log(`graceful restart refused: ${message}`)
+    reply({ kind: 'fail', reason: refuse, message })
     return
   }
   upgrading = true
@@ -151,7 +146,7 @@ async function upgrade(opts: NormalizedOptions, lock: PidfileLock, answer: (line
     setTimeout(() => process.kill(process.pid, 'SIGKILL'), stopTimeoutMs).unref()
     process.kill(process.pid, 'SIGTERM')
   } catch (err) {
-    const reason = err instanceof ReadinessError ? (err.kind === 'timeout' ? 'timeout' : 'exited') : 'spawn'
+    const reason = err instanceof ReadinessError ? (err.kind === 'timeout' ? ControlFailReason.Timeout : ControlFailReason.Exited) : ControlFailReason.Spawn
     // The new copy's stderr was relayed into this daemon's own stderr target, not to whoever
     // asked: the reply carries it.
     const tail = err instanceof ReadinessError ? err.daemonStderr.trim() : ''

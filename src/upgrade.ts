@@ -1,10 +1,9 @@
 import type * as netTypes from 'node:net'
 
-import { GracefulRestartError, type GracefulRestartReason } from './errors'
+import { ControlFailReason } from '../binding/index'
+import { GracefulRestartError } from './errors'
 import { status } from './manage'
 import { native } from './native'
-
-const REASONS: readonly GracefulRestartReason[] = ['busy', 'starting', 'stopping', 'exited', 'timeout', 'spawn', 'failed']
 
 /** What a graceful restart did. */
 export interface GracefulRestartResult {
@@ -114,8 +113,9 @@ export async function gracefulRestart(pidFile: string, options: GracefulRestartO
     return { pid: after.state === 'running' ? after.pid : pid, newPid: reply.pid }
   }
   if (reply?.kind === 'fail') {
-    const reason = (REASONS as readonly string[]).includes(reply.reason) ? (reply.reason as GracefulRestartReason) : 'failed'
-    throw new GracefulRestartError(reason, pid, `graceful restart failed, pid ${pid} keeps serving: ${reply.message}`)
+    // A request the daemon did not understand is this version's fault, not a kind of its own.
+    const kind = reply.reason === ControlFailReason.Usage ? 'failed' : reply.reason
+    throw new GracefulRestartError(kind, pid, `graceful restart failed, pid ${pid} keeps serving: ${reply.message}`)
   }
   throw new GracefulRestartError('failed', pid, `pid ${pid} ended the graceful restart without an answer${line ? `: ${line}` : ''}`)
 }

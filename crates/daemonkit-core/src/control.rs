@@ -32,6 +32,69 @@ impl Request {
     }
 }
 
+/// Why a graceful restart did not happen: one word on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// Another graceful restart is in progress.
+    Busy,
+    /// The daemon is stopping.
+    Stopping,
+    /// The daemon (or its command) is not ready yet.
+    Starting,
+    /// The new copy exited before it was ready.
+    Exited,
+    /// The new copy was not ready in time.
+    Timeout,
+    /// The new copy could not be started.
+    Spawn,
+    /// The request was not one.
+    Usage,
+    /// Anything else, including a word this version does not know.
+    Failed,
+}
+
+impl FailReason {
+    const ALL: [FailReason; 8] = [
+        FailReason::Busy,
+        FailReason::Stopping,
+        FailReason::Starting,
+        FailReason::Exited,
+        FailReason::Timeout,
+        FailReason::Spawn,
+        FailReason::Usage,
+        FailReason::Failed,
+    ];
+
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::Busy => "busy",
+            FailReason::Stopping => "stopping",
+            FailReason::Starting => "starting",
+            FailReason::Exited => "exited",
+            FailReason::Timeout => "timeout",
+            FailReason::Spawn => "spawn",
+            FailReason::Usage => "usage",
+            FailReason::Failed => "failed",
+        }
+    }
+
+    /// The reason a word names; [`FailReason::Failed`] for one this version does not know.
+    pub fn from_word(word: &str) -> FailReason {
+        FailReason::ALL.into_iter().find(|r| r.as_str() == word).unwrap_or(FailReason::Failed)
+    }
+
+    /// What the daemon says when it refuses for this reason before starting anything, for the
+    /// refusals every server shares (`Busy`, `Stopping`).
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            FailReason::Busy => Some("a graceful restart is already in progress"),
+            FailReason::Stopping => Some("the daemon is stopping"),
+            _ => None,
+        }
+    }
+}
+
 /// The daemon's answer, once the restart is over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -42,8 +105,8 @@ pub enum Reply {
     },
     /// Nothing changed: the old copy serves on.
     Fail {
-        /// One word: `busy`, `stopping`, `starting`, `timeout`, `exited`, `spawn`, `usage`, …
-        reason: String,
+        /// Why.
+        reason: FailReason,
         /// What happened, in words (may span lines).
         message: String,
     },
@@ -52,14 +115,14 @@ pub enum Reply {
 impl Reply {
     /// The answer for a request that is not one.
     pub fn unknown_request() -> Reply {
-        Reply::Fail { reason: "usage".to_string(), message: "unknown request".to_string() }
+        Reply::Fail { reason: FailReason::Usage, message: "unknown request".to_string() }
     }
 
     /// The line the daemon writes, newline included.
     pub fn encode(&self) -> String {
         match self {
             Reply::Ok { pid } => format!("OK {pid}\n"),
-            Reply::Fail { reason, message } => format!("FAIL {reason} {}\n", json_string(message)),
+            Reply::Fail { reason, message } => format!("FAIL {} {}\n", reason.as_str(), json_string(message)),
         }
     }
 
@@ -72,11 +135,11 @@ impl Reply {
             }
             return Some(Reply::Ok { pid: pid.parse().ok()? });
         }
-        let (reason, message) = line.strip_prefix("FAIL ")?.split_once(' ')?;
-        if reason.is_empty() {
+        let (word, message) = line.strip_prefix("FAIL ")?.split_once(' ')?;
+        if word.is_empty() {
             return None;
         }
-        Some(Reply::Fail { reason: reason.to_string(), message: json_unstring(message)? })
+        Some(Reply::Fail { reason: FailReason::from_word(word), message: json_unstring(message)? })
     }
 }
 
@@ -97,13 +160,23 @@ mod tests {
         for reply in [
             Reply::Ok { pid: 42 },
             Reply::unknown_request(),
-            Reply::Fail { reason: "exited".into(), message: "daemon (pid 7) exited with code 1:\nboom \"quoted\" é".into() },
+            Reply::Fail { reason: FailReason::Exited, message: "daemon (pid 7) exited with code 1:\nboom \"quoted\" é".into() },
         ] {
             let line = reply.encode();
             assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
             assert_eq!(Reply::decode(&line), Some(reply));
         }
         assert_eq!(Reply::unknown_request().encode(), "FAIL usage \"unknown request\"\n");
+    }
+
+    #[test]
+    fn reasons_are_words_both_ways() {
+        for r in FailReason::ALL {
+            assert_eq!(FailReason::from_word(r.as_str()), r);
+        }
+        assert_eq!(FailReason::from_word("newer-word"), FailReason::Failed);
+        let line = "FAIL newer-word \"x\"\n";
+        assert_eq!(Reply::decode(line), Some(Reply::Fail { reason: FailReason::Failed, message: "x".into() }));
     }
 
     #[test]

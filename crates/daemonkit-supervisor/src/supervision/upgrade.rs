@@ -7,7 +7,7 @@
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use daemonkit_core::control::{Reply, Request};
+use daemonkit_core::control::{FailReason, Reply, Request};
 
 use super::Supervisor;
 use crate::control::{self, reply};
@@ -39,17 +39,18 @@ impl Supervisor {
     /// Starts a graceful restart: a new command beside the running one.
     pub(super) fn start_upgrade(&mut self, from: Option<UnixStream>) {
         let refuse = if self.upgrade.is_some() {
-            Some(("busy", "a graceful restart is already in progress"))
+            Some(FailReason::Busy)
         } else if self.stopping {
-            Some(("stopping", "the daemon is stopping"))
+            Some(FailReason::Stopping)
         } else if self.awaiting_ready || self.child.is_none() {
-            Some(("starting", "the command is not running and ready (starting or restarting); try again"))
+            Some(FailReason::Starting)
         } else {
             None
         };
-        if let Some((reason, message)) = refuse {
+        if let Some(reason) = refuse {
+            let message = reason.refusal().unwrap_or("the command is not running and ready (starting or restarting); try again");
             self.log_line(&format!("graceful restart refused: {message}"));
-            reply(from, &Reply::Fail { reason: reason.to_string(), message: message.to_string() });
+            reply(from, &Reply::Fail { reason, message: message.to_string() });
             return;
         }
         self.tail.clear();
@@ -61,7 +62,7 @@ impl Supervisor {
             Err(e) => {
                 let message = format!("cannot start {:?}: {e}", self.cfg.program);
                 self.log_line(&format!("graceful restart failed: {message}"));
-                reply(from, &Reply::Fail { reason: "spawn".to_string(), message });
+                reply(from, &Reply::Fail { reason: FailReason::Spawn, message });
             }
         }
     }
@@ -93,7 +94,7 @@ impl Supervisor {
 
     /// The new command exited or timed out before it was ready: it is ended, the old one runs on.
     /// Returns the old one's wait status, had it exited meanwhile.
-    fn upgrade_failed(&mut self, reason: &str, status: Option<i32>) -> Option<i32> {
+    fn upgrade_failed(&mut self, reason: FailReason, status: Option<i32>) -> Option<i32> {
         let up = self.upgrade.take()?;
         if status.is_none() {
             // SAFETY: `up.pid` is our own unreaped child; its group is its pid.
@@ -118,7 +119,7 @@ impl Supervisor {
         };
         self.log_line(&format!("graceful restart failed: {what}; the old command keeps running"));
         let message = if tail.is_empty() { what } else { format!("{what}:\n{tail}") };
-        reply(up.reply, &Reply::Fail { reason: reason.to_string(), message });
+        reply(up.reply, &Reply::Fail { reason, message });
         up.old_exit
     }
 
@@ -126,7 +127,7 @@ impl Supervisor {
     /// the old ones' to have stopped.
     pub(super) fn upgrade_deadlines(&mut self, now: Instant) {
         if self.upgrade.as_ref().is_some_and(|u| now >= u.deadline) {
-            if let Some(status) = self.upgrade_failed("timeout", None) {
+            if let Some(status) = self.upgrade_failed(FailReason::Timeout, None) {
                 self.end_tree();
                 self.exited(status);
             }
@@ -159,13 +160,13 @@ impl Supervisor {
     pub(super) fn upgrade_exited(&mut self, pid: i32, status: i32) -> bool {
         if self.upgrade.as_ref().is_some_and(|u| u.pid == pid) {
             if self.stopping {
-                self.upgrade_failed("stopping", Some(status));
+                self.upgrade_failed(FailReason::Stopping, Some(status));
                 if self.child.is_none() {
                     self.finish(0);
                 }
                 return true;
             }
-            if let Some(old_status) = self.upgrade_failed("exited", Some(status)) {
+            if let Some(old_status) = self.upgrade_failed(FailReason::Exited, Some(status)) {
                 // The old one had exited meanwhile: now it counts as the command's exit.
                 self.end_tree();
                 self.exited(old_status);
