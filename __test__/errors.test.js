@@ -14,6 +14,7 @@ test('kind and its former name reason are own properties: JSON loggers and struc
     new GracefulRestartError('busy', 7, 'a graceful restart is already running'),
     new HelperError('timeout', 'the helper was not ready in time'),
   ]
+  t.deepEqual(errors.map((e) => e.kind), ['exited', 'busy', 'timeout'])
   for (const e of errors) {
     const json = JSON.parse(JSON.stringify(e))
     t.is(json.kind, e.kind, e.name)

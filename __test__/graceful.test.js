@@ -395,6 +395,7 @@ test.serial('graceful restart (app): a pidfile path relative to where the app wa
   const g = await cli(['restart', '--graceful', '-p', pidFile])
   t.is(g.code, 0, g.stderr)
   const second = h.readPid(pidFile)
+  t.is(second, started(ev)[1], 'the pidfile names the new copy')
   t.not(second, first)
   await h.waitFor(() => !h.isRunning(first), { what: 'the old copy to end' })
   t.is(await get(listening(ev, second)), `v2 ${second}\n`)
@@ -418,6 +419,11 @@ test.serial('control socket: an app and a supervisor answer a request that is no
     })
     t.is(answer, binding.controlUnknownRequestReply(), kind)
     t.is(await get(s.port), `v1 ${s.first}\n`, kind)
+    // The socket still takes a real request afterwards.
+    const g = await cli(['restart', '--graceful', '-p', s.pidFile])
+    t.is(g.code, 0, `${kind}: ${g.stderr}`)
+    await h.waitFor(() => !h.isRunning(s.first), { what: `the old ${kind} copy to end` })
+    t.is(await get(s.port), `v1 ${started(s.ev).at(-1)}\n`, kind)
   }
 })
 

@@ -37,7 +37,8 @@ impl CStringArray {
     /// and returns where the bytes after the prefix are: the caller may write a NUL-terminated
     /// value there (within `room`) up to the moment the array is passed to `execve`.
     pub(crate) fn push_writable(&mut self, prefix: &[u8], room: usize) -> *mut u8 {
-        debug_assert!(room > prefix.len());
+        // The pointer returned below and the NUL after the value depend on it.
+        assert!(room > prefix.len());
         let mut entry = vec![0u8; room];
         entry[..prefix.len()].copy_from_slice(prefix);
         self.writable.push(entry);

@@ -99,7 +99,8 @@ fn report_round_trip() {
     ];
     for report in reports {
         let line = report.encode();
-        assert!(line.ends_with('\n') && line.is_ascii() || matches!(report, Report::Fail { .. }));
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
+        assert!(line.is_ascii() || matches!(report, Report::Fail { .. }), "{line:?}");
         assert_eq!(Report::decode(line.trim_end_matches('\n')), Some(report));
     }
 }

@@ -109,10 +109,43 @@ mod tests {
         read_request(&server)
     }
 
+    /// Reads a request on a thread while this one writes `first`, then (once the reader waits
+    /// for more, and after `between` ran with the reader's thread id) `rest`.
+    fn ask_in_two(first: &[u8], rest: &'static [u8], between: impl FnOnce(libc::pthread_t)) -> Request {
+        let (client, server) = UnixStream::pair().unwrap();
+        (&client).write_all(first).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            read_request(&server)
+        });
+        let id = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(200)); // the reader has taken `first` and waits
+        between(id);
+        std::thread::sleep(Duration::from_millis(50));
+        (&client).write_all(rest).unwrap();
+        reader.join().unwrap()
+    }
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    #[test]
+    fn a_line_in_pieces_and_a_signal_between_them() {
+        assert_eq!(ask_in_two(b"UPG", b"RADE\n", |_| {}), Request::Upgrade, "a line in pieces");
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        // SAFETY: the handler does nothing.
+        unsafe { sigaction(Signal::SIGUSR1, &SigAction::new(SigHandler::Handler(ignore), SaFlags::SA_RESTART, SigSet::empty())) }.unwrap();
+        let interrupted = ask_in_two(b"UPG", b"RADE\n", |reader| {
+            // SAFETY: `reader` is a live thread of ours (joined only afterwards).
+            assert_eq!(unsafe { libc::pthread_kill(reader, libc::SIGUSR1) }, 0);
+        });
+        assert_eq!(interrupted, Request::Upgrade, "a signal while the request is read (a read with a timeout is cut short even under SA_RESTART)");
+    }
+
     #[test]
     fn requests() {
         assert_eq!(ask(&[b"UPGRADE\n"], false), Request::Upgrade);
-        assert_eq!(ask(&[b"UPG", b"RADE\n"], false), Request::Upgrade, "a line in pieces");
         assert_eq!(ask(&[b"UPGRADE"], true), Request::Unknown, "no newline before the end");
         assert_eq!(ask(&[b"UPGRADE\nUPGRADE\n"], false), Request::Unknown, "one request per connection");
         assert_eq!(ask(&[&[b'x'; REQUEST_LIMIT + 6]], false), Request::Unknown, "at most REQUEST_LIMIT bytes are read");

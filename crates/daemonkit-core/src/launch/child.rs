@@ -130,7 +130,8 @@ pub(super) extern "C" fn middle_entry(arg: *mut c_void) -> c_int {
 /// [`super::Command::spawn`]); `arg` is the launch's [`Plan`].
 #[cfg(linux_like)]
 pub(super) extern "C" fn grandchild_entry(arg: *mut c_void) -> c_int {
-    // SAFETY: as for `middle_entry`; the middle process is suspended until we exec or exit.
+    // SAFETY: as for `middle_entry`; the process that cloned us (the middle process, or the
+    // caller of `spawn()`) is suspended until we exec or exit.
     unsafe { exec_daemon(&mut *(arg as *mut Plan)) }
 }
 

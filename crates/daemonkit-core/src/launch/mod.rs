@@ -310,7 +310,8 @@ impl Command {
     }
 
     /// Has the kernel send `signal` to the program when the process that spawned it dies
-    /// (Linux `PR_SET_PDEATHSIG`; ignored elsewhere). Only meaningful with [`Command::spawn`].
+    /// (Linux `PR_SET_PDEATHSIG`; ignored elsewhere). Only with [`Command::spawn`]:
+    /// [`Command::launch`] ignores it (a daemon's parent is the middle process, gone at once).
     pub fn parent_death_signal(&mut self, signal: c_int) -> &mut Command {
         self.parent_death_signal = Some(signal);
         self

@@ -18,6 +18,7 @@ use super::child::{Plan, Report, REPORT_FAILURE, REPORT_PID};
 use super::{Command, LaunchError, Launched, Stage, Stdio};
 use crate::argv::{self, CStringArray};
 use crate::stdio;
+
 fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, LaunchError> {
     CString::new(bytes).map_err(|_| LaunchError::NulByte(what))
 }
@@ -174,7 +175,8 @@ impl<'a> Prepared<'a> {
             gid: credentials.map_or(0, |c| c.gid),
             groups: credentials.map_or(ptr::null(), |c| c.groups.as_ptr()),
             group_count: credentials.map_or(0, |c| c.groups.len()),
-            parent_death_signal: cmd.parent_death_signal.unwrap_or(0),
+            // A daemon's parent is the middle process, which exits at once: only for spawn().
+            parent_death_signal: if matches!(mode, Mode::Child) { cmd.parent_death_signal.unwrap_or(0) } else { 0 },
             // SAFETY: getpid has no preconditions.
             parent_pid: unsafe { libc::getpid() },
             new_session: cmd.new_session,

@@ -103,7 +103,11 @@ impl Supervisor {
 
     /// Reaps whatever children of ours have exited, without waiting.
     fn reap_orphans(&mut self) {
-        while self.reap_one().is_some() {}
+        while let Some((pid, _)) = self.reap_one() {
+            // An old copy retired by a graceful restart, reaped here: its group id is free for
+            // reuse from now on, so its stop deadline must not signal that group any more.
+            self.retiring.retain(|(p, _)| *p != pid);
+        }
     }
 
     /// Reaps one child of ours that has exited, without waiting: its pid and wait status.
