@@ -16,8 +16,8 @@ test('start runs the command in the folder it was called from: `node server.js` 
   const s = started(t, dir, await cli(['start', '--json', '-p', 'api.pid', '-l', 'api.log', '--', process.execPath, 'server.js', dir], { cwd: dir }))
   t.true(h.isLocked(pidFile), 'the relative pidfile is in the folder')
   t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), dir)
-  await h.waitFor(() => fs.existsSync(path.join(dir, 'here')), { what: 'server.js to run' })
-  t.is(fs.readFileSync(path.join(dir, 'here'), 'utf8'), dir)
+  // The file exists from open() on; its content comes with the write that follows.
+  t.is(await h.waitFor(() => fs.readFileSync(path.join(dir, 'here'), 'utf8'), { what: 'server.js to run' }), dir)
   t.true(h.isRunning(s.commandPid))
   t.is((await cli(['stop', '-p', pidFile])).code, 0)
   // -C still overrides it.
@@ -34,8 +34,7 @@ test('spawnDaemon() runs the command in process.cwd() by default; daemonize() ke
     .then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e.message); process.exit(1) })`
   const r = await h.run(process.execPath, ['-e', script], { cwd: dir })
   const s = started(t, dir, r)
-  await h.waitFor(() => fs.existsSync(path.join(dir, 'cwd.txt')), { what: 'worker.py to run' })
-  t.is(fs.readFileSync(path.join(dir, 'cwd.txt'), 'utf8'), dir)
+  t.is(await h.waitFor(() => fs.readFileSync(path.join(dir, 'cwd.txt'), 'utf8'), { what: 'worker.py to run' }), dir)
   t.is(fs.readlinkSync(`/proc/${s.commandPid}/cwd`), dir)
   t.is(h.readPid(path.join(dir, 'w.pid')), s.pid)
   t.is((await cli(['stop', '-p', path.join(dir, 'w.pid')])).code, 0)
