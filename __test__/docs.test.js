@@ -86,14 +86,17 @@ function processesOf(dir) {
 }
 
 async function killAll(dir) {
-  for (const pid of processesOf(dir)) {
+  const killed = processesOf(dir)
+  for (const pid of killed) {
     try {
       process.kill(pid, 'SIGKILL')
     } catch {
       // exited meanwhile
     }
   }
-  await h.waitFor(() => processesOf(dir).length === 0, { what: `the processes of ${dir} to end` })
+  // By pid too: an exiting process loses its environ (so processesOf no longer names it) before its
+  // state turns to zombie.
+  await h.waitFor(() => processesOf(dir).length === 0 && !killed.some(h.isRunning), { what: `the processes of ${dir} to end` })
 }
 
 async function runBlock(t, block, files) {
