@@ -247,7 +247,7 @@ test('exec failures reject with the errno and the path, supervised or not, and l
       t.false(fs.existsSync(pidFile))
     }
   }
-  await h.settle(() => h.processesMentioning(dir).length === 0)
+  await h.settle(() => h.processesMentioning(dir).length === 0, { timeout: 15_000 })
   t.deepEqual(h.processesMentioning(dir), [], 'no supervisor or failed process is left')
   const r = await cli(['start', '-p', pidFile, '--', '/nonexistent/program'])
   t.is(r.code, 1)
@@ -601,7 +601,7 @@ test('--wait-ready: start returns once the program says READY=1, or fails with i
   t.regex(r.stderr, /exited with status 4 before it was ready/)
   t.regex(r.stderr, /bad config \(frotz\)/)
   t.false(fs.existsSync(bad))
-  await h.settle(() => h.processesMentioning(dir).length === 0)
+  await h.settle(() => h.processesMentioning(dir).length === 0, { timeout: 15_000 })
   t.deepEqual(h.processesMentioning(dir), [])
   const err = await t.throwsAsync(daemonkit.spawnDaemon(process.execPath, ['-e', 'process.exit(5)'], { pidFile: bad, waitReady: true }))
   t.like(err, { code: 'EDAEMONNOTREADY', reason: 'exited', exitCode: 5 })
@@ -641,7 +641,7 @@ test('--wait-ready: a command that never says READY=1 is killed after --ready-ti
   const r = await cli(['start', '-p', pidFile, '--wait-ready', '--ready-timeout', '1500ms', '--', ...sleeper(dir)])
   t.is(r.code, 1)
   t.regex(r.stderr, /did not report within 1500 ms and was killed/)
-  await h.settle(() => h.processesMentioning(dir).length === 0)
+  await h.settle(() => h.processesMentioning(dir).length === 0, { timeout: 15_000 })
   t.deepEqual(h.processesMentioning(dir), [], 'neither the supervisor nor the command is left')
   t.false(fs.existsSync(pidFile))
 })
@@ -673,13 +673,13 @@ test('under Electron, a script run with process.execPath gets ELECTRON_RUN_AS_NO
     const show = 'require("fs").writeFileSync(process.argv[1], String(process.env.ELECTRON_RUN_AS_NODE))'
     Promise.all([
       spawnDaemon(process.execPath, ['-e', show, ${JSON.stringify(out('node'))}]),
-      spawnDaemon('/bin/sh', ['-c', 'printf %s "$ELECTRON_RUN_AS_NODE" > "$0"', ${JSON.stringify(out('sh'))}]),
+      spawnDaemon('/bin/sh', ['-c', 'printf "[%s]" "$ELECTRON_RUN_AS_NODE" > "$0"', ${JSON.stringify(out('sh'))}]),
     ]).then(() => console.log('ok'))`
   const r = await h.run(process.execPath, ['--require', preload, '-e', code])
   t.is(r.code, 0, r.stderr)
-  await h.waitFor(() => fs.existsSync(out('node')) && fs.readFileSync(out('node'), 'utf8') !== '' && fs.existsSync(out('sh')), { what: 'both reports' })
-  t.is(fs.readFileSync(out('node'), 'utf8'), '1')
-  t.is(fs.readFileSync(out('sh'), 'utf8'), '')
+  // Each waits for its content: a file exists from its open() on, empty until the write.
+  t.is(await h.waitFor(() => fs.readFileSync(out('node'), 'utf8'), { what: "node's report" }), '1')
+  t.is(await h.waitFor(() => fs.readFileSync(out('sh'), 'utf8'), { what: "sh's report" }), '[]', 'unset for sh')
 })
 
 test('spawnDaemon rejects invalid options with a TypeError before creating anything', async (t) => {

@@ -136,13 +136,17 @@ h.needs('strace')('without close_range (ENOSYS, injected by strace) the fallback
   const pidFile = path.join(dir, 'd.pid')
   const leaked = path.join(dir, 'leaked.txt')
   const trace = path.join(dir, 'trace')
+  const report = path.join(dir, 'report.json')
   // A lower fd limit keeps the fallback's close() loop short; seccomp-bpf stops strace only at
   // close_range, not at each of those close() calls.
   const script = 'ulimit -n 4096; exec 7>"$1"; exec strace -f -qq --seccomp-bpf -o "$2" -e trace=close_range -e inject=close_range:error=ENOSYS "$3" "$4" "$5"'
-  const tracer = spawn('sh', ['-c', script, 'sh', leaked, trace, process.execPath, h.DAEMON, JSON.stringify({ options: { pidFile } })], { stdio: 'ignore' })
+  const tracer = spawn('sh', ['-c', script, 'sh', leaked, trace, process.execPath, h.DAEMON, JSON.stringify({ options: { pidFile }, report })], { stdio: 'ignore' })
   t.teardown(() => tracer.kill('SIGKILL'))
   const pid = await h.waitFor(() => h.isLocked(pidFile) && h.readPid(pidFile), { what: 'the daemon' })
   h.cleanupPid(t, pid, dir)
+  // The pidfile names the daemon from its exec on; the files Node opens while it starts are closed
+  // by the time it runs the fixture's code.
+  t.is((await readReport(report)).pid, pid)
   const targets = Object.values(h.procFds(pid))
   t.false(targets.includes(leaked), 'the launcher\'s fd 7 reached the daemon')
   t.deepEqual(ownFiles(targets), ['/dev/null', pidFile].sort())

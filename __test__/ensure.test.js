@@ -98,11 +98,13 @@ test('scope gives one helper per folder', async (t) => {
 test('exitWhenIdle ends the helper after idleTimeout with no connection open: pidfile and socket removed', async (t) => {
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'home', 'helpers', 'lint.pid')
-  const r = await ensure(t, dir, { idleTimeout: 1500 })
+  // Long enough for the caller process to exit and this test to connect on a loaded machine: the
+  // idle timer runs from the helper's start.
+  const r = await ensure(t, dir, { idleTimeout: 5000 })
   const held = new net.Socket()
-  await new Promise((resolve) => held.connect(r.ok.socket, resolve))
+  await new Promise((resolve, reject) => held.once('error', reject).connect(r.ok.socket, resolve))
   t.teardown(() => held.destroy())
-  await new Promise((resolve) => setTimeout(resolve, 2500))
+  await new Promise((resolve) => setTimeout(resolve, 6000))
   t.true(h.isLocked(pidFile), 'an open connection keeps the helper')
   held.destroy()
   await h.waitFor(() => !h.isLocked(pidFile), { what: 'the idle helper to end' })

@@ -51,7 +51,7 @@ async function refusedStart(t, dir, log, why, extra = []) {
   t.true(r.stderr.includes(`cannot open the log file ${log}`), r.stderr)
   t.regex(r.stderr, why)
   t.false(fs.existsSync(pidFile), 'no pidfile is left')
-  await h.settle(() => h.processesMentioning(dir).length === 0)
+  await h.settle(() => h.processesMentioning(dir).length === 0, { timeout: 15_000 })
   t.deepEqual(h.processesMentioning(dir), [], 'no process is left')
 }
 

@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn the_handler_writes_the_signal_and_keeps_errno() {
-        // The only test that installs handlers: they are the process's.
+        // The only test that installs handlers for FORWARDED signals: they are the process's.
         let pipe = SignalPipe::install().unwrap();
         Errno::set_raw(libc::ENOENT);
         // SAFETY: raise has no preconditions; SIGUSR1 has our handler now.

@@ -259,8 +259,10 @@ impl Supervisor {
                 self.finish(0);
             }
             // Exited before it was ready: the launcher reports it, with the command's own words.
-            self.report(&reports::not_ready(code, &self.tail.text()));
+            // The record comes first, so that a `status` run as soon as the launcher returns
+            // finds it (it also drains what the command wrote last into the tail).
             self.record_failure(status);
+            self.report(&reports::not_ready(code, &self.tail.text()));
             self.finish(if failed { code } else { 1 });
         }
         if self.stopping {
