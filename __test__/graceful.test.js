@@ -170,7 +170,7 @@ function started(ev) {
  * ('supervised'), listening on a port of the kernel's choice. Every process it ever starts is
  * killed at teardown (by pid, only if its command line names the test's directory).
  */
-async function startServer(t, dir, kind, { startDelay = 0 } = {}) {
+async function startServer(t, dir, kind, { startDelay = 0, readyTimeout } = {}) {
   const ev = path.join(dir, 'events')
   const pidFile = path.join(dir, 'app.pid')
   const versionFile = path.join(dir, 'version')
@@ -183,7 +183,7 @@ async function startServer(t, dir, kind, { startDelay = 0 } = {}) {
   })
   let supervisor
   if (kind === 'app') {
-    const r = await server({ pidFile, events: ev, versionFile, startDelay, log, listen: ['127.0.0.1:0'] })
+    const r = await server({ pidFile, events: ev, versionFile, startDelay, readyTimeout, log, listen: ['127.0.0.1:0'] })
     t.is(r.code, 0, r.stderr)
   } else {
     const spec = { supervised: true, events: ev, versionFile, startDelay }
@@ -270,9 +270,10 @@ for (const kind of ['app', 'supervised']) {
       t.is(r.code, 0, r.stderr)
       const newPid = Number(/now serving: pid (\d+)/.exec(r.stdout)[1])
       t.not(newPid, previous)
-      t.is(await get(s.port), `v${v} ${newPid}\n`, 'the new code answers')
       t.is(h.readPid(s.pidFile), kind === 'app' ? newPid : s.supervisor, 'the pidfile names the new copy (or the supervisor, unchanged)')
+      // The old copy shares the listening socket until its SIGTERM handler closes its server.
       await h.waitFor(() => !h.isRunning(previous), { what: `the old copy ${previous} to exit` })
+      t.is(await get(s.port), `v${v} ${newPid}\n`, 'the new code answers')
       t.true(events(s.ev).includes(`stopped ${previous}`), 'the old copy ran its SIGTERM handler: in-flight requests finished')
       previous = newPid
     }
@@ -312,16 +313,18 @@ for (const kind of ['app', 'supervised']) {
 
   test.serial(`graceful restart (${kind}): a second one asked meanwhile fails with a clear error and starts nothing`, async (t) => {
     const dir = h.tempDir(t)
-    const s = await startServer(t, dir, kind, { startDelay: 3000 })
-    fs.writeFileSync(s.versionFile, 'v2\n')
+    const s = await startServer(t, dir, kind)
+    fs.writeFileSync(s.versionFile, 'v2 hold\n')
     const first = cli(['restart', '--graceful', '-p', s.pidFile])
     await h.waitFor(() => started(s.ev).length === 2, { what: 'the new copy to start' })
     const second = await cli(['restart', '--graceful', '-p', s.pidFile])
     t.is(second.code, 1)
     t.regex(second.stderr, /a graceful restart is already in progress/)
+    fs.writeFileSync(`${s.versionFile}.go`, '')
     const r = await first
     t.is(r.code, 0, r.stderr)
     t.is(started(s.ev).length, 2, 'the refused request started nothing')
+    await h.waitFor(() => !h.isRunning(s.first), { what: 'the old copy to exit' })
     t.regex(await get(s.port), /^v2 /)
   })
 }
@@ -522,11 +525,13 @@ for (const kind of ['app', 'supervised']) {
 
 test.serial('graceful restart (app): stop while the new copy is starting leaves no copy running; status says stopped', async (t) => {
   const dir = h.tempDir(t)
-  const s = await startServer(t, dir, 'app', { startDelay: 1500 })
-  fs.writeFileSync(s.versionFile, 'v2\n')
+  // A readiness deadline far beyond this test's waits: the new copy must end because the old
+  // one did, not because its deadline passed.
+  const s = await startServer(t, dir, 'app', { readyTimeout: 300_000 })
+  // The new copy never gets ready: it waits for versionFile.go, which is never written.
+  fs.writeFileSync(s.versionFile, 'v2 hold\n')
   const restarting = cli(['restart', '--graceful', '-p', s.pidFile])
   await h.waitFor(() => started(s.ev).length === 2, { what: 'the new copy to start' })
-  await sleep(500)
   const stopped = await cli(['stop', '-p', s.pidFile])
   t.is(stopped.code, 0, stopped.stderr)
   const r = await restarting
@@ -538,6 +543,7 @@ test.serial('graceful restart (app): stop while the new copy is starting leaves 
     return stat === undefined || stat.state === 'Z'
   }
   await h.waitFor(() => copies.every(gone), { what: `copies ${copies.join(', ')} to end` })
+  t.regex(h.readText(s.log), new RegExp(`the old copy ended before this new one \\(pid ${copies[1]}\\) was ready; ending too`))
   await h.waitFor(() => !h.isLocked(s.pidFile), { what: 'the pidfile lock to be released' })
   t.is((await daemonkit.status(s.pidFile)).state, 'stopped')
   t.false(fs.existsSync(s.pidFile), 'no pidfile is left behind')

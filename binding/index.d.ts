@@ -265,6 +265,9 @@ export declare function openLog(path: string, user?: string | undefined | null, 
 /** Opens a handle on process `pid` (> 1). */
 export declare function openProcess(pid: number): Process
 
+/** Whether every reader of the pipe whose write end is `fd` is gone (see `stdio::peer_closed`). */
+export declare function peerClosed(fd: number): boolean
+
 /**
  * The process id of the peer of the unix socket `fd` (Linux): for a client, the process that
  * listens on the socket it connected to.

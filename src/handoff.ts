@@ -1,8 +1,9 @@
 import * as fs from 'node:fs'
 
+import { codeOf } from './errors'
 import { native } from './native'
 import type { PidfileLock } from './launch'
-import { closeFd, writeFd } from './runtime'
+import { closeFd, describeFd, writeFd } from './runtime'
 
 /** The environment variable that tells a re-executed script it is the daemon. */
 export const HANDOFF_VAR = 'DAEMONKIT_HANDOFF'
@@ -68,8 +69,8 @@ interface DaemonState {
   foreground: boolean
   /** Set once a write to the relay found the launcher gone: fd 2 is the final target already. */
   launcherGone: boolean
-  /** The daemon's own readiness deadline. */
-  deadline: NodeJS.Timeout | undefined
+  /** The daemon's own readiness deadline and, in a takeover, the watch on the old copy. */
+  timers: NodeJS.Timeout[]
   /** Puts back `process.stderr` as Node defines it (see `watchLauncher`). */
   restoreStderr: (() => void) | undefined
   /** The listening sockets handed down, proven to be ones. */
@@ -81,6 +82,9 @@ interface DaemonState {
 
 /** How long after the launcher's `readyTimeout` the daemon ends by itself (a launcher acts first). */
 const DEADLINE_GRACE_MS = 1_000
+
+/** How often a new copy in a graceful restart checks that the old copy still waits for it. */
+const ORPHAN_CHECK_MS = 200
 
 const STATE_KEY = Symbol.for('daemonkit.state')
 
@@ -116,18 +120,6 @@ export function parseHandoff(raw: string): Handoff | string {
   if (listen.length > 64 || !listen.every((name) => /^[A-Za-z0-9_.-]{1,255}$/.test(name))) return 'its socket names are not in the format this version writes'
   if (parts[8] !== '' && parts[8] !== 'takeover') return 'it is not in the format this version writes'
   return { token: parts[1], readyFd, stderrFd, lockFd, pidFile, readyTimeout, listen, takeover: parts[8] === 'takeover' }
-}
-
-/** The kind of file open at `fd` and how it is open, or undefined when `fd` is not open. */
-function describeFd(fd: number): { stat: { isFIFO(): boolean; isDirectory(): boolean; dev: number; ino: number }; writable: boolean } | undefined {
-  try {
-    // Through the binding: Deno's fs.fstatSync refuses descriptors it did not open itself.
-    const st = native().fdStat(fd)
-    const stat = { isFIFO: () => st.fifo, isDirectory: () => st.directory, dev: st.dev, ino: st.ino }
-    return { stat, writable: native().fdAccess(fd).writable }
-  } catch {
-    return undefined
-  }
 }
 
 /**
@@ -198,7 +190,7 @@ function state(): DaemonState {
       lock: undefined,
       foreground: false,
       launcherGone: false,
-      deadline: undefined,
+      timers: [],
       restoreStderr: undefined,
       sockets: [],
       launchCwd: undefined,
@@ -254,17 +246,13 @@ function installExitReport(s: DaemonState): void {
   })
 }
 
-function errnoOf(err: unknown): unknown {
-  return (err as { code?: unknown } | null)?.code
-}
-
 /** Writes all of `data` to `fd`, synchronously. */
 function writeAll(fd: number, data: Buffer): void {
   for (let off = 0; off < data.length; ) {
     try {
       off += fs.writeSync(fd, data, off)
     } catch (err) {
-      if (errnoOf(err) !== 'EAGAIN') throw err
+      if (codeOf(err) !== 'EAGAIN') throw err
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1) // fd 2 was made non-blocking
     }
   }
@@ -290,7 +278,7 @@ function makeRelay(s: DaemonState, h: Handoff): import('node:stream').Writable {
         try {
           writeAll(2, chunk)
         } catch (err) {
-          if (errnoOf(err) !== 'EPIPE' || s.ready) throw err
+          if (codeOf(err) !== 'EPIPE' || s.ready) throw err
           launcherGone(s, h)
           writeAll(2, chunk)
         }
@@ -338,8 +326,27 @@ function watchLauncher(s: DaemonState, h: Handoff): void {
   }
 
   // setTimeout fires at once for anything above 2^31-1 ms: cap it (that is 24.8 days).
-  s.deadline = setTimeout(() => endNotReady(s, h), Math.min(h.readyTimeout + DEADLINE_GRACE_MS, 2 ** 31 - 1))
-  s.deadline.unref()
+  const deadline = setTimeout(() => endNotReady(s, h), Math.min(h.readyTimeout + DEADLINE_GRACE_MS, 2 ** 31 - 1))
+  deadline.unref()
+  s.timers.push(deadline)
+  if (!h.takeover) return
+  // The old copy is the readiness pipe's reader: once it is gone (stopped while this copy
+  // started), this one ends now, not at its deadline or its readiness.
+  const watch = setInterval(() => native().peerClosed(h.readyFd) && endOrphanedTakeover(s, h), ORPHAN_CHECK_MS)
+  watch.unref()
+  s.timers.push(watch)
+}
+
+/**
+ * The copy that started this one in a graceful restart is gone: stopped (or killed) while this
+ * one started. It took its pidfile with it, so running on would leave a daemon that nobody can
+ * find or stop: end instead, and remove the pidfile if it is still ours.
+ */
+function endOrphanedTakeover(s: DaemonState, h: Handoff): never {
+  launcherGone(s, h)
+  say(`graceful restart: the old copy ended before this new one (pid ${process.pid}) was ready; ending too`)
+  removeHeldPidfile(s)
+  process.exit(1)
 }
 
 /**
@@ -431,7 +438,7 @@ export function reportReady(): void {
     return
   }
   const n = native()
-  if (s.deadline) clearTimeout(s.deadline)
+  for (const timer of s.timers) clearTimeout(timer)
   // A takeover names itself in the pidfile only now, once it can serve.
   if (h.takeover) handoffLock()?.replacePid(process.pid)
   n.dup2(h.stderrFd, 2)
@@ -441,15 +448,8 @@ export function reportReady(): void {
   try {
     writeFd(h.readyFd, `READY ${h.token} ${process.pid}\n`)
   } catch (err) {
-    if (errnoOf(err) !== 'EPIPE') throw err
-    if (h.takeover) {
-      // The copy that started this one in a graceful restart is gone: stopped (or killed) while
-      // this one started. It took its pidfile with it, so running on would leave a daemon that
-      // nobody can find or stop: end instead, and remove the pidfile if it is still ours.
-      say(`graceful restart: the old copy ended before this new one (pid ${process.pid}) was ready; ending too`)
-      removeHeldPidfile(s)
-      process.exit(1)
-    }
+    if (codeOf(err) !== 'EPIPE') throw err
+    if (h.takeover) endOrphanedTakeover(s, h)
     // The launcher is gone (killed while it waited): nobody to tell, and the daemon runs on.
     say(`daemon (pid ${process.pid}) is ready; its launching process is gone, so nobody was told`)
   } finally {

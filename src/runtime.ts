@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { pathToFileURL } from 'node:url'
 
-import { LaunchError } from './errors'
+import { codeOf, LaunchError } from './errors'
 import { native } from './native'
 
 /** The JavaScript runtime this process runs on. */
@@ -39,6 +39,18 @@ export function writeFd(fd: number, text: string): void {
   }
   const data = Buffer.from(text)
   for (let off = 0; off < data.length; ) off += native().writeFd(fd, data.subarray(off))
+}
+
+/** The kind of file open at `fd` and how it is open, or undefined when `fd` is not open. */
+export function describeFd(fd: number): { stat: { isFIFO(): boolean; isDirectory(): boolean; dev: number; ino: number }; writable: boolean } | undefined {
+  try {
+    // Through the binding: Deno's fs.fstatSync refuses descriptors it did not open itself.
+    const st = native().fdStat(fd)
+    const stat = { isFIFO: () => st.fifo, isDirectory: () => st.directory, dev: st.dev, ino: st.ino }
+    return { stat, writable: native().fdAccess(fd).writable }
+  } catch {
+    return undefined
+  }
 }
 
 /** The runtime's own words for a Deno permission (`read`, `ffi`, …) and its flag. */
@@ -93,7 +105,7 @@ export function denoReexecArgs(): string[] {
   try {
     argv = native().processArgv()
   } catch (err) {
-    if ((err as { code?: unknown } | null)?.code !== 'EILSEQ') throw err
+    if (codeOf(err) !== 'EILSEQ') throw err
     return refuse(`an argument of this process is not UTF-8 (${(err as Error).message})`)
   }
   const args = deno.args

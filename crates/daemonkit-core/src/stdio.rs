@@ -96,6 +96,22 @@ pub fn read_available(fd: RawFd, buf: &mut [u8]) -> Result<Option<usize>, Errno>
     }
 }
 
+/// Whether nothing is left at the other end of `fd`: for the write end of a pipe, whether every
+/// read end is closed. Asks `poll` without waiting, for no event, so that only the conditions
+/// the kernel always reports come back (`POLLERR` on Linux, `POLLHUP` on the BSDs and macOS).
+pub fn peer_closed(fd: RawFd) -> Result<bool, Errno> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(borrowed, PollFlags::empty())];
+    poll(&mut fds, PollTimeout::ZERO)?;
+    let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+    if revents.contains(PollFlags::POLLNVAL) {
+        return Err(Errno::EBADF);
+    }
+    Ok(revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+}
+
 /// Writes `data` to `fd` (one `write`, retried on EINTR); returns how much was written.
 pub fn write(fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
     // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.

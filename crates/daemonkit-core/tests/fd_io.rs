@@ -34,6 +34,20 @@ fn write_to_a_pipe_without_reader_is_epipe() {
 }
 
 #[test]
+fn peer_closed_tells_when_the_last_reader_of_a_pipe_is_gone() {
+    let (r, w) = stdio::pipe_cloexec().unwrap();
+    let second_reader = nix::unistd::dup(&r).unwrap();
+    assert_eq!(stdio::peer_closed(w.as_raw_fd()), Ok(false), "a reader is there");
+    assert_eq!(stdio::write(w.as_raw_fd(), b"x").unwrap(), 1);
+    assert_eq!(stdio::peer_closed(w.as_raw_fd()), Ok(false), "unread data does not count");
+    drop(r);
+    assert_eq!(stdio::peer_closed(w.as_raw_fd()), Ok(false), "one reader is left");
+    drop(second_reader);
+    assert_eq!(stdio::peer_closed(w.as_raw_fd()), Ok(true), "every reader is gone");
+    assert_eq!(stdio::peer_closed(i32::MAX), Err(daemonkit_core::Errno::EBADF));
+}
+
+#[test]
 fn file_id_tells_pipes_directories_and_files_apart() {
     let (r, w) = stdio::pipe_cloexec().unwrap();
     let (ri, wi) = (stdio::file_id(r.as_raw_fd()).unwrap(), stdio::file_id(w.as_raw_fd()).unwrap());

@@ -54,9 +54,11 @@ impl ReadySocket {
             use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
             let mut iov = [std::io::IoSliceMut::new(buf)];
             // Room for the credentials and as many descriptors as one message can carry, so
-            // that none is cut off; a descriptor sent along is closed.
+            // that none is cut off; a descriptor sent along is closed (and close-on-exec from its
+            // arrival, so that no restart of the command can inherit it).
             let mut space = nix::cmsg_space!(UnixCredentials, [RawFd; 253]);
-            let msg = recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT).ok()?;
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+            let msg = recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut space), flags).ok()?;
             let mut sender = None;
             for cmsg in msg.cmsgs().into_iter().flatten() {
                 match cmsg {

@@ -56,6 +56,12 @@ pub fn write_fd(env: Env, fd: i32, data: Buffer) -> Result<u32> {
     Ok(n as u32)
 }
 
+/// Whether every reader of the pipe whose write end is `fd` is gone (see `stdio::peer_closed`).
+#[napi]
+pub fn peer_closed(env: Env, fd: i32) -> Result<bool> {
+    stdio::peer_closed(fd).map_err(|e| errno_error(&env, e, "poll"))
+}
+
 /// What `fd` has to read right now, without blocking: `null` when nothing yet, an empty
 /// buffer at end of file.
 #[napi]
