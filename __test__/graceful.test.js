@@ -170,7 +170,7 @@ function started(ev) {
  * ('supervised'), listening on a port of the kernel's choice. Every process it ever starts is
  * killed at teardown (by pid, only if its command line names the test's directory).
  */
-async function startServer(t, dir, kind, { startDelay = 0, readyTimeout } = {}) {
+async function startServer(t, dir, kind, { startDelay = 0, readyTimeout, orphan } = {}) {
   const ev = path.join(dir, 'events')
   const pidFile = path.join(dir, 'app.pid')
   const versionFile = path.join(dir, 'version')
@@ -186,7 +186,7 @@ async function startServer(t, dir, kind, { startDelay = 0, readyTimeout } = {}) 
     const r = await server({ pidFile, events: ev, versionFile, startDelay, readyTimeout, log, listen: ['127.0.0.1:0'] })
     t.is(r.code, 0, r.stderr)
   } else {
-    const spec = { supervised: true, events: ev, versionFile, startDelay }
+    const spec = { supervised: true, events: ev, versionFile, startDelay, orphan }
     const r = await cli(['start', '-p', pidFile, '-l', log, '--listen', '127.0.0.1:0', '--wait-ready', '--', process.execPath, SERVER, JSON.stringify(spec)])
     t.is(r.code, 0, r.stderr)
     supervisor = h.readPid(pidFile)
@@ -522,6 +522,32 @@ for (const kind of ['app', 'supervised']) {
     t.is(started(ev).length, 1, 'no new copy was started')
   })
 }
+
+test.serial('graceful restart (supervised): status names the new command, not an orphan of the old one that leads a group of its own', async (t) => {
+  const dir = h.tempDir(t)
+  const orphanFile = path.join(dir, 'orphan.pid')
+  const s = await startServer(t, dir, 'supervised', { orphan: orphanFile })
+  const orphan = await h.waitFor(() => h.readPid(orphanFile), { what: 'the orphan' })
+  h.cleanupPid(t, orphan, dir)
+  t.like(await daemonkit.status(s.pidFile), { state: 'running', pid: s.supervisor, commandPid: s.first })
+  fs.writeFileSync(s.versionFile, 'v2\n')
+  const r = await cli(['restart', '--graceful', '-p', s.pidFile])
+  t.is(r.code, 0, r.stderr)
+  const newPid = Number(/now serving: pid (\d+)/.exec(r.stdout)[1])
+  await h.waitFor(() => !h.isRunning(s.first), { what: 'the old command to exit' })
+  // Now a child of the supervisor (a subreaper) too, leading its own group, and older than the
+  // new command: what once made status name it.
+  t.like(h.procStat(orphan), { ppid: s.supervisor, pgrp: orphan })
+  t.like(await daemonkit.status(s.pidFile), { state: 'running', pid: s.supervisor, commandPid: newPid })
+  t.regex((await cli(['status', '-p', s.pidFile])).stdout, new RegExp(`command pid ${newPid}\\)`))
+  // The published pid counts only for a child of the supervisor that leads its own group.
+  const published = `${s.pidFile}.command`
+  t.is(fs.readFileSync(published, 'utf8'), `${newPid}\n`)
+  fs.writeFileSync(published, `${process.pid}\n`)
+  t.is((await daemonkit.status(s.pidFile)).commandPid, undefined)
+  t.is((await cli(['stop', '-p', s.pidFile])).code, 0)
+  t.false(fs.existsSync(published), 'the supervisor removes it when it ends')
+})
 
 test.serial('graceful restart (app): stop while the new copy is starting leaves no copy running; status says stopped', async (t) => {
   const dir = h.tempDir(t)

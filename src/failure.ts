@@ -2,6 +2,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
+import { readSideFile } from './sidefile'
+
 /**
  * How the last run of a supervised daemon failed, as its supervisor recorded it beside the
  * pidfile (`PIDFILE.failed`) when the command exited non-zero without a restart, died of a
@@ -28,19 +30,10 @@ export function failurePath(pidFile: string): string {
 /** The recorded failure of the daemon of `pidFile`, if there is a readable one. */
 export function readFailure(pidFile: string): DaemonFailure | undefined {
   let raw: { status?: unknown; signal?: unknown; at?: unknown; restarts?: unknown; stderr?: unknown }
+  const text = readSideFile(failurePath(pidFile))
+  if (text === undefined) return undefined
   try {
-    // O_NOFOLLOW: a symlink planted there is not followed; O_NONBLOCK: nor does a FIFO block.
-    const fd = fs.openSync(failurePath(pidFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
-    try {
-      // As for the state file: only a regular file of ours or root's that nobody else may write
-      // counts, not one another user planted beside a pidfile in a shared folder.
-      const st = fs.fstatSync(fd)
-      const uid = process.getuid?.()
-      if (!st.isFile() || (st.uid !== uid && st.uid !== 0) || (st.mode & 0o022) !== 0) return undefined
-      raw = JSON.parse(fs.readFileSync(fd, 'utf8').slice(0, 65536)) as typeof raw
-    } finally {
-      fs.closeSync(fd)
-    }
+    raw = JSON.parse(text.slice(0, 65536)) as typeof raw
   } catch {
     return undefined
   }

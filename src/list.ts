@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 
 import { status, type DaemonStatus } from './manage'
 import { namedPidfile, readState, registeredNames } from './registry'
+import { readSideFile } from './sidefile'
 
 /** One daemon of the registry, as `daemonkit list` shows it. */
 export interface ListedDaemon {
@@ -28,12 +29,8 @@ export interface ListedDaemon {
 
 /** The restart count the supervisor keeps beside the pidfile (0 when there is none). */
 function restartsOf(pidFile: string): number {
-  try {
-    const n = Number(fs.readFileSync(`${pidFile}.restarts`, 'utf8').trim())
-    return Number.isSafeInteger(n) && n >= 0 ? n : 0
-  } catch {
-    return 0
-  }
+  const n = Number(readSideFile(`${pidFile}.restarts`)?.trim() ?? 0)
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0
 }
 
 /** Clock ticks per second of /proc's times (USER_HZ: 100 on every Linux port that matters here). */

@@ -6,6 +6,7 @@ import { PidfileError, SignalError, StopTimeoutError } from './errors'
 import { supervisorDefaults } from './defaults'
 
 import { readFailure, type DaemonFailure } from './failure'
+import { readSideFile } from './sidefile'
 import { PidfileState, type PidfileProbe } from '../binding/index'
 import { native } from './native'
 
@@ -62,29 +63,44 @@ function signalNumber(signal: SignalName | number, fn: string): number {
   return n
 }
 
-/** The child of `pid` if `pid` is daemonkit's supervisor (read from /proc on Linux). */
-function supervisedCommand(pid: number): number | undefined {
+/**
+ * When `child` is a live child of `parent` that leads a process group of its own, as the
+ * supervisor starts its command: its start time (clock ticks after boot); else undefined.
+ */
+function groupLeadingChild(child: number, parent: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${child}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const [state, ppid, pgrp] = fields
+    if (state === 'Z' || Number(ppid) !== parent || Number(pgrp) !== child) return undefined
+    return Number(fields[19])
+  } catch {
+    return undefined // exited meanwhile
+  }
+}
+
+/** The command's pid if `pid` is daemonkit's supervisor of `pidFile` (read from /proc on Linux). */
+function supervisedCommand(pid: number, pidFile: string): number | undefined {
   if (process.platform !== 'linux') return undefined
   try {
     if (path.basename(fs.readlinkSync(`/proc/${pid}/exe`)) !== supervisorDefaults().name) return undefined
     // Besides the command, the supervisor's children are, as a child subreaper, the command's
-    // orphaned descendants, all started after the command (the guard is forked twice, so it is
-    // a child only where the supervisor is PID 1 of a namespace, and it never leads a process
-    // group). The command is the oldest child leading its own process group; a name (comm)
-    // proves nothing, any process can take any.
+    // orphaned descendants (the guard is forked twice, so it is a child only where the
+    // supervisor is PID 1 of a namespace, and it never leads a process group). An orphan that
+    // left its group leads one too, and after a restart it is older than the command: the
+    // supervisor names the command in PIDFILE.command, and a file that names any other process
+    // counts for nothing. A name (comm) would prove nothing, any process can take any.
+    const published = readSideFile(`${pidFile}.command`, [fs.statSync(`/proc/${pid}`).uid])
+    if (published !== undefined) {
+      const child = Number(published.trim())
+      return child > 1 && groupLeadingChild(child, pid) !== undefined ? child : undefined
+    }
+    // A supervisor of an earlier version publishes nothing: its oldest child leading a group.
     let command: { pid: number; started: number } | undefined
     for (const entry of fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')) {
       const child = Number(entry)
-      if (!Number.isInteger(child) || child <= 1) continue
-      try {
-        const stat = fs.readFileSync(`/proc/${child}/stat`, 'utf8')
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-        if (Number(fields[2]) !== child) continue
-        const started = Number(fields[19])
-        if (command === undefined || started < command.started) command = { pid: child, started }
-      } catch {
-        // exited meanwhile
-      }
+      const started = Number.isInteger(child) && child > 1 ? groupLeadingChild(child, pid) : undefined
+      if (started !== undefined && (command === undefined || started < command.started)) command = { pid: child, started }
     }
     return command?.pid
   } catch {
@@ -104,11 +120,11 @@ function probeNative(pidFile: string): NativeProbe {
   }
 }
 
-function statusOf(p: NativeProbe): DaemonStatus {
+function statusOf(p: NativeProbe, pidFile: string): DaemonStatus {
   switch (p.state) {
     case PidfileState.Running: {
       const pid = p.pid as number
-      const commandPid = supervisedCommand(pid)
+      const commandPid = supervisedCommand(pid, pidFile)
       return {
         state: 'running',
         pid,
@@ -130,7 +146,7 @@ function statusOf(p: NativeProbe): DaemonStatus {
 }
 
 function probe(pidFile: string): DaemonStatus {
-  return statusOf(probeNative(pidFile))
+  return statusOf(probeNative(pidFile), pidFile)
 }
 
 /**
@@ -178,7 +194,7 @@ type ProcessHandle = ReturnType<ReturnType<typeof native>['openProcess']>
  */
 function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not-running' | 'unknown' } {
   const raw = probeNative(pidFile)
-  const before = statusOf(raw)
+  const before = statusOf(raw, pidFile)
   if (before.state === 'unknown') return { reason: 'unknown' }
   if (before.state !== 'running' || !actionable(pidFile, raw)) return { reason: 'not-running' }
   if (before.pid <= 1) return { reason: 'unknown' }
@@ -198,7 +214,7 @@ function lockHolder(pidFile: string): { handle: ProcessHandle } | { reason: 'not
   let proven: boolean
   try {
     const rawAfter = probeNative(pidFile)
-    after = statusOf(rawAfter)
+    after = statusOf(rawAfter, pidFile)
     proven = after.state === 'running' && after.pid === before.pid && actionable(pidFile, rawAfter)
   } catch (err) {
     handle.close()
@@ -360,7 +376,7 @@ async function stopOnce(
   if (!('handle' in holder)) {
     if (holder.reason === 'unknown') {
       const raw = probeNative(file)
-      const s = statusOf(raw)
+      const s = statusOf(raw, file)
       const reason = raw.state === PidfileState.Foreign ? 'EFOREIGNLOCK' : 'EPIDFILEUNSAFE'
       throw new PidfileError(file, reason, `${s.state === 'unknown' ? s.reason : `the pidfile is ${s.state}`}; refusing to signal anything`)
     }

@@ -2,6 +2,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
+import { readSideFile } from './sidefile'
+
 /**
  * The registry of named daemons: plain files, nothing resident.
  * - `$DAEMONKIT_HOME/run/NAME.pid` and `$DAEMONKIT_HOME/log/NAME.log` when `DAEMONKIT_HOME` is set;
@@ -113,20 +115,14 @@ export function writeState(pidFile: string, state: DaemonState): void {
  * beside a pidfile in a shared folder must not count).
  */
 export function readState(pidFile: string): DaemonState | undefined {
+  const text = readSideFile(statePath(pidFile))
+  if (text === undefined) return undefined
   try {
-    const fd = fs.openSync(statePath(pidFile), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
-    try {
-      const st = fs.fstatSync(fd)
-      const uid = process.getuid?.()
-      if (!st.isFile() || (st.uid !== uid && st.uid !== 0) || (st.mode & 0o022) !== 0) return undefined
-      const s = JSON.parse(fs.readFileSync(fd, 'utf8')) as DaemonState
-      if (typeof s.command !== 'string' || !Array.isArray(s.args) || typeof s.options !== 'object' || s.options === null) return undefined
-      // A state file copied or renamed from beside another pidfile would start that daemon.
-      if (s.options.pidFile !== path.resolve(pidFile)) return undefined
-      return s
-    } finally {
-      fs.closeSync(fd)
-    }
+    const s = JSON.parse(text) as DaemonState
+    if (typeof s.command !== 'string' || !Array.isArray(s.args) || typeof s.options !== 'object' || s.options === null) return undefined
+    // A state file copied or renamed from beside another pidfile would start that daemon.
+    if (s.options.pidFile !== path.resolve(pidFile)) return undefined
+    return s
   } catch {
     return undefined
   }

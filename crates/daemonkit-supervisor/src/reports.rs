@@ -121,9 +121,16 @@ pub fn restarts_path(pidfile: Option<&Path>) -> Option<PathBuf> {
     side_path(pidfile, ".restarts")
 }
 
-/// Removes the failure record and the restart count of the last start.
+/// Where the pid of the command that runs now is published, for `status` and `list`:
+/// `PIDFILE.command`. Among the supervisor's children, orphans of an earlier command can lead
+/// process groups of their own too; only the supervisor knows which child is the command.
+pub fn command_path(pidfile: Option<&Path>) -> Option<PathBuf> {
+    side_path(pidfile, ".command")
+}
+
+/// Removes the failure record, the restart count and the command pid of the last start.
 pub fn remove_side_files(pidfile: &Path) {
-    for path in [failure_path(Some(pidfile)), restarts_path(Some(pidfile))].into_iter().flatten() {
+    for path in [failure_path(Some(pidfile)), restarts_path(Some(pidfile)), command_path(Some(pidfile))].into_iter().flatten() {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -243,6 +250,7 @@ mod tests {
         let pidfile = Path::new("/run/app.pid");
         assert_eq!(failure_path(Some(pidfile)).unwrap(), Path::new("/run/app.pid.failed"));
         assert_eq!(restarts_path(Some(pidfile)).unwrap(), Path::new("/run/app.pid.restarts"));
+        assert_eq!(command_path(Some(pidfile)).unwrap(), Path::new("/run/app.pid.command"));
         assert_eq!(failure_path(None), None);
     }
 
@@ -278,8 +286,10 @@ mod tests {
 
         let pidfile = dir.join("app.pid");
         std::fs::write(restarts_path(Some(&pidfile)).unwrap(), "1\n").unwrap();
+        std::fs::write(command_path(Some(&pidfile)).unwrap(), "42\n").unwrap();
         remove_side_files(&pidfile);
         assert!(!path.exists() && !restarts_path(Some(&pidfile)).unwrap().exists());
+        assert!(!command_path(Some(&pidfile)).unwrap().exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -154,6 +154,7 @@ impl Supervisor {
         }
         let pid = self.command().spawn()?.pid;
         self.child = Some(pid);
+        self.publish_command(pid);
         self.started_at = Instant::now();
         if self.guard.as_ref().is_some_and(|g| !g.watch(pid)) {
             self.guard_lost();
@@ -235,11 +236,21 @@ impl Supervisor {
         }
     }
 
+    /// Publishes `pid` as the command's in `PIDFILE.command` (see [`reports::command_path`]).
+    fn publish_command(&self, pid: i32) {
+        if let Some(path) = reports::command_path(self.cfg.pidfile.as_deref()) {
+            if let Err(e) = reports::write_replacing(&path, format!("{pid}\n").as_bytes()) {
+                self.log_line(&format!("cannot publish the command's pid in {}: {e}", path.display()));
+            }
+        }
+    }
+
     fn finish(&mut self, code: i32) -> ! {
         self.end_tree();
         self.drain_logs();
         self.leave_cgroup();
-        if let Some(path) = reports::restarts_path(self.cfg.pidfile.as_deref()) {
+        let pidfile = self.cfg.pidfile.as_deref();
+        for path in [reports::restarts_path(pidfile), reports::command_path(pidfile)].into_iter().flatten() {
             let _ = std::fs::remove_file(path);
         }
         if let (Some(path), Some(fd)) = (&self.cfg.pidfile, self.cfg.lock_fd) {

@@ -71,6 +71,7 @@ impl Supervisor {
     pub(super) fn upgrade_ready(&mut self) {
         let Some(up) = self.upgrade.take() else { return };
         let old = self.child.replace(up.pid);
+        self.publish_command(up.pid);
         self.started_at = Instant::now();
         self.backoff.reset();
         self.tail.clear();
