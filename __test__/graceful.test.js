@@ -543,8 +543,16 @@ test.serial('graceful restart (supervised): status names the new command, not an
   // The published pid counts only for a child of the supervisor that leads its own group.
   const published = `${s.pidFile}.command`
   t.is(fs.readFileSync(published, 'utf8'), `${newPid}\n`)
+  t.is(fs.statSync(published).mode & 0o777, 0o644, 'a pid is no secret')
   fs.writeFileSync(published, `${process.pid}\n`)
   t.is((await daemonkit.status(s.pidFile)).commandPid, undefined)
+  // Nor does a file others may write, whatever it names; and neither makes status guess (the
+  // guess would be the orphan).
+  fs.writeFileSync(published, `${newPid}\n`)
+  fs.chmodSync(published, 0o666)
+  t.is((await daemonkit.status(s.pidFile)).commandPid, undefined)
+  fs.chmodSync(published, 0o644)
+  t.is((await daemonkit.status(s.pidFile)).commandPid, newPid)
   t.is((await cli(['stop', '-p', s.pidFile])).code, 0)
   t.false(fs.existsSync(published), 'the supervisor removes it when it ends')
 })

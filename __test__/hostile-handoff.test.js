@@ -377,3 +377,31 @@ test('a daemon that exits before ready without reporting how is not said to be "
   t.regex(r.stderr, /exited without reporting how/)
   t.false(fs.existsSync(pidFile))
 })
+
+// ---------------------------------------------------------------- a takeover that ends early
+
+test('namedProcessEnded, which decides whether a new copy that ends early removes the pidfile naming the old one: live no, zombie or gone yes, unknown no', async (t) => {
+  const { namedProcessEnded } = require('../dist/runtime')
+  const dir = h.tempDir(t)
+  const pidFile = path.join(dir, 'app.pid')
+  // A live process, and a zombie: `sh` forks a child that exits, then becomes a `sleep` that never reaps it.
+  const zombieFile = path.join(dir, 'zombie.pid')
+  const parent = spawn('sh', ['-c', 'sleep 0 & echo $! > "$0"; exec sleep 60', zombieFile], { stdio: 'ignore' })
+  t.teardown(() => parent.kill('SIGKILL'))
+  const zombie = await h.waitFor(() => h.readPid(zombieFile), { what: 'the child pid' })
+  await h.waitFor(() => h.procStat(zombie)?.state === 'Z', { what: 'the zombie' })
+  fs.writeFileSync(pidFile, `${parent.pid}\n`)
+  t.false(namedProcessEnded(pidFile), 'a live process')
+  fs.writeFileSync(pidFile, `${zombie}\n`)
+  t.true(namedProcessEnded(pidFile), 'a zombie')
+  const gone = spawn('true')
+  await new Promise((resolve) => gone.on('exit', resolve))
+  await h.waitFor(() => h.procStat(gone.pid) === undefined, { what: 'the process to be reaped' })
+  fs.writeFileSync(pidFile, `${gone.pid}\n`)
+  t.true(namedProcessEnded(pidFile), 'a process that is gone')
+  for (const text of ['', 'x\n', '1\n', '-5\n']) {
+    fs.writeFileSync(pidFile, text)
+    t.false(namedProcessEnded(pidFile), `no pid to judge: ${JSON.stringify(text)}`)
+  }
+  t.false(namedProcessEnded(path.join(dir, 'missing.pid')), 'no file')
+})

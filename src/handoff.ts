@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import { codeOf } from './errors'
 import { native } from './native'
 import type { PidfileLock } from './launch'
-import { closeFd, describeFd, writeFd } from './runtime'
+import { closeFd, describeFd, namedProcessEnded, writeAll, writeFd } from './runtime'
 
 /** The environment variable that tells a re-executed script it is the daemon. */
 export const HANDOFF_VAR = 'DAEMONKIT_HANDOFF'
@@ -246,18 +246,6 @@ function installExitReport(s: DaemonState): void {
   })
 }
 
-/** Writes all of `data` to `fd`, synchronously. */
-function writeAll(fd: number, data: Buffer): void {
-  for (let off = 0; off < data.length; ) {
-    try {
-      off += fs.writeSync(fd, data, off)
-    } catch (err) {
-      if (codeOf(err) !== 'EAGAIN') throw err
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1) // fd 2 was made non-blocking
-    }
-  }
-}
-
 /** The relay's reader is gone: from now on fd 2 is the final stderr target. */
 function launcherGone(s: DaemonState, h: Handoff): void {
   if (s.launcherGone || s.ready) return
@@ -330,22 +318,29 @@ function watchLauncher(s: DaemonState, h: Handoff): void {
   deadline.unref()
   s.timers.push(deadline)
   if (!h.takeover) return
-  // The old copy is the readiness pipe's reader: once it is gone (stopped while this copy
-  // started), this one ends now, not at its deadline or its readiness.
-  const watch = setInterval(() => native().peerClosed(h.readyFd) && endOrphanedTakeover(s, h), ORPHAN_CHECK_MS)
+  // The old copy is the readiness pipe's only reader: once none is left (it was stopped, or
+  // gave this copy up), this one ends now, not at its deadline or its readiness.
+  const watch = setInterval(() => {
+    try {
+      if (native().peerClosed(h.readyFd)) endOrphanedTakeover(s, h)
+    } catch {
+      clearInterval(watch) // cannot be told here: the deadline and ready() still are
+    }
+  }, ORPHAN_CHECK_MS)
   watch.unref()
   s.timers.push(watch)
 }
 
 /**
- * The copy that started this one in a graceful restart is gone: stopped (or killed) while this
- * one started. It took its pidfile with it, so running on would leave a daemon that nobody can
- * find or stop: end instead, and remove the pidfile if it is still ours.
+ * The copy that started this one in a graceful restart no longer waits for it: stopped (or
+ * killed) while this one started. Running on would leave a daemon that nobody can find or stop:
+ * end instead. The pidfile still names the old copy: it is removed only once that copy has ended
+ * (a killed one could not remove it), never while it may serve on under it.
  */
 function endOrphanedTakeover(s: DaemonState, h: Handoff): never {
   launcherGone(s, h)
   say(`graceful restart: the old copy ended before this new one (pid ${process.pid}) was ready; ending too`)
-  removeHeldPidfile(s)
+  if (h.pidFile !== undefined && namedProcessEnded(h.pidFile)) removeHeldPidfile(s)
   process.exit(1)
 }
 

@@ -27,9 +27,15 @@ export interface ListedDaemon {
   command: string | null
 }
 
-/** The restart count the supervisor keeps beside the pidfile (0 when there is none). */
-function restartsOf(pidFile: string): number {
-  const n = Number(readSideFile(`${pidFile}.restarts`)?.trim() ?? 0)
+/** The restart count the supervisor `pid` keeps beside the pidfile (0 when there is none). */
+function restartsOf(pidFile: string, pid: number): number {
+  let owners: number[] = []
+  try {
+    owners = [fs.statSync(`/proc/${pid}`).uid]
+  } catch {
+    // gone meanwhile, or no /proc: the file counts if it is ours or root's
+  }
+  const n = Number(readSideFile(`${pidFile}.restarts`, owners)?.trim() ?? 0)
   return Number.isSafeInteger(n) && n >= 0 ? n : 0
 }
 
@@ -121,7 +127,7 @@ export async function list(env?: NodeJS.ProcessEnv): Promise<ListedDaemon[]> {
     }
     if (s.state === 'running') {
       item.pid = s.pid
-      item.restarts = restartsOf(pidFile)
+      item.restarts = restartsOf(pidFile, s.pid)
       const cmd = s.commandPid ?? s.pid
       item.commandPid = s.commandPid ?? null
       const f = statFields(cmd)

@@ -90,12 +90,15 @@ function supervisedCommand(pid: number, pidFile: string): number | undefined {
     // left its group leads one too, and after a restart it is older than the command: the
     // supervisor names the command in PIDFILE.command, and a file that names any other process
     // counts for nothing. A name (comm) would prove nothing, any process can take any.
-    const published = readSideFile(`${pidFile}.command`, [fs.statSync(`/proc/${pid}`).uid])
+    const file = `${pidFile}.command`
+    const published = readSideFile(file, [fs.statSync(`/proc/${pid}`).uid])
     if (published !== undefined) {
       const child = Number(published.trim())
       return child > 1 && groupLeadingChild(child, pid) !== undefined ? child : undefined
     }
-    // A supervisor of an earlier version publishes nothing: its oldest child leading a group.
+    // One that cannot be read or trusted names nothing. Only a supervisor of an earlier version
+    // publishes nothing at all: its oldest child leading a group.
+    if (fs.lstatSync(file, { throwIfNoEntry: false }) !== undefined) return undefined
     let command: { pid: number; started: number } | undefined
     for (const entry of fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')) {
       const child = Number(entry)

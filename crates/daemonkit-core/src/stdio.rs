@@ -82,7 +82,13 @@ pub fn read_available(fd: RawFd, buf: &mut [u8]) -> Result<Option<usize>, Errno>
     // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
-    if poll(&mut fds, PollTimeout::ZERO)? == 0 {
+    let ready = loop {
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    if ready == 0 {
         return Ok(None);
     }
     let revents = fds[0].revents().unwrap_or(PollFlags::empty());
@@ -97,14 +103,19 @@ pub fn read_available(fd: RawFd, buf: &mut [u8]) -> Result<Option<usize>, Errno>
 }
 
 /// Whether nothing is left at the other end of `fd`: for the write end of a pipe, whether every
-/// read end is closed. Asks `poll` without waiting, for no event, so that only the conditions
-/// the kernel always reports come back (`POLLERR` on Linux, `POLLHUP` on the BSDs and macOS).
+/// read end is closed. Asks `poll`, without waiting, whether `fd` is writable: Linux answers
+/// `POLLERR` for a pipe without readers, macOS and the BSDs `POLLHUP` (they report nothing at
+/// all for a descriptor polled for no event, so `POLLOUT` is asked; its own answer is not used).
 pub fn peer_closed(fd: RawFd) -> Result<bool, Errno> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     // SAFETY: `fd` is only used for the duration of the call; an invalid descriptor yields EBADF.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let mut fds = [PollFd::new(borrowed, PollFlags::empty())];
-    poll(&mut fds, PollTimeout::ZERO)?;
+    let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];
+    while let Err(e) = poll(&mut fds, PollTimeout::ZERO) {
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
     let revents = fds[0].revents().unwrap_or(PollFlags::empty());
     if revents.contains(PollFlags::POLLNVAL) {
         return Err(Errno::EBADF);

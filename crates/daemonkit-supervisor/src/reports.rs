@@ -143,15 +143,16 @@ pub fn failure_record(status: i32, at: u128, restarts: u32, tail: &Tail) -> Stri
     format!("{{\"status\":{exit},\"signal\":{signal},\"at\":{at},\"restarts\":{},\"stderr\":{}}}\n", restarts, json_string(&last))
 }
 
-/// Writes `data` to a fresh 0600 file beside `path` (never through a symlink) and renames it over `path`.
-pub fn write_replacing(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` to a fresh file of `mode` beside `path` (never through a symlink) and renames
+/// it over `path`.
+pub fn write_replacing(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&tmp)?;
     let written = f.write_all(data).and_then(|_| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -273,16 +274,16 @@ mod tests {
         std::fs::write(&target, "keep").unwrap();
         let path = dir.join("app.pid.failed");
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        write_replacing(&path, b"{}\n").unwrap();
+        write_replacing(&path, b"{}\n", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         let meta = std::fs::symlink_metadata(&path).unwrap();
         assert!(meta.file_type().is_file());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
-        write_replacing(&path, b"again\n").unwrap();
+        write_replacing(&path, b"again\n", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "again\n");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "no temporary file left");
-        assert!(write_replacing(&dir.join("missing/x"), b"").is_err());
+        assert!(write_replacing(&dir.join("missing/x"), b"", 0o600).is_err());
 
         let pidfile = dir.join("app.pid");
         std::fs::write(restarts_path(Some(&pidfile)).unwrap(), "1\n").unwrap();

@@ -231,7 +231,7 @@ impl Supervisor {
         let Some(path) = reports::failure_path(self.cfg.pidfile.as_deref()) else { return };
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let json = reports::failure_record(status, at, self.restart_count, &self.tail);
-        if let Err(e) = reports::write_replacing(&path, json.as_bytes()) {
+        if let Err(e) = reports::write_replacing(&path, json.as_bytes(), 0o600) {
             self.log_line(&format!("cannot record the failure in {}: {e}", path.display()));
         }
     }
@@ -239,7 +239,8 @@ impl Supervisor {
     /// Publishes `pid` as the command's in `PIDFILE.command` (see [`reports::command_path`]).
     fn publish_command(&self, pid: i32) {
         if let Some(path) = reports::command_path(self.cfg.pidfile.as_deref()) {
-            if let Err(e) = reports::write_replacing(&path, format!("{pid}\n").as_bytes()) {
+            // A pid is no secret: 0644, so that `status` run by another user sees it too.
+            if let Err(e) = reports::write_replacing(&path, format!("{pid}\n").as_bytes(), 0o644) {
                 self.log_line(&format!("cannot publish the command's pid in {}: {e}", path.display()));
             }
         }
@@ -370,7 +371,7 @@ impl Supervisor {
                 self.restart_count += 1;
                 // For `daemonkit list`: how often it was restarted, while it runs.
                 if let Some(path) = reports::restarts_path(self.cfg.pidfile.as_deref()) {
-                    let _ = reports::write_replacing(&path, format!("{}\n", self.restart_count).as_bytes());
+                    let _ = reports::write_replacing(&path, format!("{}\n", self.restart_count).as_bytes(), 0o644);
                 }
                 self.log_line(&format!("restarted command (pid {pid})"))
             }
