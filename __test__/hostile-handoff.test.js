@@ -381,7 +381,7 @@ test('a daemon that exits before ready without reporting how is not said to be "
 // ---------------------------------------------------------------- a takeover that ends early
 
 test('namedProcessEnded, which decides whether a new copy that ends early removes the pidfile naming the old one: live no, zombie or gone yes, unknown no', async (t) => {
-  const { namedProcessEnded } = require('../dist/runtime')
+  const { namedProcessEnded } = require('../dist/proc')
   const dir = h.tempDir(t)
   const pidFile = path.join(dir, 'app.pid')
   // A live process, and a zombie: `sh` forks a child that exits, then becomes a `sleep` that never reaps it.
@@ -399,6 +399,21 @@ test('namedProcessEnded, which decides whether a new copy that ends early remove
   await h.waitFor(() => h.procStat(gone.pid) === undefined, { what: 'the process to be reaped' })
   fs.writeFileSync(pidFile, `${gone.pid}\n`)
   t.true(namedProcessEnded(pidFile), 'a process that is gone')
+  // Planted in its place: a symlink to a file naming that pid is not followed, a FIFO does not
+  // block, a file others may write does not count.
+  const planted = path.join(dir, 'planted.pid')
+  fs.renameSync(pidFile, planted)
+  fs.symlinkSync(planted, pidFile)
+  t.false(namedProcessEnded(pidFile), 'a symlink')
+  fs.unlinkSync(pidFile)
+  require('node:child_process').execFileSync('mkfifo', [pidFile])
+  t.false(namedProcessEnded(pidFile), 'a FIFO')
+  fs.unlinkSync(pidFile)
+  fs.copyFileSync(planted, pidFile)
+  fs.chmodSync(pidFile, 0o666)
+  t.false(namedProcessEnded(pidFile), 'a world-writable file')
+  fs.chmodSync(pidFile, 0o644)
+  t.true(namedProcessEnded(pidFile))
   for (const text of ['', 'x\n', '1\n', '-5\n']) {
     fs.writeFileSync(pidFile, text)
     t.false(namedProcessEnded(pidFile), `no pid to judge: ${JSON.stringify(text)}`)

@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import { codeOf } from './errors'
 import { native } from './native'
 import type { PidfileLock } from './launch'
-import { closeFd, describeFd, namedProcessEnded, writeAll, writeFd } from './runtime'
+import { closeFd, describeFd, writeAll, writeFd } from './runtime'
 
 /** The environment variable that tells a re-executed script it is the daemon. */
 export const HANDOFF_VAR = 'DAEMONKIT_HANDOFF'
@@ -340,6 +340,7 @@ function watchLauncher(s: DaemonState, h: Handoff): void {
 function endOrphanedTakeover(s: DaemonState, h: Handoff): never {
   launcherGone(s, h)
   say(`graceful restart: the old copy ended before this new one (pid ${process.pid}) was ready; ending too`)
+  const { namedProcessEnded } = require('./proc') as typeof import('./proc')
   if (h.pidFile !== undefined && namedProcessEnded(h.pidFile)) removeHeldPidfile(s)
   process.exit(1)
 }

@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 
 import { status, type DaemonStatus } from './manage'
 import { namedPidfile, readState, registeredNames } from './registry'
+import { statFields } from './proc'
 import { readSideFile } from './sidefile'
 
 /** One daemon of the registry, as `daemonkit list` shows it. */
@@ -45,15 +46,6 @@ const HZ = 100
 function bootTimeMs(): number {
   const m = /^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))
   return m ? Number(m[1]) * 1000 : 0
-}
-
-function statFields(pid: number): string[] | undefined {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return text.slice(text.lastIndexOf(')') + 2).split(' ')
-  } catch {
-    return undefined
-  }
 }
 
 /** Listening TCP sockets: inode -> port. */

@@ -6,6 +6,7 @@ import { PidfileError, SignalError, StopTimeoutError } from './errors'
 import { supervisorDefaults } from './defaults'
 
 import { readFailure, type DaemonFailure } from './failure'
+import { statFields } from './proc'
 import { readSideFile } from './sidefile'
 import { PidfileState, type PidfileProbe } from '../binding/index'
 import { native } from './native'
@@ -68,15 +69,11 @@ function signalNumber(signal: SignalName | number, fn: string): number {
  * supervisor starts its command: its start time (clock ticks after boot); else undefined.
  */
 function groupLeadingChild(child: number, parent: number): number | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${child}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const [state, ppid, pgrp] = fields
-    if (state === 'Z' || Number(ppid) !== parent || Number(pgrp) !== child) return undefined
-    return Number(fields[19])
-  } catch {
-    return undefined // exited meanwhile
-  }
+  const fields = statFields(child) // undefined once it has exited
+  if (fields === undefined) return undefined
+  const [state, ppid, pgrp] = fields
+  if (state === 'Z' || Number(ppid) !== parent || Number(pgrp) !== child) return undefined
+  return Number(fields[19])
 }
 
 /** The command's pid if `pid` is daemonkit's supervisor of `pidFile` (read from /proc on Linux). */

@@ -65,26 +65,6 @@ export function writeAll(fd: number, data: Buffer): void {
   }
 }
 
-/**
- * Whether the process that `pidFile` names has ended (gone, or a zombie not yet reaped), judged
- * by /proc; false when that cannot be told (no pid in the file, no /proc, no permission).
- */
-export function namedProcessEnded(pidFile: string): boolean {
-  let pid: number
-  try {
-    pid = Number(fs.readFileSync(pidFile, 'utf8').trim())
-  } catch {
-    return false
-  }
-  if (!Number.isSafeInteger(pid) || pid < 2) return false
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))
-  } catch (err) {
-    return codeOf(err) === 'ENOENT'
-  }
-}
-
 /** The runtime's own words for a Deno permission (`read`, `ffi`, …) and its flag. */
 export interface MissingPermission {
   /** The permission's name, as in `Deno.permissions.query({ name })`. */
